@@ -1,0 +1,149 @@
+using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
+using Lutra.Core.Quants;
+
+namespace Lutra.Gguf;
+
+/// <summary>
+/// A GGUF file (version 2 or 3, little-endian) opened over a read-only memory map. Only the header is
+/// parsed into managed memory; tensor data stays in the map and is exposed as spans and pointers into it.
+/// Every count, length, offset and size is validated against the file before use; any violation raises
+/// <see cref="GgufFormatException"/> naming the field and byte offset.
+/// </summary>
+public sealed unsafe class GgufFile : IDisposable
+{
+    public const uint Magic = 0x46554747; // "GGUF" read as little-endian u32
+    public const uint DefaultAlignment = 32;
+    public const string AlignmentKey = "general.alignment";
+
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private GCHandle _pin;
+    private byte* _base;
+    private readonly Dictionary<string, GgufTensorInfo> _byName;
+
+    private GgufFile(string? path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, GCHandle pin, byte* basePtr,
+        long length, GgufHeader header)
+    {
+        Path = path;
+        _map = map;
+        _view = view;
+        _pin = pin;
+        _base = basePtr;
+        Length = length;
+        Version = header.Version;
+        Metadata = header.Metadata;
+        Tensors = header.Tensors;
+        Alignment = header.Alignment;
+        DataStart = header.DataStart;
+        _byName = header.Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
+    }
+
+    /// <summary>The file path, or null for an in-memory file.</summary>
+    public string? Path { get; }
+
+    public long Length { get; }
+
+    public uint Version { get; }
+
+    public GgufMetadata Metadata { get; }
+
+    public IReadOnlyList<GgufTensorInfo> Tensors { get; }
+
+    public uint Alignment { get; }
+
+    /// <summary>Absolute offset of the tensor data section.</summary>
+    public long DataStart { get; }
+
+    /// <summary>Opens and validates a GGUF file by memory-mapping it read-only.</summary>
+    public static GgufFile Open(string path)
+    {
+        var length = new FileInfo(path).Length; // throws FileNotFoundException for a missing file
+        if (length < GgufHeaderReader.MinimumFileSize)
+            throw new GgufFormatException("magic", 0, $"file is {length} bytes, too small to be a GGUF file");
+        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        MemoryMappedViewAccessor? view = null;
+        try
+        {
+            view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+            byte* p = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            p += view.PointerOffset;
+            var header = GgufHeaderReader.Read(p, length);
+            return new GgufFile(path, map, view, default, p, length, header);
+        }
+        catch
+        {
+            if (view is not null)
+            {
+                view.SafeMemoryMappedViewHandle.ReleasePointer();
+                view.Dispose();
+            }
+            map.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Parses a GGUF image held in memory (tests, fuzzing, files built in memory).</summary>
+    public static GgufFile FromBytes(byte[] bytes)
+    {
+        var pin = GCHandle.Alloc(bytes, GCHandleType.Pinned);
+        try
+        {
+            var p = (byte*)pin.AddrOfPinnedObject();
+            var header = GgufHeaderReader.Read(p, bytes.LongLength);
+            return new GgufFile(null, null, null, pin, p, bytes.LongLength, header);
+        }
+        catch
+        {
+            pin.Free();
+            throw;
+        }
+    }
+
+    public bool TryGetTensor(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out GgufTensorInfo? info) =>
+        _byName.TryGetValue(name, out info);
+
+    public GgufTensorInfo GetTensor(string name) =>
+        _byName.TryGetValue(name, out var info) ? info : throw new KeyNotFoundException($"tensor '{name}' is not in the file");
+
+    /// <summary>Pointer to the first byte of a tensor's data inside the map. Valid until Dispose.</summary>
+    public byte* GetTensorPointer(GgufTensorInfo info)
+    {
+        ObjectDisposedException.ThrowIf(_base == null, this);
+        return _base + info.DataOffset;
+    }
+
+    /// <summary>A tensor's bytes as a span into the map (tensors of 2 GiB or more: use the pointer).</summary>
+    public ReadOnlySpan<byte> GetTensorData(GgufTensorInfo info)
+    {
+        if (info.ByteSize > int.MaxValue)
+            throw new NotSupportedException($"tensor '{info.Name}' is {info.ByteSize} bytes; use GetTensorPointer");
+        return new ReadOnlySpan<byte>(GetTensorPointer(info), (int)info.ByteSize);
+    }
+
+    /// <summary>A byte range of the whole file (e.g. to copy the header verbatim).</summary>
+    public ReadOnlySpan<byte> GetBytes(long offset, int count)
+    {
+        ObjectDisposedException.ThrowIf(_base == null, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        if (offset + count > Length)
+            throw new ArgumentOutOfRangeException(nameof(count));
+        return new ReadOnlySpan<byte>(_base + offset, count);
+    }
+
+    public void Dispose()
+    {
+        if (_base == null)
+            return;
+        _base = null;
+        if (_view is not null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+        }
+        _map?.Dispose();
+        if (_pin.IsAllocated)
+            _pin.Free();
+    }
+}
