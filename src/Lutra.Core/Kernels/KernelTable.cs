@@ -72,6 +72,7 @@ public static unsafe class KernelTable
         {
             GgmlType.Q8_0 when isa >= InstructionSet.Avx512 => &Q8_0Kernels.QuantizeRowAvx512,
             GgmlType.Q8_0 when isa >= InstructionSet.Vector128 => &Q8_0Kernels.QuantizeRowVector128,
+            GgmlType.Q8_K when isa >= InstructionSet.Avx512 => &Q8_KKernels.QuantizeRowAvx512,
             _ => null,
         };
         delegate*<byte*, byte*, int, float> dot = (weightType, isa) switch
@@ -80,6 +81,14 @@ public static unsafe class KernelTable
             (GgmlType.Q8_0, InstructionSet.Avx2) => &Q8_0Kernels.DotQ8_0Avx2,
             (GgmlType.Q4_0, InstructionSet.Avx512) => &Q8_0Kernels.DotQ4_0Avx512,
             (GgmlType.Q4_0, InstructionSet.Avx2) => &Q8_0Kernels.DotQ4_0Avx2,
+            (GgmlType.Q2_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ2_KAvx512,
+            (GgmlType.Q4_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ4_KAvx512,
+            (GgmlType.Q6_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ6_KAvx512,
+            (GgmlType.TQ1_0, InstructionSet.Avx512) => &Q8_KKernels.DotTQ1_0Avx512,
+            (GgmlType.TQ2_0, InstructionSet.Avx512) => &Q8_KKernels.DotTQ2_0Avx512,
+            (GgmlType.F32, InstructionSet.Avx512) => &FloatKernels.DotF32Avx512,
+            (GgmlType.F16, InstructionSet.Avx512) => &FloatKernels.DotF16Avx512,
+            (GgmlType.BF16, InstructionSet.Avx512) => &FloatKernels.DotBF16Avx512,
             _ => null,
         };
         return new RowKernels(weightType, isa, quantize, dot);

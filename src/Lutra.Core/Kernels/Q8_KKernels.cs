@@ -1,0 +1,295 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Lutra.Core.Kernels;
+
+/// <summary>
+/// AVX-512 kernels for weights whose activation format is Q8_K (256-element super-blocks: f32 d, 256 int8,
+/// 16 int16 block sums): Q8_K quantization, and Q2_K, Q4_K, Q6_K, TQ1_0, TQ2_0 dot products. Layouts are in
+/// formats.md §2.5-2.6. Each super-block's integer sum is exact; the float combination follows the scalar
+/// formula per super-block, so results differ from the reference only in float summation order.
+/// </summary>
+public static unsafe class Q8_KKernels
+{
+    public const int SuperBlock = 256;
+    public const int Q8_KBytes = 292;   // f32 d, qs[256], bsums[16] int16
+    private const int Q8_KQs = 4;
+    private const int Q8_KBsums = 260;
+
+    /// <summary>
+    /// Q8_K activations exactly as the reference: the signed value of largest magnitude (first one) sets
+    /// iscale = −127/max; q = min(127, round-half-even(iscale·x)); d = 1/iscale as f32; bsums per 16.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void QuantizeRowAvx512(float* x, byte* dst, int n)
+    {
+        for (var b = 0; b < n / SuperBlock; b++, x += SuperBlock, dst += Q8_KBytes)
+        {
+            var amaxV = Vector512<float>.Zero;
+            for (var i = 0; i < SuperBlock; i += 16)
+                amaxV = Vector512.Max(amaxV, Vector512.Abs(Vector512.Load(x + i)));
+            var amax = HorizontalMax(amaxV);
+            var q = (sbyte*)(dst + Q8_KQs);
+            var bsums = (short*)(dst + Q8_KBsums);
+            if (amax == 0)
+            {
+                *(float*)dst = 0;
+                new Span<byte>(q, SuperBlock).Clear();
+                new Span<short>(bsums, 16).Clear();
+                continue;
+            }
+            // The sign comes from the first element whose magnitude equals the maximum.
+            var max = 0f;
+            var target = Vector512.Create(amax);
+            for (var i = 0; i < SuperBlock; i += 16)
+            {
+                var hits = Vector512.Equals(Vector512.Abs(Vector512.Load(x + i)), target).ExtractMostSignificantBits();
+                if (hits != 0)
+                {
+                    max = x[i + BitOperations.TrailingZeroCount(hits)];
+                    break;
+                }
+            }
+            var iscale = -127f / max;
+            var vscale = Vector512.Create(iscale);
+            var limit = Vector512.Create(127);
+            for (var i = 0; i < SuperBlock; i += 16)
+            {
+                var v = Vector512.Min(Vector512.ConvertToInt32(Vector512.Round(Vector512.Load(x + i) * vscale)), limit);
+                var s16 = Vector512.Narrow(v, v);
+                var s8 = Vector512.Narrow(s16, s16);
+                s8.GetLower().GetLower().Store(q + i);
+                bsums[i / 16] = (short)Vector512.Sum(v);
+            }
+            *(float*)dst = 1 / iscale;
+        }
+    }
+
+    private static float HorizontalMax(Vector512<float> v)
+    {
+        var m8 = Vector256.Max(v.GetLower(), v.GetUpper());
+        var m4 = Vector128.Max(m8.GetLower(), m8.GetUpper());
+        return MathF.Max(MathF.Max(m4[0], m4[1]), MathF.Max(m4[2], m4[3]));
+    }
+
+    private static Vector512<byte> Bytes64(Vector256<byte> lower, Vector256<byte> upper) => Vector512.Create(lower, upper);
+
+    // Unsigned weight codes × signed activations, pairs summed to int16 (vpmaddubsw), then pairs of int16 times
+    // a per-lane int16 factor summed to int32 (vpmaddwd). Callers keep |pair| · factor · 2 inside int32.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> MulAdd(Vector512<byte> codes, sbyte* a, Vector512<short> factor) =>
+        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(codes, Vector512.Load(a)), factor);
+
+    /// <summary>Q2_K · Q8_K. y = d·sc·q − dmin·m per 16-element sub-block, q ∈ [0, 3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float DotQ2_KAvx512(byte* w, byte* a, int n)
+    {
+        const int bytes = 84;
+        var mask = Vector256.Create((byte)3);
+        var sum = 0f;
+        for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
+        {
+            var scales = w;
+            var qs = w + 16;
+            var d = (float)*(Half*)(w + 80) * *(float*)a;
+            var dmin = (float)*(Half*)(w + 82) * *(float*)a;
+            var bsums = (short*)(a + Q8_KBsums);
+            var summ = 0;
+            for (var j = 0; j < 16; j++)
+                summ += (scales[j] >> 4) * bsums[j];
+            var acc = Vector512<int>.Zero;
+            for (var h = 0; h < 2; h++)
+            {
+                var q = Vector256.Load(qs + 32 * h);
+                // Elements 128h + 32k + l come from bits 2k of qs[32h + l]: 64 in order per vector.
+                var first = Bytes64(q & mask, Vector256.ShiftRightLogical(q.AsUInt16(), 2).AsByte() & mask);
+                var second = Bytes64(Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask,
+                    Vector256.ShiftRightLogical(q.AsUInt16(), 6).AsByte() & mask);
+                var s = scales + 8 * h;
+                acc += MulAdd(first, (sbyte*)(a + Q8_KQs + 128 * h), Scale16(s[0] & 15, s[1] & 15, s[2] & 15, s[3] & 15));
+                acc += MulAdd(second, (sbyte*)(a + Q8_KQs + 128 * h + 64), Scale16(s[4] & 15, s[5] & 15, s[6] & 15, s[7] & 15));
+            }
+            sum += d * Vector512.Sum(acc) - dmin * summ;
+        }
+        return sum;
+    }
+
+    // 32 int16 lanes: each of four 16-element sub-blocks covers 8 lanes (pairs of elements).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Scale16(int s0, int s1, int s2, int s3) =>
+        Vector512.Create(Vector256.Create(Vector128.Create((short)s0), Vector128.Create((short)s1)),
+            Vector256.Create(Vector128.Create((short)s2), Vector128.Create((short)s3)));
+
+    // 32 int16 lanes: two 32-element sub-blocks of 16 lanes each.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Scale32(int s0, int s1) =>
+        Vector512.Create(Vector256.Create((short)s0), Vector256.Create((short)s1));
+
+    /// <summary>Q4_K · Q8_K. y = d·sc·q − dmin·m per 32-element sub-block, 6-bit scales and mins.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float DotQ4_KAvx512(byte* w, byte* a, int n)
+    {
+        const int bytes = 144;
+        var low = Vector256.Create((byte)0x0F);
+        var sc = stackalloc int[8];
+        var mn = stackalloc int[8];
+        var sum = 0f;
+        for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
+        {
+            var d = (float)*(Half*)w * *(float*)a;
+            var dmin = (float)*(Half*)(w + 2) * *(float*)a;
+            UnpackScalesMins(w + 4, sc, mn);
+            var bsums = (short*)(a + Q8_KBsums);
+            var summ = 0;
+            for (var j = 0; j < 8; j++)
+                summ += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
+            var acc = Vector512<int>.Zero;
+            var qs = w + 16;
+            for (var c = 0; c < 4; c++)
+            {
+                var q = Vector256.Load(qs + 32 * c);
+                var codes = Bytes64(q & low, Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & low);
+                acc += MulAdd(codes, (sbyte*)(a + Q8_KQs + 64 * c), Scale32(sc[2 * c], sc[2 * c + 1]));
+            }
+            sum += d * Vector512.Sum(acc) - dmin * summ;
+        }
+        return sum;
+    }
+
+    /// <summary>The 12-byte packed 6-bit scales and mins of Q4_K/Q5_K (get_scale_min_k4).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void UnpackScalesMins(byte* q, int* scales, int* mins)
+    {
+        for (var j = 0; j < 4; j++)
+        {
+            scales[j] = q[j] & 63;
+            mins[j] = q[j + 4] & 63;
+        }
+        for (var j = 4; j < 8; j++)
+        {
+            scales[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+            mins[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+        }
+    }
+
+    /// <summary>Q6_K · Q8_K. q = (4 low bits | 2 high bits) − 32, int8 scale per 16 elements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float DotQ6_KAvx512(byte* w, byte* a, int n)
+    {
+        const int bytes = 210;
+        var low = Vector512.Create((byte)0x0F);
+        var two = Vector256.Create((byte)3);
+        var sum = 0f;
+        for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
+        {
+            var ql = w;
+            var qh = w + 128;
+            var scales = (sbyte*)(w + 192);
+            var d = (float)*(Half*)(w + 208) * *(float*)a;
+            var bsums = (short*)(a + Q8_KBsums);
+            // The −32 offset is folded out through the block sums: Σ sc·(q_u − 32)·a = Σ sc·q_u·a − 32·Σ sc·bsum.
+            var offset = 0;
+            for (var j = 0; j < 16; j++)
+                offset += scales[j] * bsums[j];
+            var acc = Vector512<int>.Zero;
+            for (var h = 0; h < 2; h++)
+            {
+                var l = Vector512.Load(ql + 64 * h);
+                var hb = Vector256.Load(qh + 32 * h);
+                var high01 = Bytes64(hb & two, Vector256.ShiftRightLogical(hb.AsUInt16(), 2).AsByte() & two);
+                var high23 = Bytes64(Vector256.ShiftRightLogical(hb.AsUInt16(), 4).AsByte() & two,
+                    Vector256.ShiftRightLogical(hb.AsUInt16(), 6).AsByte() & two);
+                var first = (l & low) | Vector512.ShiftLeft(high01.AsUInt16(), 4).AsByte();
+                var second = Vector512.ShiftRightLogical(l.AsUInt16(), 4).AsByte() & low | Vector512.ShiftLeft(high23.AsUInt16(), 4).AsByte();
+                var s = scales + 8 * h;
+                acc += MulAdd(first, (sbyte*)(a + Q8_KQs + 128 * h), Scale16(s[0], s[1], s[2], s[3]));
+                acc += MulAdd(second, (sbyte*)(a + Q8_KQs + 128 * h + 64), Scale16(s[4], s[5], s[6], s[7]));
+            }
+            sum += d * (Vector512.Sum(acc) - 32 * offset);
+        }
+        return sum;
+    }
+
+    /// <summary>TQ2_0 · Q8_K. Ternary digits t ∈ {0,1,2} (value t − 1), placed like Q2_K's 2-bit codes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float DotTQ2_0Avx512(byte* w, byte* a, int n)
+    {
+        const int bytes = 66;
+        var mask = Vector256.Create((byte)3);
+        var ones = Vector512<short>.One;
+        var sum = 0f;
+        for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
+        {
+            var d = (float)*(Half*)(w + 64) * *(float*)a;
+            var bsums = (short*)(a + Q8_KBsums);
+            var sumA = 0;
+            for (var j = 0; j < 16; j++)
+                sumA += bsums[j];
+            var acc = Vector512<int>.Zero;
+            for (var h = 0; h < 2; h++)
+            {
+                var q = Vector256.Load(w + 32 * h);
+                var first = Bytes64(q & mask, Vector256.ShiftRightLogical(q.AsUInt16(), 2).AsByte() & mask);
+                var second = Bytes64(Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask,
+                    Vector256.ShiftRightLogical(q.AsUInt16(), 6).AsByte() & mask);
+                acc += MulAdd(first, (sbyte*)(a + Q8_KQs + 128 * h), ones);
+                acc += MulAdd(second, (sbyte*)(a + Q8_KQs + 128 * h + 64), ones);
+            }
+            sum += d * (Vector512.Sum(acc) - sumA);
+        }
+        return sum;
+    }
+
+    /// <summary>TQ1_0 · Q8_K. Five trits per byte as a base-3 fixed-point fraction (formats.md §2.5).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float DotTQ1_0Avx512(byte* w, byte* a, int n)
+    {
+        const int bytes = 54;
+        ReadOnlySpan<ushort> pow3 = [1, 3, 9, 27, 81];
+        var byteMask = Vector512.Create((ushort)0xFF);
+        var sum = 0f;
+        for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
+        {
+            var d = (float)*(Half*)(w + 52) * *(float*)a;
+            var bsums = (short*)(a + Q8_KBsums);
+            var sumA = 0;
+            for (var j = 0; j < 16; j++)
+                sumA += bsums[j];
+            var aq = (sbyte*)(a + Q8_KQs);
+            var acc = Vector512<int>.Zero;
+            // qs[0..32): trit k of byte m is element 32k + m.
+            var q32 = Vector512.WidenLower(Vector512.Create(Vector256.Load(w), Vector256<byte>.Zero));
+            for (var k = 0; k < 5; k++)
+                acc += Avx512BW.MultiplyAddAdjacent(Trits(q32, pow3[k], byteMask), SignExtend32(aq + 32 * k));
+            // qs[32..48): trit k of byte 32 + m is element 160 + 16k + m.
+            var q16 = Vector256.WidenLower(Vector256.Create(Vector128.Load(w + 32), Vector128<byte>.Zero));
+            var acc16 = Vector256<int>.Zero;
+            for (var k = 0; k < 5; k++)
+            {
+                var t = ((((q16 * pow3[k]) & Vector256.Create((ushort)0xFF)) * 3) >> 8).AsInt16();
+                acc16 += Avx2.MultiplyAddAdjacent(t, Vector256.WidenLower(Vector256.Create(Vector128.Load(aq + 160 + 16 * k), Vector128<sbyte>.Zero)));
+            }
+            // qh[0..4): trit k of byte j is element 240 + 4k + j (four trits per byte).
+            var tail = 0;
+            for (var j = 0; j < 4; j++)
+            {
+                for (var k = 0; k < 4; k++)
+                {
+                    var p = (byte)(w[48 + j] * pow3[k]);
+                    tail += ((p * 3) >> 8) * aq[240 + 4 * k + j];
+                }
+            }
+            sum += d * (Vector512.Sum(acc) + Vector256.Sum(acc16) + tail - sumA);
+        }
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Trits(Vector512<ushort> bytes, ushort pow, Vector512<ushort> byteMask) =>
+        ((((bytes * pow) & byteMask) * 3) >> 8).AsInt16();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> SignExtend32(sbyte* p) => Vector512.WidenLower(Vector512.Create(Vector256.Load(p), Vector256<sbyte>.Zero));
+}
