@@ -1,49 +1,33 @@
-using System.Runtime.InteropServices;
-
 namespace Lutra.Core.Quants;
 
 /// <summary>
 /// Scalar reference kernels for every supported type: the semantics every fast kernel is tested against.
 /// All spans hold whole blocks; <c>n</c> (element count) is a multiple of the type's block size.
+/// The kernels themselves live per type (<c>Quants/&lt;Family&gt;/&lt;Type&gt;.cs</c>) and are found through the
+/// type's row in <see cref="QuantTypes"/>; this class validates arguments once and dispatches.
 /// </summary>
 public static class QuantReference
 {
     /// <summary>The activation format llama.cpp's CPU backend converts inputs to for this weight type (vec_dot_type).</summary>
-    public static GgmlType ActivationType(GgmlType weightType) => weightType switch
+    public static GgmlType ActivationType(GgmlType weightType) =>
+        Kernels(weightType).ActivationType
+        ?? throw new NotSupportedException($"type {QuantTypes.Get(weightType).Name} has no dot product");
+
+    /// <summary>Bytes of one activation row of <paramref name="n"/> elements in <paramref name="activationType"/>.</summary>
+    public static int ActivationRowBytes(GgmlType activationType, int n)
     {
-        GgmlType.F32 => GgmlType.F32,
-        GgmlType.F16 => GgmlType.F16,
-        GgmlType.BF16 => GgmlType.BF16,
-        GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 or GgmlType.IQ4_NL => GgmlType.Q8_0,
-        GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.Q8_1 => GgmlType.Q8_1,
-        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_XS
-            or GgmlType.TQ1_0 or GgmlType.TQ2_0 => GgmlType.Q8_K,
-        _ => throw new NotSupportedException($"type {QuantTypes.Get(weightType).Name} is not supported yet"),
-    };
+        var info = QuantTypes.RequireSupported(activationType);
+        RequireWholeBlocks(info, n, nameof(n));
+        return checked((int)info.RowBytes(n));
+    }
 
     /// <summary>Dequantizes <paramref name="dst"/>.Length elements from whole blocks in <paramref name="src"/>.</summary>
     public static void Dequantize(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
     {
-        switch (type)
-        {
-            case GgmlType.F32:
-                MemoryMarshal.Cast<byte, float>(src)[..dst.Length].CopyTo(dst);
-                return;
-            case GgmlType.F16:
-            {
-                var h = MemoryMarshal.Cast<byte, Half>(src);
-                for (var i = 0; i < dst.Length; i++) dst[i] = (float)h[i];
-                return;
-            }
-            case GgmlType.BF16:
-            {
-                var b = MemoryMarshal.Cast<byte, ushort>(src);
-                for (var i = 0; i < dst.Length; i++) dst[i] = BitConverter.Int32BitsToSingle(b[i] << 16);
-                return;
-            }
-            default:
-                throw new NotSupportedException($"dequantizing {QuantTypes.Get(type).Name} is not implemented yet");
-        }
+        var info = QuantTypes.RequireSupported(type);
+        RequireWholeBlocks(info, dst.Length, nameof(dst));
+        RequireBytes(info, src.Length, dst.Length, nameof(src));
+        Kernels(type).Dequantize(src, dst);
     }
 
     /// <summary>
@@ -52,45 +36,25 @@ public static class QuantReference
     /// </summary>
     public static void Quantize(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst)
     {
-        switch (type)
-        {
-            case GgmlType.F32:
-                MemoryMarshal.AsBytes(src).CopyTo(dst);
-                return;
-            case GgmlType.F16:
-            {
-                var h = MemoryMarshal.Cast<byte, Half>(dst);
-                for (var i = 0; i < src.Length; i++) h[i] = (Half)src[i];
-                return;
-            }
-            case GgmlType.BF16:
-            {
-                var b = MemoryMarshal.Cast<byte, ushort>(dst);
-                for (var i = 0; i < src.Length; i++) b[i] = FloatToBf16(src[i]);
-                return;
-            }
-            default:
-                throw new NotSupportedException($"quantizing to {QuantTypes.Get(type).Name} is not implemented yet");
-        }
+        var info = QuantTypes.RequireSupported(type);
+        RequireWholeBlocks(info, src.Length, nameof(src));
+        RequireBytes(info, dst.Length, src.Length, nameof(dst));
+        Kernels(type).Quantize(src, dst);
     }
 
     /// <summary>
     /// Converts one activation row to <paramref name="activationType"/> exactly as llama.cpp's x86 CPU build
-    /// does before a dot product (Q8_0: id = 127/amax with round-half-even; Q8_K: the _ref quantizer; F16/BF16:
-    /// round-to-nearest-even).
+    /// does before a dot product (Q8_0/Q8_1: id = 127/amax with round-half-even; Q8_K: the _ref quantizer;
+    /// F16/BF16: round-to-nearest-even).
     /// </summary>
     public static void QuantizeActivations(GgmlType activationType, ReadOnlySpan<float> x, Span<byte> dst)
     {
-        switch (activationType)
-        {
-            case GgmlType.F32:
-            case GgmlType.F16:
-            case GgmlType.BF16:
-                Quantize(activationType, x, dst);
-                return;
-            default:
-                throw new NotSupportedException($"activation type {QuantTypes.Get(activationType).Name} is not implemented yet");
-        }
+        var info = QuantTypes.RequireSupported(activationType);
+        var kernel = Kernels(activationType).QuantizeActivations
+            ?? throw new NotSupportedException($"type {info.Name} is not an activation format");
+        RequireWholeBlocks(info, x.Length, nameof(x));
+        RequireBytes(info, dst.Length, x.Length, nameof(dst));
+        kernel(x, dst);
     }
 
     /// <summary>
@@ -99,37 +63,41 @@ public static class QuantReference
     /// </summary>
     public static float Dot(GgmlType weightType, ReadOnlySpan<byte> weights, ReadOnlySpan<byte> activations, int n)
     {
-        switch (weightType)
+        var info = QuantTypes.RequireSupported(weightType);
+        var kernels = Kernels(weightType);
+        var dot = kernels.Dot ?? throw new NotSupportedException($"type {info.Name} has no dot product");
+        RequireWholeBlocks(info, n, nameof(n));
+        RequireBytes(info, weights.Length, n, nameof(weights));
+        RequireBytes(QuantTypes.Get(kernels.ActivationType!.Value), activations.Length, n, nameof(activations));
+        return dot(weights, activations, n);
+    }
+
+    /// <summary>
+    /// Weight row · plain f32 activations with dequantize-then-dot semantics (no activation quantization), summed
+    /// in double: the "ideal" arithmetic reference mode compares against.
+    /// </summary>
+    public static float DotF32(GgmlType weightType, ReadOnlySpan<byte> weights, ReadOnlySpan<float> x, int n)
+    {
+        var info = QuantTypes.RequireSupported(weightType);
+        RequireWholeBlocks(info, n, nameof(n));
+        RequireBytes(info, weights.Length, n, nameof(weights));
+        if (x.Length < n)
+            throw new ArgumentException($"{n} activations needed, {x.Length} given", nameof(x));
+        var dequantize = Kernels(weightType).Dequantize;
+
+        // Dequantize 256 elements (whole blocks of every type) at a time into a stack buffer: no allocation.
+        const int chunk = 256;
+        Span<float> w = stackalloc float[chunk];
+        var sum = 0.0;
+        for (var start = 0; start < n; start += chunk)
         {
-            case GgmlType.F32:
-            {
-                var w = MemoryMarshal.Cast<byte, float>(weights);
-                var a = MemoryMarshal.Cast<byte, float>(activations);
-                // ggml_vec_dot_f32 scalar path: double accumulator is not used; f32 sequential sum.
-                var sum = 0f;
-                for (var i = 0; i < n; i++) sum += w[i] * a[i];
-                return sum;
-            }
-            case GgmlType.F16:
-            {
-                var w = MemoryMarshal.Cast<byte, Half>(weights);
-                var a = MemoryMarshal.Cast<byte, Half>(activations);
-                var sum = 0.0;
-                for (var i = 0; i < n; i++) sum += (double)((float)w[i] * (float)a[i]);
-                return (float)sum;
-            }
-            case GgmlType.BF16:
-            {
-                var w = MemoryMarshal.Cast<byte, ushort>(weights);
-                var a = MemoryMarshal.Cast<byte, ushort>(activations);
-                var sum = 0.0;
-                for (var i = 0; i < n; i++)
-                    sum += (double)(BitConverter.Int32BitsToSingle(w[i] << 16) * BitConverter.Int32BitsToSingle(a[i] << 16));
-                return (float)sum;
-            }
-            default:
-                throw new NotSupportedException($"dot product for {QuantTypes.Get(weightType).Name} is not implemented yet");
+            var count = Math.Min(chunk, n - start);
+            var blockOffset = (int)info.RowBytes(start);
+            dequantize(weights.Slice(blockOffset, (int)info.RowBytes(count)), w[..count]);
+            for (var i = 0; i < count; i++)
+                sum += (double)w[i] * x[start + i];
         }
+        return (float)sum;
     }
 
     /// <summary>f32 → bf16 with round-to-nearest-even; NaN stays a quiet NaN (ggml_compute_fp32_to_bf16).</summary>
@@ -139,5 +107,25 @@ public static class QuantReference
         if ((bits & 0x7fffffff) > 0x7f800000)
             return (ushort)((bits >> 16) | 64);
         return (ushort)((bits + (0x7fff + ((bits >> 16) & 1))) >> 16);
+    }
+
+    private static ReferenceKernels Kernels(GgmlType type)
+    {
+        var info = QuantTypes.RequireSupported(type);
+        return info.Reference ?? throw new NotSupportedException($"type {info.Name} has no reference kernels yet");
+    }
+
+    private static void RequireWholeBlocks(QuantTypeInfo info, int elements, string paramName)
+    {
+        if (elements < 0 || elements % info.BlockSize != 0)
+            throw new ArgumentException(
+                $"{elements} elements is not a whole number of {info.Name} blocks ({info.BlockSize} elements each)", paramName);
+    }
+
+    private static void RequireBytes(QuantTypeInfo info, int bytes, int elements, string paramName)
+    {
+        var needed = info.RowBytes(elements);
+        if (bytes < needed)
+            throw new ArgumentException($"{elements} {info.Name} elements need {needed} bytes, {bytes} given", paramName);
     }
 }

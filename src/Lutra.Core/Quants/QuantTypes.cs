@@ -14,6 +14,9 @@ public sealed record QuantTypeInfo(GgmlType Type, string Name, int BlockSize, in
 {
     public double BitsPerWeight => BlockBytes * 8.0 / BlockSize;
 
+    /// <summary>Scalar reference kernels; null for types Lutra cannot compute with.</summary>
+    public ReferenceKernels? Reference { get; init; }
+
     /// <summary>Bytes of one row of <paramref name="elements"/> values; the caller checks divisibility.</summary>
     public long RowBytes(long elements) => elements / BlockSize * BlockBytes;
 }
@@ -23,20 +26,20 @@ public static class QuantTypes
 {
     private static readonly QuantTypeInfo[] Rows =
     [
-        new(GgmlType.F32, "F32", 1, 4, true),
-        new(GgmlType.F16, "F16", 1, 2, true),
-        new(GgmlType.Q4_0, "Q4_0", 32, 18, true),
-        new(GgmlType.Q4_1, "Q4_1", 32, 20, true),
-        new(GgmlType.Q5_0, "Q5_0", 32, 22, true),
-        new(GgmlType.Q5_1, "Q5_1", 32, 24, true),
-        new(GgmlType.Q8_0, "Q8_0", 32, 34, true),
-        new(GgmlType.Q8_1, "Q8_1", 32, 36, true),
+        new(GgmlType.F32, "F32", 1, 4, true) { Reference = F32Reference.Kernels },
+        new(GgmlType.F16, "F16", 1, 2, true) { Reference = F16Reference.Kernels },
+        new(GgmlType.Q4_0, "Q4_0", 32, 18, true) { Reference = Q4_0Reference.Kernels },
+        new(GgmlType.Q4_1, "Q4_1", 32, 20, true) { Reference = Q4_1Reference.Kernels },
+        new(GgmlType.Q5_0, "Q5_0", 32, 22, true) { Reference = Q5_0Reference.Kernels },
+        new(GgmlType.Q5_1, "Q5_1", 32, 24, true) { Reference = Q5_1Reference.Kernels },
+        new(GgmlType.Q8_0, "Q8_0", 32, 34, true) { Reference = Q8_0Reference.Kernels },
+        new(GgmlType.Q8_1, "Q8_1", 32, 36, true) { Reference = Q8_1Reference.Kernels },
         new(GgmlType.Q2_K, "Q2_K", 256, 84, true),
         new(GgmlType.Q3_K, "Q3_K", 256, 110, true),
         new(GgmlType.Q4_K, "Q4_K", 256, 144, true),
         new(GgmlType.Q5_K, "Q5_K", 256, 176, true),
         new(GgmlType.Q6_K, "Q6_K", 256, 210, true),
-        new(GgmlType.Q8_K, "Q8_K", 256, 292, true),
+        new(GgmlType.Q8_K, "Q8_K", 256, 292, true) { Reference = Q8_KReference.Kernels },
         new(GgmlType.IQ2_XXS, "IQ2_XXS", 256, 66, false),
         new(GgmlType.IQ2_XS, "IQ2_XS", 256, 74, false),
         new(GgmlType.IQ3_XXS, "IQ3_XXS", 256, 98, false),
@@ -51,9 +54,9 @@ public static class QuantTypes
         new(GgmlType.I64, "I64", 1, 8, false),
         new(GgmlType.F64, "F64", 1, 8, false),
         new(GgmlType.IQ1_M, "IQ1_M", 256, 56, false),
-        new(GgmlType.BF16, "BF16", 1, 2, true),
-        new(GgmlType.TQ1_0, "TQ1_0", 256, 54, true),
-        new(GgmlType.TQ2_0, "TQ2_0", 256, 66, true),
+        new(GgmlType.BF16, "BF16", 1, 2, true) { Reference = BF16Reference.Kernels },
+        new(GgmlType.TQ1_0, "TQ1_0", 256, 54, true) { Reference = TQ1_0Reference.Kernels },
+        new(GgmlType.TQ2_0, "TQ2_0", 256, 66, true) { Reference = TQ2_0Reference.Kernels },
     ];
 
     private static readonly FrozenDictionary<GgmlType, QuantTypeInfo> ById = Rows.ToFrozenDictionary(r => r.Type);
