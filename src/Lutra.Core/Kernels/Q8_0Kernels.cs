@@ -110,8 +110,8 @@ public static unsafe class Q8_0Kernels
             var wv = Vector512.Create(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(w + Q8_0BlockBytes + 2)));
             var av = Vector512.Create(Vector256.Load((sbyte*)(a + 2)), Vector256.Load((sbyte*)(a + Q8_0BlockBytes + 2)));
             var sumi = DotInt8x64(wv, av);
-            var d0 = (float)*(Half*)w * (float)*(Half*)a;
-            var d1 = (float)*(Half*)(w + Q8_0BlockBytes) * (float)*(Half*)(a + Q8_0BlockBytes);
+            var d0 = HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a);
+            var d1 = HalfLookup.ToSingle(w + Q8_0BlockBytes) * HalfLookup.ToSingle(a + Q8_0BlockBytes);
             var scale = Vector512.Create(Vector256.Create(d0), Vector256.Create(d1));
             acc = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sumi), scale, acc);
         }
@@ -119,7 +119,7 @@ public static unsafe class Q8_0Kernels
         for (; b < blocks; b++, w += Q8_0BlockBytes, a += Q8_0BlockBytes)
         {
             var sumi = DotInt8x32(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(a + 2)));
-            sum += Vector256.Sum(sumi) * ((float)*(Half*)w * (float)*(Half*)a);
+            sum += Vector256.Sum(sumi) * (HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a));
         }
         return sum;
     }
@@ -132,7 +132,7 @@ public static unsafe class Q8_0Kernels
         for (var b = 0; b < blocks; b++, w += Q8_0BlockBytes, a += Q8_0BlockBytes)
         {
             var sumi = DotInt8x32(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(a + 2)));
-            var d = Vector256.Create((float)*(Half*)w * (float)*(Half*)a);
+            var d = Vector256.Create(HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a));
             acc = Fma.MultiplyAdd(Vector256.ConvertToSingle(sumi), d, acc);
         }
         return Vector256.Sum(acc);
@@ -159,8 +159,8 @@ public static unsafe class Q8_0Kernels
             var wv = Vector512.Create(UnpackQ4_0(w + 2), UnpackQ4_0(w + Q4_0BlockBytes + 2));
             var av = Vector512.Create(Vector256.Load((sbyte*)(a + 2)), Vector256.Load((sbyte*)(a + Q8_0BlockBytes + 2)));
             var sumi = DotInt8x64(wv, av);
-            var d0 = (float)*(Half*)w * (float)*(Half*)a;
-            var d1 = (float)*(Half*)(w + Q4_0BlockBytes) * (float)*(Half*)(a + Q8_0BlockBytes);
+            var d0 = HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a);
+            var d1 = HalfLookup.ToSingle(w + Q4_0BlockBytes) * HalfLookup.ToSingle(a + Q8_0BlockBytes);
             var scale = Vector512.Create(Vector256.Create(d0), Vector256.Create(d1));
             acc = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sumi), scale, acc);
         }
@@ -168,7 +168,7 @@ public static unsafe class Q8_0Kernels
         for (; b < blocks; b++, w += Q4_0BlockBytes, a += Q8_0BlockBytes)
         {
             var sumi = DotInt8x32(UnpackQ4_0(w + 2), Vector256.Load((sbyte*)(a + 2)));
-            sum += Vector256.Sum(sumi) * ((float)*(Half*)w * (float)*(Half*)a);
+            sum += Vector256.Sum(sumi) * (HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a));
         }
         return sum;
     }
@@ -181,7 +181,7 @@ public static unsafe class Q8_0Kernels
         for (var b = 0; b < blocks; b++, w += Q4_0BlockBytes, a += Q8_0BlockBytes)
         {
             var sumi = DotInt8x32(UnpackQ4_0(w + 2), Vector256.Load((sbyte*)(a + 2)));
-            var d = Vector256.Create((float)*(Half*)w * (float)*(Half*)a);
+            var d = Vector256.Create(HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a));
             acc = Fma.MultiplyAdd(Vector256.ConvertToSingle(sumi), d, acc);
         }
         return Vector256.Sum(acc);

@@ -93,8 +93,8 @@ public static unsafe class Q8_KKernels
         {
             var scales = w;
             var qs = w + 16;
-            var d = (float)*(Half*)(w + 80) * *(float*)a;
-            var dmin = (float)*(Half*)(w + 82) * *(float*)a;
+            var d = HalfLookup.ToSingle(w + 80) * *(float*)a;
+            var dmin = HalfLookup.ToSingle(w + 82) * *(float*)a;
             var bsums = (short*)(a + Q8_KBsums);
             var summ = 0;
             for (var j = 0; j < 16; j++)
@@ -138,8 +138,8 @@ public static unsafe class Q8_KKernels
         var sum = 0f;
         for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
         {
-            var d = (float)*(Half*)w * *(float*)a;
-            var dmin = (float)*(Half*)(w + 2) * *(float*)a;
+            var d = HalfLookup.ToSingle(w) * *(float*)a;
+            var dmin = HalfLookup.ToSingle(w + 2) * *(float*)a;
             UnpackScalesMins(w + 4, sc, mn);
             var bsums = (short*)(a + Q8_KBsums);
             var summ = 0;
@@ -187,7 +187,7 @@ public static unsafe class Q8_KKernels
             var ql = w;
             var qh = w + 128;
             var scales = (sbyte*)(w + 192);
-            var d = (float)*(Half*)(w + 208) * *(float*)a;
+            var d = HalfLookup.ToSingle(w + 208) * *(float*)a;
             var bsums = (short*)(a + Q8_KBsums);
             // The −32 offset is folded out through the block sums: Σ sc·(q_u − 32)·a = Σ sc·q_u·a − 32·Σ sc·bsum.
             var offset = 0;
@@ -222,7 +222,7 @@ public static unsafe class Q8_KKernels
         var sum = 0f;
         for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
         {
-            var d = (float)*(Half*)(w + 64) * *(float*)a;
+            var d = HalfLookup.ToSingle(w + 64) * *(float*)a;
             var bsums = (short*)(a + Q8_KBsums);
             var sumA = 0;
             for (var j = 0; j < 16; j++)
@@ -252,7 +252,7 @@ public static unsafe class Q8_KKernels
         var sum = 0f;
         for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
         {
-            var d = (float)*(Half*)(w + 52) * *(float*)a;
+            var d = HalfLookup.ToSingle(w + 52) * *(float*)a;
             var bsums = (short*)(a + Q8_KBsums);
             var sumA = 0;
             for (var j = 0; j < 16; j++)
