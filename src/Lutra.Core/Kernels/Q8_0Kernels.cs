@@ -82,46 +82,12 @@ public static unsafe class Q8_0Kernels
     // then pairs of int16 summed to int32 with vpmaddwd against ones. |w| ≤ 128 and |a| ≤ 127 keep the
     // int16 pair sums ≤ 2·128·127 = 32512, so nothing saturates.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> DotInt8x64(Vector512<sbyte> w, Vector512<sbyte> a)
-    {
-        var absW = Avx512BW.Abs(w);
-        var signedA = Vector512.ConditionalSelect(Vector512.LessThan(w, Vector512<sbyte>.Zero).AsSByte(), -a, a);
-        var pairs = Avx512BW.MultiplyAddAdjacent(absW, signedA);
-        return Avx512BW.MultiplyAddAdjacent(pairs, Vector512<short>.One);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> DotInt8x32(Vector256<sbyte> w, Vector256<sbyte> a)
     {
         var absW = Avx2.Abs(w);
         var signedA = Avx2.Sign(a, w);
         var pairs = Avx2.MultiplyAddAdjacent(absW, signedA);
         return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ8_0Avx512(byte* w, byte* a, int n)
-    {
-        var blocks = n / BlockSize;
-        var acc = Vector512<float>.Zero;
-        var b = 0;
-        for (; b + 1 < blocks; b += 2, w += 2 * Q8_0BlockBytes, a += 2 * Q8_0BlockBytes)
-        {
-            var wv = Vector512.Create(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(w + Q8_0BlockBytes + 2)));
-            var av = Vector512.Create(Vector256.Load((sbyte*)(a + 2)), Vector256.Load((sbyte*)(a + Q8_0BlockBytes + 2)));
-            var sumi = DotInt8x64(wv, av);
-            var d0 = HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a);
-            var d1 = HalfLookup.ToSingle(w + Q8_0BlockBytes) * HalfLookup.ToSingle(a + Q8_0BlockBytes);
-            var scale = Vector512.Create(Vector256.Create(d0), Vector256.Create(d1));
-            acc = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sumi), scale, acc);
-        }
-        var sum = Vector512.Sum(acc);
-        for (; b < blocks; b++, w += Q8_0BlockBytes, a += Q8_0BlockBytes)
-        {
-            var sumi = DotInt8x32(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(a + 2)));
-            sum += Vector256.Sum(sumi) * (HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a));
-        }
-        return sum;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -146,31 +112,6 @@ public static unsafe class Q8_0Kernels
         var lo = bytes & Vector128.Create((byte)0x0F);
         var hi = Vector128.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F);
         return (Vector256.Create(lo, hi).AsSByte() - Vector256.Create((sbyte)8));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4_0Avx512(byte* w, byte* a, int n)
-    {
-        var blocks = n / BlockSize;
-        var acc = Vector512<float>.Zero;
-        var b = 0;
-        for (; b + 1 < blocks; b += 2, w += 2 * Q4_0BlockBytes, a += 2 * Q8_0BlockBytes)
-        {
-            var wv = Vector512.Create(UnpackQ4_0(w + 2), UnpackQ4_0(w + Q4_0BlockBytes + 2));
-            var av = Vector512.Create(Vector256.Load((sbyte*)(a + 2)), Vector256.Load((sbyte*)(a + Q8_0BlockBytes + 2)));
-            var sumi = DotInt8x64(wv, av);
-            var d0 = HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a);
-            var d1 = HalfLookup.ToSingle(w + Q4_0BlockBytes) * HalfLookup.ToSingle(a + Q8_0BlockBytes);
-            var scale = Vector512.Create(Vector256.Create(d0), Vector256.Create(d1));
-            acc = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sumi), scale, acc);
-        }
-        var sum = Vector512.Sum(acc);
-        for (; b < blocks; b++, w += Q4_0BlockBytes, a += Q8_0BlockBytes)
-        {
-            var sumi = DotInt8x32(UnpackQ4_0(w + 2), Vector256.Load((sbyte*)(a + 2)));
-            sum += Vector256.Sum(sumi) * (HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a));
-        }
-        return sum;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -1,0 +1,134 @@
+using Lutra.Core.Quants;
+
+namespace Lutra.Core.Kernels;
+
+/// <summary>
+/// y = W·x for one weight type at one instruction set, in two steps: <see cref="PrepareActivations"/> converts
+/// an input vector once (shared by every row, every thread and every projection reading the same input), then
+/// <see cref="MatVec"/> multiplies any range of rows with it. The prepared state always begins with the
+/// activation row in llama.cpp's format (<see cref="StandardActivationBytes"/>, bit-identical to the
+/// reference); fast kernels may append a private sidecar (widened or permuted copies, block sums) after it.
+/// </summary>
+public abstract unsafe class MatVecKernel
+{
+    protected MatVecKernel(GgmlType weightType, InstructionSet isa, string name)
+    {
+        WeightType = weightType;
+        ActivationType = QuantReference.ActivationType(weightType);
+        Isa = isa;
+        Name = name;
+    }
+
+    public GgmlType WeightType { get; }
+
+    public GgmlType ActivationType { get; }
+
+    /// <summary>The instruction set this kernel actually uses.</summary>
+    public InstructionSet Isa { get; }
+
+    /// <summary>Short description for `bench` and `info --kernels`.</summary>
+    public string Name { get; }
+
+    /// <summary>Bytes of the activation row in llama.cpp's format: the first bytes of the prepared state.</summary>
+    public int StandardActivationBytes(int n) => QuantReference.ActivationRowBytes(ActivationType, n);
+
+    /// <summary>Bytes of prepared state for an input of <paramref name="n"/> values (a multiple of 64).</summary>
+    public virtual int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n));
+
+    /// <summary>Converts <paramref name="n"/> floats into <paramref name="state"/> (64-byte aligned, <see cref="ActivationBytes"/> long).</summary>
+    public abstract void PrepareActivations(float* x, int n, byte* state);
+
+    /// <summary>y[r] = row r · x for <paramref name="rows"/> consecutive rows starting at <paramref name="weights"/>.</summary>
+    public abstract void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y);
+
+    public override string ToString() =>
+        $"{QuantTypes.Get(WeightType).Name} x {QuantTypes.Get(ActivationType).Name}: {Name}";
+
+    protected static int AlignUp(int bytes) => (bytes + 63) & ~63;
+}
+
+/// <summary>The scalar reference: llama.cpp's activation conversion and one reference dot product per row.</summary>
+public sealed unsafe class ReferenceMatVec(GgmlType weightType) : MatVecKernel(weightType, InstructionSet.Scalar, "scalar reference")
+{
+    public override void PrepareActivations(float* x, int n, byte* state) =>
+        QuantReference.QuantizeActivations(ActivationType, new ReadOnlySpan<float>(x, n), new Span<byte>(state, StandardActivationBytes(n)));
+
+    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
+    {
+        var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
+        for (var r = 0; r < rows; r++)
+            y[r] = QuantReference.Dot(WeightType, new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
+    }
+}
+
+/// <summary>A SIMD row dot product (and optionally a SIMD activation converter) over the standard layouts.</summary>
+public sealed unsafe class RowDotMatVec : MatVecKernel
+{
+    private readonly delegate*<float*, byte*, int, void> _quantize;
+    private readonly delegate*<byte*, byte*, int, float> _dot;
+
+    internal RowDotMatVec(GgmlType weightType, InstructionSet isa, delegate*<float*, byte*, int, void> quantize,
+        delegate*<byte*, byte*, int, float> dot)
+        : base(weightType, isa, $"{isa} row dot")
+    {
+        _quantize = quantize;
+        _dot = dot;
+    }
+
+    public override void PrepareActivations(float* x, int n, byte* state)
+    {
+        if (_quantize != null)
+            _quantize(x, state, n);
+        else
+            QuantReference.QuantizeActivations(ActivationType, new ReadOnlySpan<float>(x, n), new Span<byte>(state, StandardActivationBytes(n)));
+    }
+
+    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
+    {
+        for (var r = 0; r < rows; r++)
+            y[r] = _dot(weights + r * rowBytes, state, n);
+    }
+}
+
+/// <summary>The CPU kernel table: which kernel serves each (weight type, instruction set).</summary>
+public static unsafe class KernelTable
+{
+    /// <summary>The kernel for <paramref name="weightType"/> at the process-wide instruction set.</summary>
+    public static MatVecKernel Get(GgmlType weightType) => Get(weightType, KernelIsa.Selected);
+
+    public static MatVecKernel Get(GgmlType weightType, InstructionSet isa)
+    {
+        switch (weightType, isa)
+        {
+            case (GgmlType.Q8_0, InstructionSet.Avx512):
+                return new Q8_0MatVecAvx512();
+            case (GgmlType.Q4_0, InstructionSet.Avx512):
+                return new Q4_0MatVecAvx512();
+        }
+        var activation = QuantReference.ActivationType(weightType);
+        delegate*<float*, byte*, int, void> quantize = activation switch
+        {
+            GgmlType.Q8_0 when isa >= InstructionSet.Avx512 => &Q8_0Kernels.QuantizeRowAvx512,
+            GgmlType.Q8_0 when isa >= InstructionSet.Vector128 => &Q8_0Kernels.QuantizeRowVector128,
+            GgmlType.Q8_K when isa >= InstructionSet.Avx512 => &Q8_KKernels.QuantizeRowAvx512,
+            _ => null,
+        };
+        delegate*<byte*, byte*, int, float> dot = (weightType, isa) switch
+        {
+            (GgmlType.Q8_0, InstructionSet.Avx2) => &Q8_0Kernels.DotQ8_0Avx2,
+            (GgmlType.Q4_0, InstructionSet.Avx2) => &Q8_0Kernels.DotQ4_0Avx2,
+            (GgmlType.Q2_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ2_KAvx512,
+            (GgmlType.Q4_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ4_KAvx512,
+            (GgmlType.Q6_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ6_KAvx512,
+            (GgmlType.TQ1_0, InstructionSet.Avx512) => &Q8_KKernels.DotTQ1_0Avx512,
+            (GgmlType.TQ2_0, InstructionSet.Avx512) => &Q8_KKernels.DotTQ2_0Avx512,
+            (GgmlType.F32, InstructionSet.Avx512) => &FloatKernels.DotF32Avx512,
+            (GgmlType.F16, InstructionSet.Avx512) => &FloatKernels.DotF16Avx512,
+            (GgmlType.BF16, InstructionSet.Avx512) => &FloatKernels.DotBF16Avx512,
+            _ => null,
+        };
+        if (dot == null)
+            return new ReferenceMatVec(weightType);
+        return new RowDotMatVec(weightType, isa, quantize, dot);
+    }
+}
