@@ -37,6 +37,7 @@ public sealed unsafe class GgufFile : IDisposable
         _tensors = header.Tensors;
         Alignment = header.Alignment;
         DataStart = header.DataStart;
+        HeaderLength = header.HeaderLength;
         _tensorIndex = header.TensorIndex;
     }
 
@@ -52,6 +53,12 @@ public sealed unsafe class GgufFile : IDisposable
     public IReadOnlyList<GgufTensorInfo> Tensors => _tensors;
 
     public uint Alignment { get; }
+
+    /// <summary>
+    /// Bytes from the magic through the last tensor info. The data section starts at the next multiple of
+    /// <see cref="Alignment"/>; a file without tensors may end right here.
+    /// </summary>
+    public long HeaderLength { get; }
 
     /// <summary>Absolute offset of the tensor data section.</summary>
     public long DataStart { get; }

@@ -8,7 +8,8 @@ using Lutra.Core.Quants;
 namespace Lutra.Gguf;
 
 internal sealed record GgufHeader(
-    uint Version, GgufMetadata Metadata, GgufTensorInfo[] Tensors, Dictionary<string, int> TensorIndex, uint Alignment, long DataStart);
+    uint Version, GgufMetadata Metadata, GgufTensorInfo[] Tensors, Dictionary<string, int> TensorIndex, uint Alignment,
+    long HeaderLength, long DataStart);
 
 /// <summary>
 /// Parses and validates a GGUF header (formats.md §1.3) from a pointer to the whole file. Nothing is
@@ -65,7 +66,7 @@ internal static unsafe class GgufHeaderReader
 
         var (metadata, alignment) = ReadMetadata(ref c, nKv);
         var (tensors, index) = ReadTensorInfos(ref c, nTensors, alignment, length);
-        return new GgufHeader(version, metadata, tensors, index, alignment, AlignUp(c.Position, alignment));
+        return new GgufHeader(version, metadata, tensors, index, alignment, c.Position, AlignUp(c.Position, alignment));
     }
 
     internal static long AlignUp(long position, uint alignment) =>
