@@ -20,7 +20,8 @@ public sealed unsafe class GgufFile : IDisposable
     private readonly MemoryMappedViewAccessor? _view;
     private GCHandle _pin;
     private byte* _base;
-    private readonly Dictionary<string, GgufTensorInfo> _byName;
+    private readonly Dictionary<string, int> _tensorIndex;
+    private readonly GgufTensorInfo[] _tensors;
 
     private GgufFile(string? path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, GCHandle pin, byte* basePtr,
         long length, GgufHeader header)
@@ -33,10 +34,11 @@ public sealed unsafe class GgufFile : IDisposable
         Length = length;
         Version = header.Version;
         Metadata = header.Metadata;
-        Tensors = header.Tensors;
+        _tensors = header.Tensors;
         Alignment = header.Alignment;
         DataStart = header.DataStart;
-        _byName = header.Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        HeaderLength = header.HeaderLength;
+        _tensorIndex = header.TensorIndex;
     }
 
     /// <summary>The file path, or null for an in-memory file.</summary>
@@ -48,38 +50,51 @@ public sealed unsafe class GgufFile : IDisposable
 
     public GgufMetadata Metadata { get; }
 
-    public IReadOnlyList<GgufTensorInfo> Tensors { get; }
+    public IReadOnlyList<GgufTensorInfo> Tensors => _tensors;
 
     public uint Alignment { get; }
+
+    /// <summary>
+    /// Bytes from the magic through the last tensor info. The data section starts at the next multiple of
+    /// <see cref="Alignment"/>; a file without tensors may end right here.
+    /// </summary>
+    public long HeaderLength { get; }
 
     /// <summary>Absolute offset of the tensor data section.</summary>
     public long DataStart { get; }
 
-    /// <summary>Opens and validates a GGUF file by memory-mapping it read-only.</summary>
+    /// <summary>
+    /// Opens and validates a GGUF file by memory-mapping it read-only. Only the header pages are read;
+    /// the tensor data is paged in when it is first touched.
+    /// </summary>
     public static GgufFile Open(string path)
     {
-        var length = new FileInfo(path).Length; // throws FileNotFoundException for a missing file
-        if (length < GgufHeaderReader.MinimumFileSize)
-            throw new GgufFormatException("magic", 0, $"file is {length} bytes, too small to be a GGUF file");
-        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        // One handle for both the length and the map, so they describe the same file.
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None);
+        MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
+        var pointerAcquired = false;
         try
         {
+            var length = stream.Length;
+            if (length < GgufHeaderReader.MinimumFileSize)
+                throw new GgufFormatException("magic", 0, $"file is {length} bytes, too small to be a GGUF file");
+            map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
             view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
             byte* p = null;
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            pointerAcquired = true;
             p += view.PointerOffset;
             var header = GgufHeaderReader.Read(p, length);
             return new GgufFile(path, map, view, default, p, length, header);
         }
         catch
         {
-            if (view is not null)
-            {
-                view.SafeMemoryMappedViewHandle.ReleasePointer();
-                view.Dispose();
-            }
-            map.Dispose();
+            if (pointerAcquired)
+                view!.SafeMemoryMappedViewHandle.ReleasePointer();
+            view?.Dispose();
+            map?.Dispose();
+            stream.Dispose();
             throw;
         }
     }
@@ -101,11 +116,14 @@ public sealed unsafe class GgufFile : IDisposable
         }
     }
 
-    public bool TryGetTensor(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out GgufTensorInfo? info) =>
-        _byName.TryGetValue(name, out info);
+    public bool TryGetTensor(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out GgufTensorInfo? info)
+    {
+        info = _tensorIndex.TryGetValue(name, out var i) ? _tensors[i] : null;
+        return info is not null;
+    }
 
     public GgufTensorInfo GetTensor(string name) =>
-        _byName.TryGetValue(name, out var info) ? info : throw new KeyNotFoundException($"tensor '{name}' is not in the file");
+        TryGetTensor(name, out var info) ? info : throw new KeyNotFoundException($"tensor '{name}' is not in the file");
 
     /// <summary>Pointer to the first byte of a tensor's data inside the map. Valid until Dispose.</summary>
     public byte* GetTensorPointer(GgufTensorInfo info)
@@ -127,7 +145,8 @@ public sealed unsafe class GgufFile : IDisposable
     {
         ObjectDisposedException.ThrowIf(_base == null, this);
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
-        if (offset + count > Length)
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (offset > Length - count)
             throw new ArgumentOutOfRangeException(nameof(count));
         return new ReadOnlySpan<byte>(_base + offset, count);
     }

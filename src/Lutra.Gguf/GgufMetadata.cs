@@ -106,7 +106,7 @@ public sealed class GgufMetadata : IReadOnlyList<KeyValuePair<string, GgufValue>
         if (!_byKey.TryGetValue(key, out var v))
             return null;
         if (v.Type != type)
-            throw WrongType(key, v, type.ToString());
+            throw WrongType(key, v, GgufValue.TypeNameOf(type));
         return (T)v.Value;
     }
 
@@ -115,10 +115,10 @@ public sealed class GgufMetadata : IReadOnlyList<KeyValuePair<string, GgufValue>
         if (!_byKey.TryGetValue(key, out var v))
             return null;
         if (v.Type != type)
-            throw WrongType(key, v, type.ToString());
+            throw WrongType(key, v, GgufValue.TypeNameOf(type));
         return (T)v.Value;
     }
 
     private static GgufFormatException WrongType(string key, GgufValue v, string expected) =>
-        new($"metadata key '{key}' has type {(v.IsArray ? $"ARRAY[{v.ElementType}]" : v.Type.ToString())}, expected {expected}");
+        new($"metadata key '{key}' has type {v.TypeName}, expected {expected}");
 }

@@ -104,6 +104,28 @@ public sealed class GgufValue
         _ => 0,
     };
 
+    /// <summary>The type as gguf spells it, e.g. "UINT32" or "ARRAY[STRING]".</summary>
+    public string TypeName => IsArray ? $"ARRAY[{TypeNameOf(ElementType)}]" : TypeNameOf(Type);
+
+    /// <summary>gguf's name of a value type, e.g. "FLOAT32"; unknown ids print as "type 42".</summary>
+    public static string TypeNameOf(GgufValueType type) => type switch
+    {
+        GgufValueType.UInt8 => "UINT8",
+        GgufValueType.Int8 => "INT8",
+        GgufValueType.UInt16 => "UINT16",
+        GgufValueType.Int16 => "INT16",
+        GgufValueType.UInt32 => "UINT32",
+        GgufValueType.Int32 => "INT32",
+        GgufValueType.Float32 => "FLOAT32",
+        GgufValueType.Bool => "BOOL",
+        GgufValueType.String => "STRING",
+        GgufValueType.Array => "ARRAY",
+        GgufValueType.UInt64 => "UINT64",
+        GgufValueType.Int64 => "INT64",
+        GgufValueType.Float64 => "FLOAT64",
+        _ => $"type {(uint)type}",
+    };
+
     public override string ToString() => Value switch
     {
         GgufString s => s.ToString(),
