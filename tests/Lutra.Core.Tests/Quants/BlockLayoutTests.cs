@@ -22,6 +22,11 @@ public sealed class BlockLayoutTests
         Pins<BlockQ8_0>(GgmlType.Q8_0, BlockQ8_0.Size);
         Pins<BlockQ8_1>(GgmlType.Q8_1, BlockQ8_1.Size);
         Pins<BlockQ8_K>(GgmlType.Q8_K, BlockQ8_K.Size);
+        Pins<BlockQ2_K>(GgmlType.Q2_K, BlockQ2_K.Size);
+        Pins<BlockQ3_K>(GgmlType.Q3_K, BlockQ3_K.Size);
+        Pins<BlockQ4_K>(GgmlType.Q4_K, BlockQ4_K.Size);
+        Pins<BlockQ5_K>(GgmlType.Q5_K, BlockQ5_K.Size);
+        Pins<BlockQ6_K>(GgmlType.Q6_K, BlockQ6_K.Size);
         Pins<BlockTQ1_0>(GgmlType.TQ1_0, BlockTQ1_0.Size);
         Pins<BlockTQ2_0>(GgmlType.TQ2_0, BlockTQ2_0.Size);
     }
