@@ -27,11 +27,13 @@ public sealed class BlockLayoutTests
         Pins<BlockQ4_K>(GgmlType.Q4_K, BlockQ4_K.Size);
         Pins<BlockQ5_K>(GgmlType.Q5_K, BlockQ5_K.Size);
         Pins<BlockQ6_K>(GgmlType.Q6_K, BlockQ6_K.Size);
+        Pins<BlockIQ4_NL>(GgmlType.IQ4_NL, BlockIQ4_NL.Size);
+        Pins<BlockIQ4_XS>(GgmlType.IQ4_XS, BlockIQ4_XS.Size);
         Pins<BlockTQ1_0>(GgmlType.TQ1_0, BlockTQ1_0.Size);
         Pins<BlockTQ2_0>(GgmlType.TQ2_0, BlockTQ2_0.Size);
     }
 
-    [Fact(Skip = "temporary: K-quant and IQ4 kernels in progress")]
+    [Fact]
     public void Every_supported_type_has_reference_kernels()
     {
         foreach (var info in QuantTypes.All.Where(i => i.IsSupported))
