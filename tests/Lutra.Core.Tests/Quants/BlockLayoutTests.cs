@@ -22,11 +22,18 @@ public sealed class BlockLayoutTests
         Pins<BlockQ8_0>(GgmlType.Q8_0, BlockQ8_0.Size);
         Pins<BlockQ8_1>(GgmlType.Q8_1, BlockQ8_1.Size);
         Pins<BlockQ8_K>(GgmlType.Q8_K, BlockQ8_K.Size);
+        Pins<BlockQ2_K>(GgmlType.Q2_K, BlockQ2_K.Size);
+        Pins<BlockQ3_K>(GgmlType.Q3_K, BlockQ3_K.Size);
+        Pins<BlockQ4_K>(GgmlType.Q4_K, BlockQ4_K.Size);
+        Pins<BlockQ5_K>(GgmlType.Q5_K, BlockQ5_K.Size);
+        Pins<BlockQ6_K>(GgmlType.Q6_K, BlockQ6_K.Size);
+        Pins<BlockIQ4_NL>(GgmlType.IQ4_NL, BlockIQ4_NL.Size);
+        Pins<BlockIQ4_XS>(GgmlType.IQ4_XS, BlockIQ4_XS.Size);
         Pins<BlockTQ1_0>(GgmlType.TQ1_0, BlockTQ1_0.Size);
         Pins<BlockTQ2_0>(GgmlType.TQ2_0, BlockTQ2_0.Size);
     }
 
-    [Fact(Skip = "temporary: K-quant and IQ4 kernels in progress")]
+    [Fact]
     public void Every_supported_type_has_reference_kernels()
     {
         foreach (var info in QuantTypes.All.Where(i => i.IsSupported))

@@ -9,7 +9,9 @@ public sealed class DotTests
     public static readonly TheoryData<GgmlType> WeightTypes = new(
         GgmlType.F32, GgmlType.F16, GgmlType.BF16,
         GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q8_1,
-        GgmlType.Q8_K, GgmlType.TQ1_0, GgmlType.TQ2_0);
+        GgmlType.Q8_K, GgmlType.TQ1_0, GgmlType.TQ2_0,
+        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+        GgmlType.IQ4_NL, GgmlType.IQ4_XS);
 
     private static float[] Gaussian(Random rng, int n, float scale)
     {
