@@ -169,6 +169,26 @@ public sealed partial class Tokenizer
             .Where(id => _vocab.Types[id] is TokenType.Control or TokenType.UserDefined or TokenType.Unknown)
             .OrderByDescending(id => _vocab.Text(id).Length)];
 
+        // Strip attributes cannot be stored in GGUF; llama.cpp sets them from the model and pre-tokenizer names.
+        var preKey = m.GetString("tokenizer.ggml.pre") ?? "";
+        var modelName = (m.GetString("general.name") ?? "").ToLowerInvariant();
+        if (preKey.Contains("jina-v2-de") || preKey.Contains("jina-v2-es") || preKey.Contains("jina-v2-code"))
+        {
+            if (_vocab.TryGetId("<mask>"u8, out var maskId))
+                _stripLeft.Add(maskId);
+        }
+        else if (modelName.Contains("phi-3") || modelName.Contains("phi3"))
+        {
+            _stripRight.UnionWith(_specialCandidates);
+            if (_vocab.TryGetId("</s>"u8, out var eosId))
+                _stripRight.Add(eosId);
+            foreach (var keep in new[] { "<unk>", "<s>", "<|endoftext|>" })
+            {
+                if (_vocab.TryGetId(Encoding.UTF8.GetBytes(keep), out var keepId))
+                    _stripRight.Remove(keepId);
+            }
+        }
+
         _pieces = new byte[n][];
         for (var id = 0; id < n; id++)
             _pieces[id] = ComputePiece(Kind, _vocab.Types[id], _vocab.Text(id));

@@ -21,6 +21,8 @@ public sealed partial class Tokenizer
     private readonly byte[][] _pieces;           // token_to_piece with special rendering on
     private readonly int[] _specialCandidates;   // Control/UserDefined/Unknown ids, longest text first
     private readonly HashSet<int> _endOfGeneration;
+    private readonly HashSet<int> _stripLeft = [];   // special tokens that swallow whitespace before them
+    private readonly HashSet<int> _stripRight = [];  // … and after them
     private readonly SpmEncoder? _spm;
     private readonly BpeEncoder? _bpe;
     private readonly WpmEncoder? _wpm;
@@ -234,10 +236,21 @@ public sealed partial class Tokenizer
                     if (at < 0)
                         break;
                     changed = true;
-                    if (at > 0)
-                        next.Add(new Fragment(NoToken, start, at));
+                    var left = at;
+                    if (_stripLeft.Contains(id))
+                    {
+                        while (left > 0 && IsAsciiSpace(utf8[start + left - 1]))
+                            left--;
+                    }
+                    if (left > 0)
+                        next.Add(new Fragment(NoToken, start, left));
                     next.Add(new Fragment(id, 0, 0));
                     start += at + special.Length;
+                    if (_stripRight.Contains(id))
+                    {
+                        while (start < end && IsAsciiSpace(utf8[start]))
+                            start++;
+                    }
                 }
                 if (start < end)
                     next.Add(new Fragment(NoToken, start, end - start));
@@ -247,6 +260,8 @@ public sealed partial class Tokenizer
         }
         return fragments;
     }
+
+    private static bool IsAsciiSpace(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\v' or (byte)'\f' or (byte)'\r';
 
     private int CheckId(int id) =>
         (uint)id < (uint)_vocab.Count ? id : throw new ArgumentOutOfRangeException(nameof(id), id, $"token id outside the vocabulary (0..{_vocab.Count - 1})");

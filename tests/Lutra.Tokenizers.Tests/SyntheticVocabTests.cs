@@ -149,6 +149,18 @@ public sealed class SyntheticVocabTests
     }
 
     [Fact]
+    public void Phi3_special_tokens_swallow_whitespace_after_them()
+    {
+        var m = Spm(("<|user|>", 0, TokenType.Control), ("\u2581", -5, TokenType.Normal), ("a", -5, TokenType.Normal));
+        var plain = Tokenizer.FromGguf(m).Encode("<|user|>\n a", addSpecial: false, parseSpecial: true);
+        m.Set("general.name", Str("Phi-3 mini"));
+        var phi3 = Tokenizer.FromGguf(m).Encode("<|user|>\n a", addSpecial: false, parseSpecial: true);
+        // without RSTRIP: <|user|> ▁ <0x0A> ▁ a ; with it the "\n " is gone: <|user|> ▁ a
+        Assert.Equal([FirstExtra, FirstExtra + 1, 3 + 0x0A, FirstExtra + 1, FirstExtra + 2], plain);
+        Assert.Equal([FirstExtra, FirstExtra + 1, FirstExtra + 2], phi3);
+    }
+
+    [Fact]
     public void End_of_generation_includes_tokens_found_by_text()
     {
         var t = Tokenizer.FromGguf(Spm(("<|im_end|>", 0, TokenType.Normal)));
