@@ -8,5 +8,6 @@ internal static class CommandTable
     public static IEnumerable<Command> All =>
     [
         Commands.SynthCommand.Create(),
+        Commands.TokenizeCommand.Create(),
     ];
 }
