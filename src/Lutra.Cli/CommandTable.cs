@@ -9,5 +9,6 @@ internal static class CommandTable
     [
         Commands.SynthCommand.Create(),
         Commands.TokenizeCommand.Create(),
+        Commands.InfoCommand.Create(),
     ];
 }
