@@ -98,7 +98,8 @@ public sealed class LutraChatClient : IChatClient
         return ids;
     }
 
-    internal static GenerationOptions ToGenerationOptions(ChatOptions? options)
+    /// <summary>ChatOptions → generation settings; unset values keep llama.cpp's defaults.</summary>
+    public static GenerationOptions ToGenerationOptions(ChatOptions? options)
     {
         if (options is null)
             return new GenerationOptions();
