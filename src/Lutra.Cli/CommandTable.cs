@@ -7,5 +7,9 @@ internal static class CommandTable
 {
     public static IEnumerable<Command> All =>
     [
+        Commands.RunCommand.Create(),
+        Commands.LogitsCommand.Create(),
+        Commands.PerplexityCommand.Create(),
+        Commands.ChatCommand.Create(),
     ];
 }
