@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Lutra.Models;
 
 /// <summary>Element type of the KV cache.</summary>
@@ -80,16 +82,17 @@ public sealed class KvCache
         if (_kHalf is not null)
         {
             var k = _kHalf[layer];
+            var toFloat = HalfToFloat.Value;
             // Q is converted to f16 (the vec_dot_type of an F16 K) before KQ; so is P before KQV.
             Span<float> qh = stackalloc float[headDim];
             for (var d = 0; d < headDim; d++)
                 qh[d] = (float)(Half)q[d];
             for (var j = 0; j < length; j++)
             {
-                var kRow = k.AsSpan(j * KvDim + offset, headDim);
+                var kRow = MemoryMarshal.Cast<Half, ushort>(k.AsSpan(j * KvDim + offset, headDim));
                 var s = 0f;
                 for (var d = 0; d < headDim; d++)
-                    s += qh[d] * (float)kRow[d];
+                    s += qh[d] * toFloat[kRow[d]];
                 p[j] = s;
             }
             Softmax(p, scale);
@@ -98,10 +101,10 @@ public sealed class KvCache
             var vt = _vHalf![layer];
             for (var d = 0; d < headDim; d++)
             {
-                var vRow = vt.AsSpan((offset + d) * Capacity, length);
+                var vRow = MemoryMarshal.Cast<Half, ushort>(vt.AsSpan((offset + d) * Capacity, length));
                 var o = 0f;
                 for (var j = 0; j < length; j++)
-                    o += p[j] * (float)vRow[j];
+                    o += p[j] * toFloat[vRow[j]];
                 output[d] = o;
             }
         }
@@ -150,6 +153,15 @@ public sealed class KvCache
         for (var j = 0; j < s.Length; j++)
             s[j] *= inv;
     }
+
+    // Every f16 bit pattern's f32 value (ggml keeps the same table): a lookup beats converting per element.
+    private static readonly Lazy<float[]> HalfToFloat = new(() =>
+    {
+        var table = new float[65536];
+        for (var i = 0; i < table.Length; i++)
+            table[i] = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+        return table;
+    });
 
     private static T[][] NewLayers<T>(int layers, int size)
     {
