@@ -91,6 +91,18 @@ public class ChatClientTests
     }
 
     [Fact]
+    public async Task Instructions_become_a_leading_system_message()
+    {
+        using var model = LoadModel();
+        using var client = model.AsChatClient(new InferenceOptions { ContextSize = 256 });
+        var options = Greedy(1);
+        options.Instructions = "Be brief.";
+        var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "Hi")], options, TestContext.Current.CancellationToken);
+        var expected = new FakeRenderer().Render([new("system", "Be brief."), new("user", "Hi")], true);
+        Assert.Equal(expected.Length + 1, response.Usage!.InputTokenCount);
+    }
+
+    [Fact]
     public void Chat_options_map_to_sampling_settings()
     {
         var g = LutraChatClient.ToGenerationOptions(new ChatOptions

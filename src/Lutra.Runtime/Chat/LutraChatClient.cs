@@ -56,6 +56,8 @@ public sealed class LutraChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(messages);
         var turns = messages.Select(m => new ChatTurn(m.Role.Value, m.Text)).ToList();
+        if (options?.Instructions is { Length: > 0 } instructions)
+            turns.Insert(0, new ChatTurn(ChatRole.System.Value, instructions));
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
