@@ -9,6 +9,9 @@ public sealed record InferenceOptions
     /// <summary>Tokens evaluated together in one forward pass; longer inputs are split. 0 = min(512, context).</summary>
     public int BatchSize { get; init; }
 
+    /// <summary>Threads that share each matrix multiplication (the calling thread included).</summary>
+    public int Threads { get; init; } = 1;
+
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 
     /// <summary>

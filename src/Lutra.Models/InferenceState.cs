@@ -7,7 +7,7 @@ namespace Lutra.Models;
 /// Everything one generation context computes into (llama2.c's RunState): activations for a batch of up to
 /// <see cref="BatchSize"/> tokens and the KV cache. Allocated once; a forward pass allocates nothing.
 /// </summary>
-public sealed class InferenceState
+public sealed class InferenceState : IDisposable
 {
     internal InferenceState(HyperParameters hp, TransformerWeights weights, InferenceOptions options)
     {
@@ -36,7 +36,12 @@ public sealed class InferenceState
         Input = new QuantizedInput(
             Reference ? [] : weights.Matrices.Select(m => QuantReference.ActivationType(m.Type)), batch, maxColumns);
         LastLogits = new float[hp.VocabSize];
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1, nameof(options.Threads));
+        Parallel = options.Threads > 1 ? new MatMul.ParallelMatMul(new WorkerTeam(options.Threads)) : null;
     }
+
+    /// <summary>Stops the worker threads, if any.</summary>
+    public void Dispose() => Parallel?.Team.Dispose();
 
     public int ContextSize => Cache.Capacity;
     public int BatchSize { get; }
@@ -60,4 +65,5 @@ public sealed class InferenceState
     internal float[] Scores { get; }     // [n_ctx] attention weights of one head
     internal float[] RowScratch { get; } // one dequantized weight row (reference mode)
     internal QuantizedInput Input { get; }
+    internal MatMul.ParallelMatMul? Parallel { get; }
 }

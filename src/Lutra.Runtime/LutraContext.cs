@@ -10,7 +10,7 @@ namespace Lutra.Runtime;
 /// One generation context: a KV cache, the tokens it holds, and the buffers of a forward pass, all allocated
 /// once. Not thread-safe; use one context per concurrent conversation.
 /// </summary>
-public sealed class LutraContext
+public sealed class LutraContext : IDisposable
 {
     private readonly InferenceState _state;
     private readonly int[] _tokens;    // [n_ctx] ids whose K/V are in the cache, by position
@@ -34,6 +34,9 @@ public sealed class LutraContext
     public ReadOnlySpan<float> Logits => _state.LastLogits;
 
     public GenerationStats? LastGeneration { get; private set; }
+
+    /// <summary>Stops the context's worker threads (when it has more than one thread).</summary>
+    public void Dispose() => _state.Dispose();
 
     /// <summary>Forgets every cached token.</summary>
     public void Clear() => Position = 0;

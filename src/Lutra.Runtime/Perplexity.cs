@@ -14,7 +14,7 @@ public sealed record PerplexityResult(double Perplexity, double Uncertainty, int
 public static class Perplexity
 {
     public static PerplexityResult Compute(LutraModel model, ReadOnlySpan<int> tokens, int chunkSize, int? bosId,
-        Action<int, double>? onChunk = null, CancellationToken cancellationToken = default)
+        Action<int, double>? onChunk = null, int threads = 1, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (chunkSize < 4)
@@ -24,7 +24,7 @@ public static class Perplexity
             throw new ArgumentException(
                 $"perplexity needs at least 2 × {chunkSize} tokens; the text has {tokens.Length}. Use a smaller context size (-c)");
 
-        var context = model.CreateContext(new InferenceOptions { ContextSize = chunkSize, BatchSize = chunkSize });
+        using var context = model.CreateContext(new InferenceOptions { ContextSize = chunkSize, BatchSize = chunkSize, Threads = threads });
         var vocab = model.VocabSize;
         var logits = new float[chunkSize * vocab];
         var chunk = new int[chunkSize];

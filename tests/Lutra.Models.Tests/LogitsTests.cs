@@ -17,6 +17,15 @@ public class LogitsTests
         Assert.Equal(1.0, c.Top1Agreement);
     }
 
+    [Fact]
+    public void Splitting_rows_over_threads_gives_identical_logits()
+    {
+        var tokens = ReferenceLogits.Tokens("tiny-synth-F32")[..12];
+        var serial = ReferenceLogits.Evaluate("tiny-synth-F32.gguf", tokens, new InferenceOptions());
+        var threaded = ReferenceLogits.Evaluate("tiny-synth-F32.gguf", tokens, new InferenceOptions { Threads = 3 });
+        Assert.Equal(serial, threaded);
+    }
+
     [Theory]
     [InlineData("stories260K", 0.03)]
     [InlineData("tiny-synth-F32", 0.03)]

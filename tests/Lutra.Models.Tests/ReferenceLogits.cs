@@ -21,7 +21,7 @@ internal static class ReferenceLogits
     public static float[] Evaluate(string modelFile, int[] tokens, InferenceOptions options)
     {
         using var model = Transformer.Load(SharedData.Model(modelFile));
-        var state = model.CreateState(options with { ContextSize = Math.Max(512, tokens.Length), BatchSize = tokens.Length });
+        using var state = model.CreateState(options with { ContextSize = Math.Max(512, tokens.Length), BatchSize = tokens.Length });
         var logits = new float[tokens.Length * model.VocabSize];
         model.Forward(state, tokens, 0, allLogits: true, logits);
         return logits;

@@ -32,11 +32,13 @@ public class GenerationTests
             $"prompt {stats.PromptTokensPerSecond:F0} tok/s, generation {stats.GenerationTokensPerSecond:F0} tok/s");
     }
 
-    [Fact]
-    public void Decode_loop_allocates_nothing_per_token_after_warm_up()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Decode_loop_allocates_nothing_per_token_after_warm_up(int threads)
     {
         using var model = LutraModel.Load(SharedData.Model("stories260K.gguf"));
-        var context = model.CreateContext(new InferenceOptions { ContextSize = 256 });
+        using var context = model.CreateContext(new InferenceOptions { ContextSize = 256, Threads = threads });
         // Non-greedy with penalties, so top-k/top-p/min-p/penalty paths all run.
         var options = new GenerationOptions
         {

@@ -17,8 +17,9 @@ internal static class ChatCommand
         var context = InferenceFlags.ContextSize(4096);
         var cacheK = InferenceFlags.CacheTypeK();
         var cacheV = InferenceFlags.CacheTypeV();
+        var threads = InferenceFlags.Threads();
         var sampling = new SamplingFlags();
-        var command = new Command("chat", "Chat with the model interactively (empty line or end of input quits)") { model, system, predict, context, cacheK, cacheV };
+        var command = new Command("chat", "Chat with the model interactively (empty line or end of input quits)") { model, system, predict, context, cacheK, cacheV, threads };
         sampling.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
@@ -30,7 +31,7 @@ internal static class ChatCommand
                 Temperature = s.Temperature, TopK = s.TopK, TopP = s.TopP, Seed = s.Seed,
                 MaxOutputTokens = parse.GetValue(predict) > 0 ? parse.GetValue(predict) : null,
             };
-            using var client = lutra.AsChatClient(InferenceFlags.Options(parse, lutra, context, cacheK, cacheV));
+            using var client = lutra.AsChatClient(InferenceFlags.Options(parse, lutra, context, cacheK, cacheV, threads));
             var history = new List<ChatMessage>();
             if (parse.GetValue(system) is { Length: > 0 } sys)
                 history.Add(new ChatMessage(ChatRole.System, sys));

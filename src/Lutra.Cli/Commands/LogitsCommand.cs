@@ -17,13 +17,14 @@ internal static class LogitsCommand
         var context = InferenceFlags.ContextSize(0);
         var cacheK = InferenceFlags.CacheTypeK();
         var cacheV = InferenceFlags.CacheTypeV();
+        var threads = InferenceFlags.Threads();
         var reference = new Option<bool>("--reference") { Description = "Exact f32 arithmetic: dequantized weights, unrounded activations, f32 KV cache" };
-        var command = new Command("logits", "Write the logits of every position of one batch of token ids") { model, tokens, output, context, cacheK, cacheV, reference };
+        var command = new Command("logits", "Write the logits of every position of one batch of token ids") { model, tokens, output, context, cacheK, cacheV, threads, reference };
         command.SetAction(parse => CliErrors.Run(() =>
         {
             var ids = ParseIds(parse.GetValue(tokens)!);
             using var lutra = LutraModel.Load(parse.GetValue(model)!);
-            var options = InferenceFlags.Options(parse, lutra, context, cacheK, cacheV);
+            var options = InferenceFlags.Options(parse, lutra, context, cacheK, cacheV, threads);
             options = options with
             {
                 ContextSize = parse.GetValue(context) > 0 ? options.ContextSize : Math.Max(512, ids.Length),
@@ -32,7 +33,7 @@ internal static class LogitsCommand
             };
             if (ids.Length > options.ContextSize)
                 throw new ArgumentException($"{ids.Length} tokens do not fit in a context of {options.ContextSize}");
-            var ctx = lutra.CreateContext(options);
+            using var ctx = lutra.CreateContext(options);
             var logits = new float[ids.Length * lutra.VocabSize];
             ctx.EvaluateAll(ids, logits);
             File.WriteAllBytes(parse.GetValue(output)!, MemoryMarshal.AsBytes(logits.AsSpan()).ToArray());

@@ -12,7 +12,8 @@ internal static class PerplexityCommand
         var model = InferenceFlags.Model();
         var file = new Option<string>("--file", "-f") { Description = "Text file to score", Required = true };
         var context = InferenceFlags.ContextSize(512);
-        var command = new Command("perplexity", "Perplexity of a text file (chunks of the context size, second half of each scored)") { model, file, context };
+        var threads = InferenceFlags.Threads();
+        var command = new Command("perplexity", "Perplexity of a text file (chunks of the context size, second half of each scored)") { model, file, context, threads };
         command.SetAction(parse => CliErrors.Run(() =>
         {
             var text = File.ReadAllText(parse.GetValue(file)!);
@@ -27,7 +28,7 @@ internal static class PerplexityCommand
             {
                 Console.Out.Write(string.Create(CultureInfo.InvariantCulture, $"[{i + 1}]{ppl:F4},"));
                 Console.Out.Flush();
-            });
+            }, InferenceFlags.ReadThreads(parse, threads));
             Console.Out.WriteLine();
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"Final estimate: PPL = {result.Perplexity:F4} +/- {result.Uncertainty:F5}"));

@@ -18,12 +18,13 @@ internal static class RunCommand
         var sampling = new SamplingFlags();
         var cacheK = InferenceFlags.CacheTypeK();
         var cacheV = InferenceFlags.CacheTypeV();
-        var command = new Command("run", "Generate text after a prompt; the continuation is streamed to stdout") { model, prompt, predict, context, cacheK, cacheV };
+        var threads = InferenceFlags.Threads();
+        var command = new Command("run", "Generate text after a prompt; the continuation is streamed to stdout") { model, prompt, predict, context, cacheK, cacheV, threads };
         sampling.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
             using var lutra = LutraModel.Load(parse.GetValue(model)!);
-            var ctx = lutra.CreateContext(InferenceFlags.Options(parse, lutra, context, cacheK, cacheV));
+            using var ctx = lutra.CreateContext(InferenceFlags.Options(parse, lutra, context, cacheK, cacheV, threads));
             var options = new GenerationOptions { MaxTokens = parse.GetValue(predict), Sampling = sampling.Read(parse) };
             using var cancel = new CancellationTokenSource();
             ConsoleCancelEventHandler onCtrlC = (_, e) =>
@@ -91,13 +92,24 @@ internal static class InferenceFlags
     public static Option<string> CacheTypeV() =>
         new("--cache-type-v", "-ctv") { Description = "KV cache type for V: f16 or f32", DefaultValueFactory = _ => "f16" };
 
-    public static InferenceOptions Options(ParseResult parse, LutraModel model, Option<int> context, Option<string> cacheK, Option<string> cacheV)
+    public static Option<int> Threads() =>
+        new("--threads", "-t") { Description = "Threads per matrix multiplication", DefaultValueFactory = _ => Environment.ProcessorCount };
+
+    public static int ReadThreads(ParseResult parse, Option<int> threads)
+    {
+        var t = parse.GetValue(threads);
+        return t >= 1 ? t : throw new ArgumentException($"--threads must be at least 1, got {t}");
+    }
+
+    public static InferenceOptions Options(ParseResult parse, LutraModel model, Option<int> context, Option<string> cacheK, Option<string> cacheV,
+        Option<int> threads)
     {
         var n = parse.GetValue(context);
         if (n < 0)
             throw new ArgumentException($"--ctx-size must be positive, got {n}");
         return new InferenceOptions
         {
+            Threads = ReadThreads(parse, threads),
             ContextSize = n == 0 ? model.Transformer.HyperParameters.ContextLength : n,
             KvCacheType = CacheType(parse.GetValue(cacheK)!, parse.GetValue(cacheV)!),
         };

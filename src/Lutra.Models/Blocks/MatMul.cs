@@ -13,7 +13,9 @@ public static class MatMul
     /// dequantized row by row and multiplied with the unrounded f32 input, accumulating in double.
     /// </summary>
     /// <param name="rowScratch">At least w.Columns floats (reference mode only).</param>
-    public static void Multiply(WeightMatrix w, QuantizedInput input, Span<float> y, bool reference, Span<float> rowScratch)
+    /// <param name="parallel">Splits the output rows over a worker team (quantized path only); null runs on this thread.</param>
+    public static unsafe void Multiply(WeightMatrix w, QuantizedInput input, Span<float> y, bool reference, Span<float> rowScratch,
+        ParallelMatMul? parallel = null)
     {
         if (input.Columns != w.Columns)
             throw new InvalidOperationException($"{w.Name}: input has {input.Columns} columns, weight expects {w.Columns}");
@@ -41,11 +43,64 @@ public static class MatMul
         var activationType = QuantReference.ActivationType(w.Type);
         var rowBytes = QuantizedInput.ActivationRowBytes(activationType, w.Columns);
         var activations = input.Get(activationType);
+        if (parallel is not null && parallel.Team.Size > 1)
+        {
+            fixed (byte* a = activations)
+            fixed (float* yp = y)
+                parallel.Run(w, a, rowBytes, tokens, yp);
+            return;
+        }
         for (var r = 0; r < outputs; r++)
         {
             var weights = w.Row(r);
             for (var t = 0; t < tokens; t++)
                 y[t * outputs + r] = QuantReference.Dot(w.Type, weights, activations.Slice(t * rowBytes, rowBytes), w.Columns);
+        }
+    }
+
+    /// <summary>
+    /// The row-split form of the quantized path: each worker runs the same per-row dot products over its own range
+    /// of output rows, reading activations and writing outputs through pointers pinned by the caller.
+    /// </summary>
+    public sealed unsafe class ParallelMatMul(WorkerTeam team) : IRowWork
+    {
+        private WeightMatrix? _w;
+        private byte* _activations;
+        private int _rowBytes;
+        private int _tokens;
+        private float* _y;
+
+        public WorkerTeam Team { get; } = team;
+
+        internal void Run(WeightMatrix w, byte* activations, int rowBytes, int tokens, float* y)
+        {
+            _w = w;
+            _activations = activations;
+            _rowBytes = rowBytes;
+            _tokens = tokens;
+            _y = y;
+            try
+            {
+                Team.Run(this, w.Rows);
+            }
+            finally
+            {
+                _w = null;
+                _activations = null;
+                _y = null;
+            }
+        }
+
+        public void Execute(int begin, int end)
+        {
+            var w = _w!;
+            var outputs = w.Rows;
+            for (var r = begin; r < end; r++)
+            {
+                var weights = w.Row(r);
+                for (var t = 0; t < _tokens; t++)
+                    _y[t * outputs + r] = QuantReference.Dot(w.Type, weights, new ReadOnlySpan<byte>(_activations + (long)t * _rowBytes, _rowBytes), w.Columns);
+            }
         }
     }
 

@@ -134,5 +134,9 @@ public sealed class LutraChatClient : IChatClient
         return serviceType.IsInstanceOfType(this) ? this : null;
     }
 
-    public void Dispose() => _gate.Dispose();
+    public void Dispose()
+    {
+        _context.Dispose();
+        _gate.Dispose();
+    }
 }
