@@ -32,7 +32,7 @@ public sealed class InferenceState : IDisposable
         RopeCos = new float[batch * hp.RopeDimensions / 2];
         RopeSin = new float[batch * hp.RopeDimensions / 2];
         Scores = new float[ctx];
-        RowScratch = new float[Reference ? Math.Max(maxColumns, hp.EmbeddingLength) : 0];
+        RowScratch = new float[Reference ? maxColumns : 0];
         Input = new QuantizedInput(
             Reference ? [] : weights.Matrices.Select(m => QuantReference.ActivationType(m.Type)), batch, maxColumns);
         LastLogits = new float[hp.VocabSize];

@@ -18,10 +18,9 @@ public sealed class Transformer : IDisposable
     {
         _file = file;
         _ownsFile = ownsFile;
-        var embedding = file.TryGetTensor(TensorNames.TokenEmbedding, out var e)
-            ? e
-            : throw new GgufFormatException($"required tensor '{TensorNames.TokenEmbedding}' is missing from the model");
-        if (e.Shape.Length != 2 || e.Shape[1] > int.MaxValue)
+        if (!file.TryGetTensor(TensorNames.TokenEmbedding, out var embedding))
+            throw new GgufFormatException($"required tensor '{TensorNames.TokenEmbedding}' is missing from the model");
+        if (embedding.Shape.Length != 2 || embedding.Shape[1] > int.MaxValue)
             throw new GgufFormatException($"tensor '{embedding.Name}' must be 2-D [n_embd, n_vocab]");
         HyperParameters = HyperParameters.FromMetadata(file.Metadata, (int)embedding.Shape[1]);
         Weights = TransformerWeights.Load(file, HyperParameters);
