@@ -10,5 +10,9 @@ internal static class CommandTable
         Commands.SynthCommand.Create(),
         Commands.TokenizeCommand.Create(),
         Commands.InfoCommand.Create(),
+        Commands.RunCommand.Create(),
+        Commands.LogitsCommand.Create(),
+        Commands.PerplexityCommand.Create(),
+        Commands.ChatCommand.Create(),
     ];
 }

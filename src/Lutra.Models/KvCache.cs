@@ -1,0 +1,173 @@
+using System.Runtime.InteropServices;
+
+namespace Lutra.Models;
+
+/// <summary>Element type of the KV cache.</summary>
+public enum KvCacheType
+{
+    /// <summary>llama.cpp's default: K and V rounded to f16, and Q and the softmax weights rounded to f16 for their matmuls.</summary>
+    F16,
+
+    /// <summary>Exact f32 cache; no rounding anywhere in attention.</summary>
+    F32,
+}
+
+/// <summary>
+/// Per-layer key/value cache of one generation context, allocated once. K rows are per position
+/// ([pos][n_embd_k_gqa]); V is stored transposed ([channel][pos]) as llama.cpp does, so the
+/// probability-weighted sum over positions reads contiguous memory.
+/// </summary>
+public sealed class KvCache
+{
+    private readonly Half[][]? _kHalf, _vHalf;
+    private readonly float[][]? _kFloat, _vFloat;
+
+    public KvCache(int layers, int capacity, int kvDim, KvCacheType type)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        Capacity = capacity;
+        KvDim = kvDim;
+        Type = type;
+        var size = checked(capacity * kvDim);
+        if (type == KvCacheType.F16)
+        {
+            _kHalf = NewLayers<Half>(layers, size);
+            _vHalf = NewLayers<Half>(layers, size);
+        }
+        else
+        {
+            _kFloat = NewLayers<float>(layers, size);
+            _vFloat = NewLayers<float>(layers, size);
+        }
+    }
+
+    /// <summary>Positions the cache can hold (the context size).</summary>
+    public int Capacity { get; }
+
+    public int KvDim { get; }
+
+    public KvCacheType Type { get; }
+
+    /// <summary>Stores one position's K and V (each n_embd_k_gqa values), rounding to the cache type.</summary>
+    public void Store(int layer, int position, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
+    {
+        if (_kHalf is not null)
+        {
+            var kRow = _kHalf[layer].AsSpan(position * KvDim, KvDim);
+            for (var i = 0; i < KvDim; i++)
+                kRow[i] = (Half)k[i];
+            var vt = _vHalf![layer];
+            for (var i = 0; i < KvDim; i++)
+                vt[i * Capacity + position] = (Half)v[i];
+        }
+        else
+        {
+            k[..KvDim].CopyTo(_kFloat![layer].AsSpan(position * KvDim, KvDim));
+            var vt = _vFloat![layer];
+            for (var i = 0; i < KvDim; i++)
+                vt[i * Capacity + position] = v[i];
+        }
+    }
+
+    /// <summary>
+    /// One query head against positions [0, <paramref name="length"/>) of KV head <paramref name="kvHead"/>:
+    /// output = softmax(q·K / sqrt(d)) · V, with llama.cpp's roundings for the F16 cache (formats.md §5.4).
+    /// </summary>
+    /// <param name="scores">Scratch of at least <paramref name="length"/> floats.</param>
+    public void Attend(int layer, int kvHead, ReadOnlySpan<float> q, int length, float scale, Span<float> scores, Span<float> output)
+    {
+        var headDim = q.Length;
+        var offset = kvHead * headDim;
+        var p = scores[..length];
+        if (_kHalf is not null)
+        {
+            var k = _kHalf[layer];
+            var toFloat = HalfToFloat.Value;
+            // Q is converted to f16 (the vec_dot_type of an F16 K) before KQ; so is P before KQV.
+            Span<float> qh = stackalloc float[headDim];
+            for (var d = 0; d < headDim; d++)
+                qh[d] = (float)(Half)q[d];
+            for (var j = 0; j < length; j++)
+            {
+                var kRow = MemoryMarshal.Cast<Half, ushort>(k.AsSpan(j * KvDim + offset, headDim));
+                var s = 0f;
+                for (var d = 0; d < headDim; d++)
+                    s += qh[d] * toFloat[kRow[d]];
+                p[j] = s;
+            }
+            Softmax(p, scale);
+            for (var j = 0; j < length; j++)
+                p[j] = (float)(Half)p[j];
+            var vt = _vHalf![layer];
+            for (var d = 0; d < headDim; d++)
+            {
+                var vRow = MemoryMarshal.Cast<Half, ushort>(vt.AsSpan((offset + d) * Capacity, length));
+                var o = 0f;
+                for (var j = 0; j < length; j++)
+                    o += p[j] * toFloat[vRow[j]];
+                output[d] = o;
+            }
+        }
+        else
+        {
+            var k = _kFloat![layer];
+            for (var j = 0; j < length; j++)
+            {
+                var kRow = k.AsSpan(j * KvDim + offset, headDim);
+                var s = 0f;
+                for (var d = 0; d < headDim; d++)
+                    s += q[d] * kRow[d];
+                p[j] = s;
+            }
+            Softmax(p, scale);
+            var vt = _vFloat![layer];
+            for (var d = 0; d < headDim; d++)
+            {
+                var vRow = vt.AsSpan((offset + d) * Capacity, length);
+                var o = 0f;
+                for (var j = 0; j < length; j++)
+                    o += p[j] * vRow[j];
+                output[d] = o;
+            }
+        }
+    }
+
+    /// <summary>ggml soft_max with scale: w = s·scale; e = exp(w − max); sum in double; p = e · (1/sum).</summary>
+    private static void Softmax(Span<float> s, float scale)
+    {
+        var max = float.NegativeInfinity;
+        for (var j = 0; j < s.Length; j++)
+        {
+            s[j] *= scale;
+            if (s[j] > max)
+                max = s[j];
+        }
+        var sum = 0.0;
+        for (var j = 0; j < s.Length; j++)
+        {
+            var e = MathF.Exp(s[j] - max);
+            s[j] = e;
+            sum += e;
+        }
+        var inv = (float)(1.0 / sum);
+        for (var j = 0; j < s.Length; j++)
+            s[j] *= inv;
+    }
+
+    // Every f16 bit pattern's f32 value (ggml keeps the same table): a lookup beats converting per element.
+    private static readonly Lazy<float[]> HalfToFloat = new(() =>
+    {
+        var table = new float[65536];
+        for (var i = 0; i < table.Length; i++)
+            table[i] = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+        return table;
+    });
+
+    private static T[][] NewLayers<T>(int layers, int size)
+    {
+        var a = new T[layers][];
+        for (var l = 0; l < layers; l++)
+            a[l] = new T[size];
+        return a;
+    }
+}

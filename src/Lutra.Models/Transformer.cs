@@ -1,0 +1,194 @@
+using Lutra.Gguf;
+using Lutra.Models.Blocks;
+
+namespace Lutra.Models;
+
+/// <summary>
+/// A llama-family decoder (llama, qwen2) over a memory-mapped GGUF file: the forward pass of formats.md §5.1,
+/// built from the shared blocks. Immutable after load; each generation context brings its own
+/// <see cref="InferenceState"/>, so contexts can run concurrently.
+/// </summary>
+public sealed class Transformer : IDisposable
+{
+    private readonly GgufFile _file;
+    private readonly bool _ownsFile;
+    private readonly Rope _rope;
+
+    private Transformer(GgufFile file, bool ownsFile)
+    {
+        _file = file;
+        _ownsFile = ownsFile;
+        if (!file.TryGetTensor(TensorNames.TokenEmbedding, out var embedding))
+            throw new GgufFormatException($"required tensor '{TensorNames.TokenEmbedding}' is missing from the model");
+        if (embedding.Shape.Length != 2 || embedding.Shape[1] > int.MaxValue)
+            throw new GgufFormatException($"tensor '{embedding.Name}' must be 2-D [n_embd, n_vocab]");
+        HyperParameters = HyperParameters.FromMetadata(file.Metadata, (int)embedding.Shape[1]);
+        Weights = TransformerWeights.Load(file, HyperParameters);
+        _rope = new Rope(HyperParameters, Weights.RopeFreqs);
+    }
+
+    public HyperParameters HyperParameters { get; }
+
+    public TransformerWeights Weights { get; }
+
+    public GgufMetadata Metadata => _file.Metadata;
+
+    public int VocabSize => HyperParameters.VocabSize;
+
+    public static Transformer Load(string path)
+    {
+        var file = GgufFile.Open(path);
+        try
+        {
+            return new Transformer(file, ownsFile: true);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Builds the model over an open file; the caller keeps ownership of <paramref name="file"/>.</summary>
+    public static Transformer FromFile(GgufFile file) => new(file, ownsFile: false);
+
+    public InferenceState CreateState(InferenceOptions? options = null) => new(HyperParameters, Weights, options ?? new InferenceOptions());
+
+    /// <summary>
+    /// Evaluates <paramref name="tokens"/> at positions <paramref name="startPosition"/>.. (their K/V enter the
+    /// cache). With <paramref name="allLogits"/>, <paramref name="logits"/> receives [tokens][n_vocab];
+    /// otherwise only the last token's logits, into <see cref="InferenceState.LastLogits"/>.
+    /// </summary>
+    public void Forward(InferenceState state, ReadOnlySpan<int> tokens, int startPosition, bool allLogits, Span<float> logits)
+    {
+        var hp = HyperParameters;
+        if (tokens.IsEmpty)
+            throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        if (startPosition < 0 || startPosition + tokens.Length > state.ContextSize)
+            throw new ContextFullException(startPosition, tokens.Length, state.ContextSize);
+        if (allLogits && logits.Length < tokens.Length * hp.VocabSize)
+            throw new ArgumentException($"logits span holds {logits.Length} floats, {tokens.Length}×{hp.VocabSize} needed", nameof(logits));
+        foreach (var t in tokens)
+        {
+            if ((uint)t >= (uint)hp.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary [0, {hp.VocabSize})");
+        }
+
+        for (var start = 0; start < tokens.Length; start += state.BatchSize)
+        {
+            var n = Math.Min(state.BatchSize, tokens.Length - start);
+            var last = start + n == tokens.Length;
+            var rows = allLogits ? logits.Slice(start * hp.VocabSize, n * hp.VocabSize) : Span<float>.Empty;
+            ForwardBatch(state, tokens.Slice(start, n), startPosition + start, allLogits, last, rows);
+        }
+    }
+
+    private void ForwardBatch(InferenceState s, ReadOnlySpan<int> tokens, int startPosition, bool allLogits, bool lastBatch, Span<float> logits)
+    {
+        var hp = HyperParameters;
+        var w = Weights;
+        var n = tokens.Length;
+        var dim = hp.EmbeddingLength;
+        var headDim = hp.HeadDim;
+        var kvDim = hp.KvDim;
+        var qDim = hp.QDim;
+        var ff = hp.FeedForwardLength;
+        var pairs = _rope.PairCount;
+        var reference = s.Reference;
+        var kqScale = 1f / MathF.Sqrt(headDim);
+
+        var x = s.X.AsSpan(0, n * dim);
+        for (var t = 0; t < n; t++)
+            w.TokenEmbedding.DequantizeRow(tokens[t], x.Slice(t * dim, dim));
+        for (var t = 0; t < n; t++)
+            _rope.Angles(startPosition + t, s.RopeCos.AsSpan(t * pairs, pairs), s.RopeSin.AsSpan(t * pairs, pairs));
+
+        var xb = s.Xb.AsSpan(0, n * dim);
+        var delta = s.Delta.AsSpan(0, n * dim);
+        var q = s.Q.AsSpan(0, n * qDim);
+        var k = s.K.AsSpan(0, n * kvDim);
+        var v = s.V.AsSpan(0, n * kvDim);
+        var att = s.Attention.AsSpan(0, n * qDim);
+        var gate = s.Gate.AsSpan(0, n * ff);
+        var up = s.Up.AsSpan(0, n * ff);
+
+        for (var l = 0; l < hp.LayerCount; l++)
+        {
+            var layer = w.Layers[l];
+
+            // ---- attention ----
+            for (var t = 0; t < n; t++)
+                RmsNorm.Apply(x.Slice(t * dim, dim), layer.AttnNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
+            s.Input.Bind(s.Xb, n, dim);
+            MatMul.Multiply(layer.Q, s.Input, q, reference, s.RowScratch, s.Parallel);
+            MatMul.Multiply(layer.K, s.Input, k, reference, s.RowScratch, s.Parallel);
+            MatMul.Multiply(layer.V, s.Input, v, reference, s.RowScratch, s.Parallel);
+            if (layer.QBias is not null) MatMul.AddBias(q, layer.QBias);
+            if (layer.KBias is not null) MatMul.AddBias(k, layer.KBias);
+            if (layer.VBias is not null) MatMul.AddBias(v, layer.VBias);
+
+            for (var t = 0; t < n; t++)
+            {
+                var cos = s.RopeCos.AsSpan(t * pairs, pairs);
+                var sin = s.RopeSin.AsSpan(t * pairs, pairs);
+                _rope.Rotate(q.Slice(t * qDim, qDim), headDim, cos, sin);
+                _rope.Rotate(k.Slice(t * kvDim, kvDim), headDim, cos, sin);
+                s.Cache.Store(l, startPosition + t, k.Slice(t * kvDim, kvDim), v.Slice(t * kvDim, kvDim));
+            }
+            for (var t = 0; t < n; t++)
+            {
+                var visible = startPosition + t + 1; // causal mask: keys at positions ≤ the query's
+                for (var h = 0; h < hp.HeadCount; h++)
+                {
+                    var o = t * qDim + h * headDim;
+                    s.Cache.Attend(l, h / hp.GroupSize, q.Slice(o, headDim), visible, kqScale, s.Scores, att.Slice(o, headDim));
+                }
+            }
+            s.Input.Bind(s.Attention, n, qDim);
+            MatMul.Multiply(layer.Output, s.Input, delta, reference, s.RowScratch, s.Parallel);
+            if (layer.OutputBias is not null) MatMul.AddBias(delta, layer.OutputBias);
+            Add(x, delta);
+
+            // ---- feed-forward ----
+            for (var t = 0; t < n; t++)
+                RmsNorm.Apply(x.Slice(t * dim, dim), layer.FfnNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
+            s.Input.Bind(s.Xb, n, dim);
+            MatMul.Multiply(layer.Gate, s.Input, gate, reference, s.RowScratch, s.Parallel);
+            MatMul.Multiply(layer.Up, s.Input, up, reference, s.RowScratch, s.Parallel);
+            if (layer.GateBias is not null) MatMul.AddBias(gate, layer.GateBias);
+            if (layer.UpBias is not null) MatMul.AddBias(up, layer.UpBias);
+            SwiGlu.Apply(gate, up);
+            s.Input.Bind(s.Gate, n, ff);
+            MatMul.Multiply(layer.Down, s.Input, delta, reference, s.RowScratch, s.Parallel);
+            if (layer.DownBias is not null) MatMul.AddBias(delta, layer.DownBias);
+            Add(x, delta);
+        }
+
+        // ---- output head: every row, or only the batch's last row ----
+        if (allLogits)
+        {
+            for (var t = 0; t < n; t++)
+                RmsNorm.Apply(x.Slice(t * dim, dim), w.OutputNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
+            s.Input.Bind(s.Xb, n, dim);
+            MatMul.Multiply(w.Output, s.Input, logits, reference, s.RowScratch, s.Parallel);
+        }
+        else if (lastBatch)
+        {
+            RmsNorm.Apply(x.Slice((n - 1) * dim, dim), w.OutputNorm, hp.RmsEpsilon, xb[..dim]);
+            s.Input.Bind(s.Xb, 1, dim);
+            MatMul.Multiply(w.Output, s.Input, s.LastLogits, reference, s.RowScratch, s.Parallel);
+        }
+    }
+
+    private static void Add(Span<float> x, ReadOnlySpan<float> delta)
+    {
+        for (var i = 0; i < x.Length; i++)
+            x[i] += delta[i];
+    }
+
+    public void Dispose()
+    {
+        if (_ownsFile)
+            _file.Dispose();
+    }
+}

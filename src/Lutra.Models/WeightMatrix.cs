@@ -1,0 +1,40 @@
+using Lutra.Core.Quants;
+using Lutra.Gguf;
+
+namespace Lutra.Models;
+
+/// <summary>
+/// A 2-D weight read in place from the memory-mapped GGUF file, still in its stored ggml type.
+/// <see cref="Rows"/> outputs of <see cref="Columns"/> inputs each (GGUF ne = [Columns, Rows]).
+/// </summary>
+public sealed unsafe class WeightMatrix
+{
+    private readonly byte* _data;
+
+    public WeightMatrix(string name, GgmlType type, int columns, int rows, byte* data)
+    {
+        var info = QuantTypes.RequireSupported(type);
+        if (columns % info.BlockSize != 0)
+            throw new GgufFormatException($"tensor '{name}': row length {columns} is not a multiple of the {info.Name} block size {info.BlockSize}");
+        Name = name;
+        Type = type;
+        Columns = columns;
+        Rows = rows;
+        RowBytes = checked((int)info.RowBytes(columns));
+        _data = data;
+    }
+
+    public string Name { get; }
+    public GgmlType Type { get; }
+    public int Columns { get; }
+    public int Rows { get; }
+    public int RowBytes { get; }
+
+    public ReadOnlySpan<byte> Row(int row) => new(_data + (long)row * RowBytes, RowBytes);
+
+    /// <summary>Row <paramref name="row"/> dequantized to f32 (embedding lookup, reference mode).</summary>
+    public void DequantizeRow(int row, Span<float> destination) =>
+        QuantReference.Dequantize(Type, Row(row), destination[..Columns]);
+
+    public override string ToString() => $"{Name} [{Columns}, {Rows}] {QuantTypes.Get(Type).Name}";
+}
