@@ -1,4 +1,4 @@
-using Lutra.Core.Quants;
+using Lutra.Core.Threading;
 using Lutra.Models.Blocks;
 
 namespace Lutra.Models;
@@ -33,15 +33,16 @@ public sealed class InferenceState : IDisposable
         RopeSin = new float[batch * hp.RopeDimensions / 2];
         Scores = new float[ctx];
         RowScratch = new float[Reference ? maxColumns : 0];
-        Input = new QuantizedInput(
-            Reference ? [] : weights.Matrices.Select(m => QuantReference.ActivationType(m.Type)), batch, maxColumns);
+        Input = new QuantizedInput(Reference ? [] : weights.Matrices.Select(m => m.Kernel), batch, maxColumns);
         LastLogits = new float[hp.VocabSize];
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1, nameof(options.Threads));
-        Parallel = options.Threads > 1 ? new MatMul.ParallelMatMul(new WorkerTeam(options.Threads)) : null;
+        MatMul = new MatMulWork(new ComputePool(options.Threads));
     }
 
-    /// <summary>Stops the worker threads, if any.</summary>
-    public void Dispose() => Parallel?.Team.Dispose();
+    /// <summary>Stops the compute threads, if any.</summary>
+    public void Dispose() => MatMul.Pool.Dispose();
+
+    public int Threads => MatMul.Pool.ThreadCount;
 
     public int ContextSize => Cache.Capacity;
     public int BatchSize { get; }
@@ -65,5 +66,5 @@ public sealed class InferenceState : IDisposable
     internal float[] Scores { get; }     // [n_ctx] attention weights of one head
     internal float[] RowScratch { get; } // one dequantized weight row (reference mode)
     internal QuantizedInput Input { get; }
-    internal MatMul.ParallelMatMul? Parallel { get; }
+    internal MatMulWork MatMul { get; }
 }

@@ -120,9 +120,9 @@ public sealed class Transformer : IDisposable
             for (var t = 0; t < n; t++)
                 RmsNorm.Apply(x.Slice(t * dim, dim), layer.AttnNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
             s.Input.Bind(s.Xb, n, dim);
-            MatMul.Multiply(layer.Q, s.Input, q, reference, s.RowScratch, s.Parallel);
-            MatMul.Multiply(layer.K, s.Input, k, reference, s.RowScratch, s.Parallel);
-            MatMul.Multiply(layer.V, s.Input, v, reference, s.RowScratch, s.Parallel);
+            MatMul.Multiply(layer.Q, s.Input, q, reference, s.RowScratch, s.MatMul);
+            MatMul.Multiply(layer.K, s.Input, k, reference, s.RowScratch, s.MatMul);
+            MatMul.Multiply(layer.V, s.Input, v, reference, s.RowScratch, s.MatMul);
             if (layer.QBias is not null) MatMul.AddBias(q, layer.QBias);
             if (layer.KBias is not null) MatMul.AddBias(k, layer.KBias);
             if (layer.VBias is not null) MatMul.AddBias(v, layer.VBias);
@@ -145,7 +145,7 @@ public sealed class Transformer : IDisposable
                 }
             }
             s.Input.Bind(s.Attention, n, qDim);
-            MatMul.Multiply(layer.Output, s.Input, delta, reference, s.RowScratch, s.Parallel);
+            MatMul.Multiply(layer.Output, s.Input, delta, reference, s.RowScratch, s.MatMul);
             if (layer.OutputBias is not null) MatMul.AddBias(delta, layer.OutputBias);
             Add(x, delta);
 
@@ -153,13 +153,13 @@ public sealed class Transformer : IDisposable
             for (var t = 0; t < n; t++)
                 RmsNorm.Apply(x.Slice(t * dim, dim), layer.FfnNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
             s.Input.Bind(s.Xb, n, dim);
-            MatMul.Multiply(layer.Gate, s.Input, gate, reference, s.RowScratch, s.Parallel);
-            MatMul.Multiply(layer.Up, s.Input, up, reference, s.RowScratch, s.Parallel);
+            MatMul.Multiply(layer.Gate, s.Input, gate, reference, s.RowScratch, s.MatMul);
+            MatMul.Multiply(layer.Up, s.Input, up, reference, s.RowScratch, s.MatMul);
             if (layer.GateBias is not null) MatMul.AddBias(gate, layer.GateBias);
             if (layer.UpBias is not null) MatMul.AddBias(up, layer.UpBias);
             SwiGlu.Apply(gate, up);
             s.Input.Bind(s.Gate, n, ff);
-            MatMul.Multiply(layer.Down, s.Input, delta, reference, s.RowScratch, s.Parallel);
+            MatMul.Multiply(layer.Down, s.Input, delta, reference, s.RowScratch, s.MatMul);
             if (layer.DownBias is not null) MatMul.AddBias(delta, layer.DownBias);
             Add(x, delta);
         }
@@ -170,13 +170,13 @@ public sealed class Transformer : IDisposable
             for (var t = 0; t < n; t++)
                 RmsNorm.Apply(x.Slice(t * dim, dim), w.OutputNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
             s.Input.Bind(s.Xb, n, dim);
-            MatMul.Multiply(w.Output, s.Input, logits, reference, s.RowScratch, s.Parallel);
+            MatMul.Multiply(w.Output, s.Input, logits, reference, s.RowScratch, s.MatMul);
         }
         else if (lastBatch)
         {
             RmsNorm.Apply(x.Slice((n - 1) * dim, dim), w.OutputNorm, hp.RmsEpsilon, xb[..dim]);
             s.Input.Bind(s.Xb, 1, dim);
-            MatMul.Multiply(w.Output, s.Input, s.LastLogits, reference, s.RowScratch, s.Parallel);
+            MatMul.Multiply(w.Output, s.Input, s.LastLogits, reference, s.RowScratch, s.MatMul);
         }
     }
 

@@ -1,3 +1,4 @@
+using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
 using Lutra.Gguf;
 
@@ -22,6 +23,7 @@ public sealed unsafe class WeightMatrix
         Rows = rows;
         RowBytes = checked((int)info.RowBytes(columns));
         _data = data;
+        Kernel = KernelTable.Get(type);
     }
 
     public string Name { get; }
@@ -29,6 +31,12 @@ public sealed unsafe class WeightMatrix
     public int Columns { get; }
     public int Rows { get; }
     public int RowBytes { get; }
+
+    /// <summary>The CPU kernel that multiplies this matrix (chosen once, from the type and instruction set).</summary>
+    public MatVecKernel Kernel { get; }
+
+    /// <summary>First byte of row 0 in the memory map.</summary>
+    public byte* Data => _data;
 
     public ReadOnlySpan<byte> Row(int row) => new(_data + (long)row * RowBytes, RowBytes);
 

@@ -16,6 +16,7 @@ public sealed class LutraModel : IDisposable
     private readonly Lazy<ITextTokenizer> _tokenizer;
     private readonly Lazy<IChatPromptRenderer> _chatRenderer;
     private readonly HashSet<int> _endOfGeneration = [];
+    private readonly Lazy<ITextTokenizer?> _endOfGenerationSource;
 
     private LutraModel(Transformer transformer, string path, LutraModelOptions options)
     {
@@ -24,6 +25,17 @@ public sealed class LutraModel : IDisposable
         Name = transformer.Metadata.GetString("general.name") ?? Path.GetFileNameWithoutExtension(path);
         _tokenizer = new(() => _options.Tokenizer ?? TokenizerSeam.FromGguf(Metadata));
         _chatRenderer = new(() => _options.ChatRenderer ?? ChatTemplateSeam.FromGguf(Metadata, Tokenizer));
+        _endOfGenerationSource = new(() =>
+        {
+            try
+            {
+                return Tokenizer;
+            }
+            catch (NotSupportedException)
+            {
+                return null; // no usable vocabulary: fall back to the metadata ids below
+            }
+        });
         foreach (var key in (string[])["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"])
         {
             if (Metadata.GetInteger(key) is long id && id >= 0 && id < VocabSize)
@@ -51,11 +63,11 @@ public sealed class LutraModel : IDisposable
     }
 
     /// <summary>
-    /// True for ids that end a generation: a supplied tokenizer decides; otherwise EOS/EOT/EOM from the metadata,
-    /// so token-id generation works without a tokenizer.
+    /// True for ids that end a generation: the tokenizer decides (EOS, EOT, EOM and the end-of-turn tokens it
+    /// recognises by text); a model without a usable vocabulary falls back to EOS/EOT/EOM from the metadata.
     /// </summary>
     public bool IsEndOfGeneration(int tokenId) =>
-        _options.Tokenizer?.IsEndOfGeneration(tokenId) ?? _endOfGeneration.Contains(tokenId);
+        _endOfGenerationSource.Value?.IsEndOfGeneration(tokenId) ?? _endOfGeneration.Contains(tokenId);
 
     public LutraContext CreateContext(InferenceOptions? options = null) => new(this, options ?? new InferenceOptions());
 

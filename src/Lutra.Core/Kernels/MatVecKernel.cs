@@ -93,10 +93,19 @@ public sealed unsafe class RowDotMatVec : MatVecKernel
 /// <summary>The CPU kernel table: which kernel serves each (weight type, instruction set).</summary>
 public static unsafe class KernelTable
 {
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GgmlType, InstructionSet), MatVecKernel> Cache = new();
+
     /// <summary>The kernel for <paramref name="weightType"/> at the process-wide instruction set.</summary>
     public static MatVecKernel Get(GgmlType weightType) => Get(weightType, KernelIsa.Selected);
 
-    public static MatVecKernel Get(GgmlType weightType, InstructionSet isa)
+    /// <summary>
+    /// One shared instance per (type, instruction set): matrices of the same type share the kernel, so a
+    /// prepared activation state can be shared by every projection that reads the same input.
+    /// </summary>
+    public static MatVecKernel Get(GgmlType weightType, InstructionSet isa) =>
+        Cache.GetOrAdd((weightType, isa), static key => Create(key.Item1, key.Item2));
+
+    private static MatVecKernel Create(GgmlType weightType, InstructionSet isa)
     {
         switch (weightType, isa)
         {

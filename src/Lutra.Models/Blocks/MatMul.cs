@@ -1,105 +1,50 @@
-using Lutra.Core.Quants;
+using Lutra.Core.Kernels;
+using Lutra.Core.Threading;
 
 namespace Lutra.Models.Blocks;
 
 /// <summary>
-/// y = W·x for every bound input row, through the quant table: each input row is converted once to the weight's
-/// activation format, then one reference dot product per output. This is the seam where a fast GEMM goes.
+/// y = W·x for every bound input row. The fast path runs the weight's <see cref="MatVecKernel"/> on activations
+/// prepared once per input, with the output rows split over the compute pool. Reference mode dequantizes every
+/// weight row and multiplies it with the unrounded f32 input, accumulating in double.
 /// </summary>
 public static class MatMul
 {
-    /// <summary>
-    /// <paramref name="y"/> receives input.Rows rows of w.Rows values (row-major). In reference mode the weights are
-    /// dequantized row by row and multiplied with the unrounded f32 input, accumulating in double.
-    /// </summary>
+    /// <summary><paramref name="y"/> receives input.Rows rows of w.Rows values (row-major).</summary>
     /// <param name="rowScratch">At least w.Columns floats (reference mode only).</param>
-    /// <param name="parallel">Splits the output rows over a worker team (quantized path only); null runs on this thread.</param>
     public static unsafe void Multiply(WeightMatrix w, QuantizedInput input, Span<float> y, bool reference, Span<float> rowScratch,
-        ParallelMatMul? parallel = null)
+        MatMulWork work)
     {
         if (input.Columns != w.Columns)
             throw new InvalidOperationException($"{w.Name}: input has {input.Columns} columns, weight expects {w.Columns}");
-        var tokens = input.Rows;
-        var outputs = w.Rows;
+        if (y.Length < input.Rows * w.Rows)
+            throw new ArgumentException($"{w.Name}: output holds {y.Length} floats, {input.Rows}×{w.Rows} needed", nameof(y));
         if (reference)
         {
-            var x = input.Source;
-            var row = rowScratch[..w.Columns];
-            for (var r = 0; r < outputs; r++)
-            {
-                w.DequantizeRow(r, row);
-                for (var t = 0; t < tokens; t++)
-                {
-                    var xt = x.Slice(t * w.Columns, w.Columns);
-                    var sum = 0.0;
-                    for (var i = 0; i < row.Length; i++)
-                        sum += (double)row[i] * xt[i];
-                    y[t * outputs + r] = (float)sum;
-                }
-            }
+            MultiplyReference(w, input, y, rowScratch);
             return;
         }
-
-        var activationType = QuantReference.ActivationType(w.Type);
-        var rowBytes = QuantizedInput.ActivationRowBytes(activationType, w.Columns);
-        var activations = input.Get(activationType);
-        if (parallel is not null && parallel.Team.Size > 1)
-        {
-            fixed (byte* a = activations)
-            fixed (float* yp = y)
-                parallel.Run(w, a, rowBytes, tokens, yp);
-            return;
-        }
-        for (var r = 0; r < outputs; r++)
-        {
-            var weights = w.Row(r);
-            for (var t = 0; t < tokens; t++)
-                y[t * outputs + r] = QuantReference.Dot(w.Type, weights, activations.Slice(t * rowBytes, rowBytes), w.Columns);
-        }
+        var states = input.Get(w.Kernel, out var stride);
+        fixed (float* yp = y)
+            work.Run(w, states, stride, input.Rows, yp);
     }
 
-    /// <summary>
-    /// The row-split form of the quantized path: each worker runs the same per-row dot products over its own range
-    /// of output rows, reading activations and writing outputs through pointers pinned by the caller.
-    /// </summary>
-    public sealed unsafe class ParallelMatMul(WorkerTeam team) : IRowWork
+    private static void MultiplyReference(WeightMatrix w, QuantizedInput input, Span<float> y, Span<float> rowScratch)
     {
-        private WeightMatrix? _w;
-        private byte* _activations;
-        private int _rowBytes;
-        private int _tokens;
-        private float* _y;
-
-        public WorkerTeam Team { get; } = team;
-
-        internal void Run(WeightMatrix w, byte* activations, int rowBytes, int tokens, float* y)
+        var x = input.Source;
+        var tokens = input.Rows;
+        var outputs = w.Rows;
+        var row = rowScratch[..w.Columns];
+        for (var r = 0; r < outputs; r++)
         {
-            _w = w;
-            _activations = activations;
-            _rowBytes = rowBytes;
-            _tokens = tokens;
-            _y = y;
-            try
+            w.DequantizeRow(r, row);
+            for (var t = 0; t < tokens; t++)
             {
-                Team.Run(this, w.Rows);
-            }
-            finally
-            {
-                _w = null;
-                _activations = null;
-                _y = null;
-            }
-        }
-
-        public void Execute(int begin, int end)
-        {
-            var w = _w!;
-            var outputs = w.Rows;
-            for (var r = begin; r < end; r++)
-            {
-                var weights = w.Row(r);
-                for (var t = 0; t < _tokens; t++)
-                    _y[t * outputs + r] = QuantReference.Dot(w.Type, weights, new ReadOnlySpan<byte>(_activations + (long)t * _rowBytes, _rowBytes), w.Columns);
+                var xt = x.Slice(t * w.Columns, w.Columns);
+                var sum = 0.0;
+                for (var i = 0; i < row.Length; i++)
+                    sum += (double)row[i] * xt[i];
+                y[t * outputs + r] = (float)sum;
             }
         }
     }
@@ -112,6 +57,76 @@ public static class MatMul
             var row = y.Slice(t, bias.Length);
             for (var i = 0; i < bias.Length; i++)
                 row[i] += bias[i];
+        }
+    }
+}
+
+/// <summary>
+/// One matmul split over the pool's threads by output rows (a reused object, so dispatch allocates nothing).
+/// With several input rows (prefill), each thread walks its rows in tiles small enough to stay in cache while
+/// every token of the batch passes over them, so weights are read from memory once per batch, not per token.
+/// </summary>
+public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
+{
+    // Rows per tile: 16 rows of the widest common matrices (16 K columns of Q8_0) stay within L2.
+    private const int RowTile = 16;
+
+    private MatVecKernel? _kernel;
+    private byte* _weights;
+    private long _rowBytes;
+    private int _rows;
+    private int _columns;
+    private byte* _states;
+    private int _stateStride;
+    private int _tokens;
+    private float* _y;
+
+    public ComputePool Pool { get; } = pool;
+
+    internal void Run(WeightMatrix w, byte* states, int stateStride, int tokens, float* y)
+    {
+        _kernel = w.Kernel;
+        _weights = w.Data;
+        _rowBytes = w.RowBytes;
+        _rows = w.Rows;
+        _columns = w.Columns;
+        _states = states;
+        _stateStride = stateStride;
+        _tokens = tokens;
+        _y = y;
+        try
+        {
+            // Small matrices are not worth waking the other threads for.
+            if (Pool.ThreadCount == 1 || (long)_rows * _columns * tokens < 64 * 1024)
+                Execute(0, 1);
+            else
+                Pool.Run(this);
+        }
+        finally
+        {
+            _kernel = null;
+            _weights = null;
+            _states = null;
+            _y = null;
+        }
+    }
+
+    public void Execute(int threadIndex, int threadCount)
+    {
+        var (start, end) = ComputePool.Partition(_rows, threadIndex, threadCount, RowTile);
+        if (start >= end)
+            return;
+        var kernel = _kernel!;
+        if (_tokens == 1)
+        {
+            kernel.MatVec(_weights + start * _rowBytes, _rowBytes, end - start, _states, _columns, _y + start);
+            return;
+        }
+        for (var r = start; r < end; r += RowTile)
+        {
+            var count = Math.Min(RowTile, end - r);
+            for (var t = 0; t < _tokens; t++)
+                kernel.MatVec(_weights + r * _rowBytes, _rowBytes, count, _states + (long)t * _stateStride, _columns, _y + (long)t * _rows + r);
         }
     }
 }

@@ -1,27 +1,30 @@
-using Lutra.Core.Quants;
+using System.Runtime.CompilerServices;
+using Lutra.Core.Kernels;
 
 namespace Lutra.Models.Blocks;
 
 /// <summary>
-/// The f32 input rows of one or more matmuls, converted lazily to each activation format that a weight asks
-/// for and kept until the next <see cref="Bind"/>. Q/K/V (and gate/up) read the same normed input, so it is
-/// quantized once for all of them (llama.cpp converts once per mul_mat; the result is the same bytes).
-/// Buffers are allocated once, for the largest row and batch the context will see.
+/// The f32 input rows of one or more matmuls, prepared lazily for each kernel that reads them and kept until
+/// the next <see cref="Bind"/>. Q/K/V (and gate/up) read the same normed input, so it is converted once for all
+/// of them (llama.cpp converts once per mul_mat; the bytes are the same). Buffers are pinned, 64-byte aligned
+/// and allocated once, for the largest row and batch the context will see.
 /// </summary>
-public sealed class QuantizedInput
+public sealed unsafe class QuantizedInput
 {
-    private readonly GgmlType[] _slotTypes;
-    private readonly byte[][] _slots;
+    private readonly MatVecKernel[] _kernels;
+    private readonly byte[][] _buffers;
     private readonly bool[] _ready;
     private float[] _source = [];
 
-    public QuantizedInput(IEnumerable<GgmlType> activationTypes, int maxRows, int maxColumns)
+    public QuantizedInput(IEnumerable<MatVecKernel> kernels, int maxRows, int maxColumns)
     {
-        _slotTypes = activationTypes.Distinct().ToArray();
-        _slots = new byte[_slotTypes.Length][];
-        _ready = new bool[_slotTypes.Length];
-        for (var i = 0; i < _slots.Length; i++)
-            _slots[i] = new byte[checked(maxRows * ActivationRowBytes(_slotTypes[i], maxColumns))];
+        _kernels = kernels.Distinct().ToArray();
+        _buffers = new byte[_kernels.Length][];
+        _ready = new bool[_kernels.Length];
+        // Round up to a whole super-block so every kernel can size a state for it.
+        var columns = (maxColumns + 255) / 256 * 256;
+        for (var i = 0; i < _kernels.Length; i++)
+            _buffers[i] = GC.AllocateUninitializedArray<byte>(checked(maxRows * _kernels[i].ActivationBytes(columns) + 64), pinned: true);
     }
 
     /// <summary>f32 input: <see cref="Rows"/> rows of <see cref="Columns"/> values, row-major.</summary>
@@ -39,23 +42,27 @@ public sealed class QuantizedInput
         Array.Clear(_ready);
     }
 
-    /// <summary>The bound rows in <paramref name="activationType"/>, each <see cref="ActivationRowBytes"/> long.</summary>
-    public ReadOnlySpan<byte> Get(GgmlType activationType)
+    /// <summary>
+    /// The bound rows prepared for <paramref name="kernel"/>: <see cref="Rows"/> states of <paramref name="stride"/>
+    /// bytes each. The pointer stays valid for the life of this object (the buffer is pinned).
+    /// </summary>
+    public byte* Get(MatVecKernel kernel, out int stride)
     {
-        var slot = Array.IndexOf(_slotTypes, activationType);
+        var slot = Array.IndexOf(_kernels, kernel);
         if (slot < 0)
-            throw new InvalidOperationException($"no activation buffer was planned for {activationType}");
-        var rowBytes = ActivationRowBytes(activationType, Columns);
-        var dst = _slots[slot].AsSpan(0, Rows * rowBytes);
+            throw new InvalidOperationException($"no activation buffer was planned for kernel {kernel}");
+        stride = kernel.ActivationBytes(Columns);
+        var buffer = _buffers[slot];
+        var aligned = (byte*)(((nint)Unsafe.AsPointer(ref buffer[0]) + 63) & ~(nint)63);
         if (!_ready[slot])
         {
-            for (var r = 0; r < Rows; r++)
-                QuantReference.QuantizeActivations(activationType, Source.Slice(r * Columns, Columns), dst.Slice(r * rowBytes, rowBytes));
+            fixed (float* x = _source)
+            {
+                for (var r = 0; r < Rows; r++)
+                    kernel.PrepareActivations(x + r * Columns, Columns, aligned + r * stride);
+            }
             _ready[slot] = true;
         }
-        return dst;
+        return aligned;
     }
-
-    public static int ActivationRowBytes(GgmlType activationType, int columns) =>
-        checked((int)QuantTypes.Get(activationType).RowBytes(columns));
 }
