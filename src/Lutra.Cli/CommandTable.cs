@@ -8,6 +8,7 @@ internal static class CommandTable
     public static IEnumerable<Command> All =>
     [
         Commands.SynthCommand.Create(),
+        Commands.BenchCommand.Create(),
         Commands.TokenizeCommand.Create(),
         Commands.InfoCommand.Create(),
         Commands.RunCommand.Create(),

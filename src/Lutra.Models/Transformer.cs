@@ -33,6 +33,9 @@ public sealed class Transformer : IDisposable
 
     public GgufMetadata Metadata => _file.Metadata;
 
+    /// <summary>The mapped GGUF file the weights live in.</summary>
+    public GgufFile File => _file;
+
     public int VocabSize => HyperParameters.VocabSize;
 
     public static Transformer Load(string path)

@@ -1,0 +1,207 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Lutra.Core.Diagnostics;
+using Lutra.Core.Kernels;
+using Lutra.Core.Quants;
+using Lutra.Core.Threading;
+using Lutra.Gguf;
+using Lutra.Models;
+using Lutra.Models.Synthetic;
+
+namespace Lutra.Cli.Commands;
+
+/// <summary>
+/// `lutra bench`: llama-bench-style prompt (pp) and generation (tg) throughput, and for every row the weight
+/// bytes read per token, the achieved GB/s and its share of the read bandwidth a probe measured in the same
+/// process just before, at the same thread count — progress toward the roofline on any machine, no other tool.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var models = new Option<string[]>("--model", "-m") { Description = "GGUF model file(s)", AllowMultipleArgumentsPerToken = true };
+        var synthetic = new Option<string[]>("--synthetic")
+        {
+            Description = $"random-weight model(s) built on the fly, SHAPE:TYPE (shapes: {string.Join(", ", SyntheticShape.All.Select(s => s.Name))})",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var prompt = new Option<int>("--n-prompt", "-p") { Description = "prompt tokens of the pp test (0 skips it)", DefaultValueFactory = _ => 128 };
+        var gen = new Option<int>("--n-gen", "-n") { Description = "tokens of the tg test (0 skips it)", DefaultValueFactory = _ => 64 };
+        var threads = new Option<string>("--threads", "-t") { Description = "comma-separated thread counts", DefaultValueFactory = _ => Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture) };
+        var reps = new Option<int>("--repetitions", "-r") { Description = "repetitions of each test", DefaultValueFactory = _ => 3 };
+        var json = new Option<bool>("--json") { Description = "print the rows as a JSON array (llama-bench field names) instead of a table" };
+        var command = new Command("bench", "Measure prompt and generation speed against the machine's memory-bandwidth roofline.")
+        {
+            models, synthetic, prompt, gen, threads, reps, json,
+        };
+        command.SetAction(parse => CliErrors.Run(() => Run(
+            parse.GetValue(models) ?? [], parse.GetValue(synthetic) ?? [], parse.GetValue(prompt), parse.GetValue(gen),
+            ParseThreads(parse.GetValue(threads)!), parse.GetValue(reps), parse.GetValue(json))));
+        return command;
+    }
+
+    private static int[] ParseThreads(string list)
+    {
+        var counts = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var t) && t > 0
+                ? t
+                : throw new ArgumentException($"--threads: '{s}' is not a positive whole number"))
+            .ToArray();
+        return counts.Length > 0 ? counts : throw new ArgumentException("--threads needs at least one count");
+    }
+
+    private static int Run(string[] models, string[] synthetic, int nPrompt, int nGen, int[] threadCounts, int reps, bool json)
+    {
+        if (models.Length == 0 && synthetic.Length == 0)
+            throw new ArgumentException("give a model with -m or a synthetic one with --synthetic SHAPE:TYPE (e.g. llama-1b:Q4_0)");
+        if (nPrompt < 0 || nGen < 0 || (nPrompt == 0 && nGen == 0))
+            throw new ArgumentException("-p and -n must be ≥ 0 and not both 0");
+        ArgumentOutOfRangeException.ThrowIfLessThan(reps, 1, "--repetitions");
+
+        Console.Error.WriteLine($"cpu: {KernelIsa.DescribeCpu()}; kernels: {KernelIsa.Selected} (force with {KernelIsa.ForceVariable})");
+        var rows = new List<BenchRow>();
+        if (!json)
+            PrintHeader();
+        foreach (var spec in models.Select(m => (Path: m, Synthetic: (string?)null)).Concat(synthetic.Select(s => ((string)null!, (string?)s))))
+        {
+            var path = spec.Synthetic is null ? spec.Path : WriteSynthetic(spec.Synthetic);
+            try
+            {
+                using var model = Transformer.Load(path);
+                var label = spec.Synthetic ?? Path.GetFileNameWithoutExtension(path);
+                var facts = ModelFacts.Of(model);
+                Console.Error.WriteLine($"{label}: {string.Join("; ", facts.Kernels)}");
+                foreach (var t in threadCounts)
+                {
+                    double probe;
+                    using (var pool = new ComputePool(t))
+                        probe = BandwidthProbe.MeasureReadGBps(pool);
+                    if (nPrompt > 0)
+                        rows.Add(Measure(model, label, facts, t, nPrompt, 0, reps, probe, json));
+                    if (nGen > 0)
+                        rows.Add(Measure(model, label, facts, t, 0, nGen, reps, probe, json));
+                }
+            }
+            finally
+            {
+                if (spec.Synthetic is not null)
+                    File.Delete(path);
+            }
+        }
+        if (json)
+            Console.Out.WriteLine(JsonSerializer.Serialize(rows, BenchJson.Default.ListBenchRow));
+        return 0;
+    }
+
+    private static string WriteSynthetic(string spec)
+    {
+        var parts = spec.Split(':');
+        if (parts.Length != 2)
+            throw new ArgumentException($"--synthetic '{spec}': expected SHAPE:TYPE, e.g. llama-1b:Q4_0");
+        var shape = SyntheticShape.Get(parts[0]);
+        var type = SynthCommand.ParseWeightType(parts[1]);
+        var path = Path.Combine(Path.GetTempPath(), $"lutra-bench-{shape.Name}-{QuantTypes.Get(type).Name}-{Environment.ProcessId}.gguf");
+        var sw = Stopwatch.StartNew();
+        SyntheticModel.Create(shape, type).Write(path);
+        Console.Error.WriteLine($"built {spec} ({new FileInfo(path).Length / 1e6:F0} MB) in {sw.Elapsed.TotalSeconds:F1} s");
+        return path;
+    }
+
+    private static BenchRow Measure(Transformer model, string label, ModelFacts facts, int threads, int nPrompt, int nGen, int reps,
+        double probeGBps, bool json)
+    {
+        var hp = model.HyperParameters;
+        var tokens = nPrompt > 0 ? nPrompt : nGen;
+        var options = new InferenceOptions { ContextSize = tokens + 1, BatchSize = Math.Max(1, nPrompt), Threads = threads };
+        using var state = model.CreateState(options);
+        var rng = new Random(42);
+        var ids = new int[tokens];
+        for (var i = 0; i < ids.Length; i++)
+            ids[i] = rng.Next(hp.VocabSize);
+
+        void Once()
+        {
+            if (nPrompt > 0)
+            {
+                model.Forward(state, ids, 0, allLogits: false, default);
+                return;
+            }
+            for (var i = 0; i < nGen; i++)
+                model.Forward(state, ids.AsSpan(i, 1), i, allLogits: false, default);
+        }
+
+        Once(); // warm-up: JIT, page-in of the mapped weights
+        var rates = new double[reps];
+        for (var r = 0; r < reps; r++)
+        {
+            var sw = Stopwatch.StartNew();
+            Once();
+            rates[r] = tokens / sw.Elapsed.TotalSeconds;
+        }
+        var mean = rates.Average();
+        var sd = reps > 1 ? Math.Sqrt(rates.Sum(x => (x - mean) * (x - mean)) / (reps - 1)) : 0;
+        // Generation reads every weight once per token; a prompt batch reads them once for the whole batch.
+        var bytesPerToken = nPrompt > 0 ? (double)facts.WeightBytes / nPrompt : facts.WeightBytes;
+        var achieved = bytesPerToken * mean / 1e9;
+        var row = new BenchRow(label, facts.FileBytes, facts.Parameters, threads, nPrompt, nGen, "f16", KernelIsa.Selected.ToString(),
+            mean, sd, (long)bytesPerToken, achieved, probeGBps, 100 * achieved / probeGBps, rates);
+        if (!json)
+            PrintRow(row);
+        return row;
+    }
+
+    private static void PrintHeader()
+    {
+        Console.Out.WriteLine("| model | size | params | kernels | threads | test | t/s | weights/token | GB/s | probe GB/s | % roofline |");
+        Console.Out.WriteLine("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    }
+
+    private static void PrintRow(BenchRow r)
+    {
+        var test = r.NPrompt > 0 ? $"pp{r.NPrompt}" : $"tg{r.NGen}";
+        Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {r.Model} | {r.ModelSize / 1048576.0:F1} MiB | {r.ModelNParams / 1e6:F1} M | {r.Kernels} | {r.NThreads} | {test} | {r.AvgTs:F2} ± {r.StddevTs:F2} | {r.WeightBytesPerToken / 1e6:F1} MB | {r.AchievedGbps:F1} | {r.ProbeGbps:F1} | {r.RooflinePct:F0} % |"));
+    }
+
+    /// <summary>What a bench row needs to know about a model, computed once.</summary>
+    private sealed record ModelFacts(long FileBytes, long Parameters, long WeightBytes, string[] Kernels)
+    {
+        public static ModelFacts Of(Transformer model)
+        {
+            var w = model.Weights;
+            var matrices = w.Matrices.Distinct().ToArray();
+            // Every matrix is read whole per token, plus one row of the token embedding.
+            var weightBytes = matrices.Sum(m => (long)m.Rows * m.RowBytes);
+            if (!matrices.Contains(w.TokenEmbedding))
+                weightBytes += w.TokenEmbedding.RowBytes;
+            var kernels = matrices.Select(m => m.Kernel.ToString()).Distinct().Order().ToArray();
+            var file = model.File;
+            return new ModelFacts(file.Tensors.Sum(t => t.ByteSize), file.Tensors.Sum(t => t.ElementCount), weightBytes, kernels);
+        }
+    }
+}
+
+/// <summary>One bench result; property names follow llama-bench's JSON where they apply.</summary>
+internal sealed record BenchRow(
+    [property: JsonPropertyName("model_filename")] string Model,
+    [property: JsonPropertyName("model_size")] long ModelSize,
+    [property: JsonPropertyName("model_n_params")] long ModelNParams,
+    [property: JsonPropertyName("n_threads")] int NThreads,
+    [property: JsonPropertyName("n_prompt")] int NPrompt,
+    [property: JsonPropertyName("n_gen")] int NGen,
+    [property: JsonPropertyName("type_k")] string TypeK,
+    [property: JsonPropertyName("kernels")] string Kernels,
+    [property: JsonPropertyName("avg_ts")] double AvgTs,
+    [property: JsonPropertyName("stddev_ts")] double StddevTs,
+    [property: JsonPropertyName("weight_bytes_per_token")] long WeightBytesPerToken,
+    [property: JsonPropertyName("achieved_gbps")] double AchievedGbps,
+    [property: JsonPropertyName("probe_gbps")] double ProbeGbps,
+    [property: JsonPropertyName("roofline_pct")] double RooflinePct,
+    [property: JsonPropertyName("samples_ts")] double[] SamplesTs);
+
+[JsonSourceGenerationOptions(WriteIndented = true)]
+[JsonSerializable(typeof(List<BenchRow>))]
+internal sealed partial class BenchJson : JsonSerializerContext;
