@@ -7,5 +7,6 @@ internal static class CommandTable
 {
     public static IEnumerable<Command> All =>
     [
+        Commands.ChatTemplateCommand.Create(),
     ];
 }

@@ -461,6 +461,8 @@ internal static partial class TemplateBuiltins
         (null, null) => true,
         (bool x, bool y) => x == y,
         (long x, long y) => x == y,
+        // CPython interns the short strings templates compare, so `is` sees equal literals as the same object.
+        (string x, string y) => x == y,
         _ => ReferenceEquals(a, b),
     };
 }

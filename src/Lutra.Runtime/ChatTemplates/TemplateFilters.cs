@@ -96,7 +96,7 @@ internal static partial class TemplateBuiltins
                 args.Bind();
                 return value switch
                 {
-                    long l => checked(Math.Abs(l)),
+                    long l => (object)checked(Math.Abs(l)),
                     double dd => Math.Abs(dd),
                     bool b => b ? 1L : 0L,
                     _ => throw new TemplateRuntimeException($"bad operand type for abs(): '{PyValue.TypeName(value)}'"),

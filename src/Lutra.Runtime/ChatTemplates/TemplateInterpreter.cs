@@ -106,7 +106,6 @@ internal sealed class TemplateInterpreter
     private void ExecuteFor(ForNode f, Scope scope, StringBuilder output)
     {
         var source = Guard(f.Iterable.Position, () => PyValue.Iterate(Eval(f.Iterable, scope)));
-        var loopScope = new Scope(scope);
         TemplateList items;
         if (f.Filter is null)
         {
@@ -117,8 +116,9 @@ internal sealed class TemplateInterpreter
             items = [];
             foreach (var item in source)
             {
-                Assign(f.Target, item, loopScope);
-                if (PyValue.IsTruthy(Eval(f.Filter, loopScope)))
+                var filterScope = new Scope(scope);
+                Assign(f.Target, item, filterScope);
+                if (PyValue.IsTruthy(Eval(f.Filter, filterScope)))
                     items.Add(item);
             }
         }
@@ -131,6 +131,9 @@ internal sealed class TemplateInterpreter
         for (var i = 0; i < items.Count; i++)
         {
             loop.Index0 = i;
+            // Each iteration starts from the enclosing values: jinja2 does not carry a `set` inside the
+            // body over to the next iteration (use a namespace for that).
+            var loopScope = new Scope(scope);
             loopScope.Set("loop", loop);
             Assign(f.Target, items[i], loopScope);
             if (Execute(f.Body, loopScope, output) == Flow.Break)
