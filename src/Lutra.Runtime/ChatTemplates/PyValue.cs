@@ -36,6 +36,9 @@ internal static class PyValue
         _ => true,
     };
 
+    /// <summary>Python's <c>str.upper()</c>, which maps ß to SS where .NET keeps ß.</summary>
+    public static string Upper(string s) => s.ToUpperInvariant().Replace("ß", "SS", StringComparison.Ordinal);
+
     public static bool IsNumber(object? value) => value is long or double or bool;
 
     /// <summary>Python's <c>str()</c>; undefined prints as the empty string, as jinja2's default Undefined does.</summary>

@@ -247,7 +247,7 @@ internal static partial class TemplateBuiltins
         "upper" => Method(name, a =>
         {
             a.Bind();
-            return s.ToUpperInvariant();
+            return PyValue.Upper(s);
         }),
         "lower" => Method(name, a =>
         {

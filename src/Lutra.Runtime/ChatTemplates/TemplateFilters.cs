@@ -21,7 +21,7 @@ internal static partial class TemplateBuiltins
                 return PyValue.Strip(PyValue.ToStr(value), OptionalString(args.Bind("chars")[0], "trim"), left: true, right: true);
             case "upper":
                 args.Bind();
-                return PyValue.ToStr(value).ToUpperInvariant();
+                return PyValue.Upper(PyValue.ToStr(value));
             case "lower":
                 args.Bind();
                 return PyValue.ToStr(value).ToLowerInvariant();

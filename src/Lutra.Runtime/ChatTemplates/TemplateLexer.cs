@@ -130,6 +130,8 @@ internal sealed class TemplateLexer
                     LexTag(isBlock: false, tagStart);
                     break;
                 default:
+                    if (TryLexRaw(tagStart))
+                        break;
                     _tokens.Add(new Token(TokenKind.BlockBegin, "{%", PositionOf(tagStart)));
                     LexTag(isBlock: true, tagStart);
                     break;
@@ -163,6 +165,59 @@ internal sealed class TemplateLexer
     {
         if (text.Length > 0)
             _tokens.Add(new Token(TokenKind.Text, text, PositionOf(offset)));
+    }
+
+    private int SkipSpaces(int at)
+    {
+        while (at < _source.Length && char.IsWhiteSpace(_source[at]))
+            at++;
+        return at;
+    }
+
+    /// <summary>Recognises <c>{% raw %}...{% endraw %}</c> and emits its content as plain text.</summary>
+    private bool TryLexRaw(int tagStart)
+    {
+        var at = SkipSpaces(_pos);
+        if (!Matches(at, "raw"))
+            return false;
+        at = SkipSpaces(at + 3);
+        if (Matches(at, "-%}"))
+            at = SkipSpaces(at + 3);
+        else if (Matches(at, "%}"))
+            at += 2;
+        else
+            return false;
+
+        var contentStart = at;
+        for (var end = _source.IndexOf("{%", at, StringComparison.Ordinal); end >= 0; end = _source.IndexOf("{%", end + 2, StringComparison.Ordinal))
+        {
+            var q = end + 2;
+            var openSign = q < _source.Length && _source[q] is '-' or '+' ? _source[q++] : '\0';
+            q = SkipSpaces(q);
+            if (!Matches(q, "endraw"))
+                continue;
+            q = SkipSpaces(q + 6);
+            var closeSign = q < _source.Length && _source[q] is '-' or '+' ? _source[q++] : '\0';
+            if (!Matches(q, "%}"))
+                continue;
+
+            var content = _source[contentStart..end];
+            if (openSign == '-')
+            {
+                content = content.TrimEnd();
+            }
+            else if (openSign != '+')
+            {
+                var lineStart = content.LastIndexOf('\n') + 1;
+                if (lineStart > 0 && lineStart < content.Length && IsBlank(content.AsSpan(lineStart)))
+                    content = content[..lineStart];
+            }
+            AddText(content, contentStart);
+            _pos = q + 2;
+            AfterTagEnd(closeSign, trimNewline: true);
+            return true;
+        }
+        throw Error("missing '{% endraw %}' for this raw block", tagStart);
     }
 
     private void SkipComment(int tagStart)
