@@ -14,9 +14,19 @@ internal sealed class TemplateParser
 
     private static readonly HashSet<string> ComparisonOperators = ["==", "!=", "<", "<=", ">", ">="];
 
+    // Nesting beyond this would risk overflowing the stack (a crash, not an error) here or in the interpreter.
+    private const int MaxNesting = 500;
+
     private readonly List<Token> _tokens;
     private int _index;
     private int _loopDepth;
+    private int _nesting;
+
+    // jinja2 reports an unknown filter or test when compiling, except inside an if statement or an inline
+    // if-expression ("soft" code), where it waits until the expression runs. Unknown names seen outside soft
+    // code wait here until the enclosing expression is known not to be an inline if.
+    private readonly List<ChatTemplateException> _pendingUnknown = [];
+    private bool _soft;
 
     private TemplateParser(List<Token> tokens) => _tokens = tokens;
 
@@ -88,6 +98,7 @@ internal sealed class TemplateParser
                 case TokenKind.VariableBegin:
                     Next();
                     body.Add(new OutputNode(token.Position, ParseTuple(withCondition: true)));
+                    ThrowPendingUnknown();
                     Expect(TokenKind.VariableEnd);
                     break;
                 case TokenKind.BlockBegin:
@@ -99,6 +110,7 @@ internal sealed class TemplateParser
                         return (body, tag.Value);
                     }
                     body.Add(ParseStatement(token));
+                    ThrowPendingUnknown();
                     break;
                 default:
                     throw Error($"unexpected {token}", token);
@@ -106,8 +118,37 @@ internal sealed class TemplateParser
         }
     }
 
+    private void ThrowPendingUnknown()
+    {
+        if (_pendingUnknown.Count > 0)
+            throw _pendingUnknown[0];
+    }
+
+    private void UnknownName(string kind, Token name)
+    {
+        if (!_soft)
+            _pendingUnknown.Add(Error($"unknown {kind} '{name.Value}'", name));
+    }
+
+    /// <summary>Parses a nested body with the given softness, restoring the enclosing one afterwards.</summary>
+    private (List<Node> Body, string? EndTag) ParseBodyWithSoftness(bool soft, string[] endTags)
+    {
+        var outer = _soft;
+        _soft = soft;
+        try
+        {
+            ThrowPendingUnknown();
+            return ParseBody(endTags);
+        }
+        finally
+        {
+            _soft = outer;
+        }
+    }
+
     private Node ParseStatement(Token blockBegin)
     {
+        using var nesting = Nest();
         var tag = Current;
         if (tag.Kind != TokenKind.Name)
             throw Error($"expected a tag name but found {tag}", tag);
@@ -127,9 +168,13 @@ internal sealed class TemplateParser
                 return ParseMacro(tag);
             case "filter":
                 Next();
+                // jinja2 checks a filter block's filters in the block's own (never soft) frame.
+                var outerSoft = _soft;
+                _soft = false;
                 var filters = ParseFilterChain(inline: true);
+                _soft = outerSoft;
                 Expect(TokenKind.BlockEnd);
-                var (body, _) = ParseBody(["endfilter"]);
+                var (body, _) = ParseBodyWithSoftness(false, ["endfilter"]);
                 Expect(TokenKind.BlockEnd);
                 return new FilterBlockNode(tag.Position, filters, body);
             case "break":
@@ -148,6 +193,20 @@ internal sealed class TemplateParser
 
     private IfNode ParseIf(Token tag)
     {
+        var outer = _soft;
+        _soft = true;
+        try
+        {
+            return ParseIfBranches(tag);
+        }
+        finally
+        {
+            _soft = outer;
+        }
+    }
+
+    private IfNode ParseIfBranches(Token tag)
+    {
         var condition = ParseTuple(withCondition: false);
         Expect(TokenKind.BlockEnd);
         var (then, end) = ParseBody(["elif", "else", "endif"]);
@@ -155,7 +214,7 @@ internal sealed class TemplateParser
         if (end == "elif")
         {
             var elifTag = _tokens[_index - 1];
-            otherwise = [ParseIf(elifTag)];
+            otherwise = [ParseIfBranches(elifTag)];
             return new IfNode(tag.Position, condition, then, otherwise);
         }
         if (end == "else")
@@ -180,7 +239,7 @@ internal sealed class TemplateParser
             throw Error("recursive for loops are not supported", Current);
         Expect(TokenKind.BlockEnd);
         _loopDepth++;
-        var (body, end) = ParseBody(["endfor", "else"]);
+        var (body, end) = ParseBodyWithSoftness(false, ["endfor", "else"]);
         _loopDepth--;
         IReadOnlyList<Node> otherwise = [];
         if (end == "else")
@@ -204,7 +263,7 @@ internal sealed class TemplateParser
         }
         var filters = Current.IsOperator("|") ? ParseFilterChain(inline: false) : [];
         Expect(TokenKind.BlockEnd);
-        var (body, _) = ParseBody(["endset"]);
+        var (body, _) = ParseBodyWithSoftness(false, ["endset"]);
         Expect(TokenKind.BlockEnd);
         return new SetBlockNode(tag.Position, target, filters, body);
     }
@@ -232,7 +291,7 @@ internal sealed class TemplateParser
         Expect(TokenKind.BlockEnd);
         var outerLoopDepth = _loopDepth;
         _loopDepth = 0;
-        var (body, _) = ParseBody(["endmacro"]);
+        var (body, _) = ParseBodyWithSoftness(false, ["endmacro"]);
         _loopDepth = outerLoopDepth;
         if (Current.Kind == TokenKind.Name && Current.Value == name)
             Next();
@@ -291,14 +350,32 @@ internal sealed class TemplateParser
             || t.IsOperator(")") || t.IsName("in") || t.IsOperator("=");
     }
 
+    private NestingScope Nest()
+    {
+        if (++_nesting > MaxNesting)
+            throw Error($"template nests deeper than {MaxNesting} levels", Current);
+        return new NestingScope(this);
+    }
+
+    private readonly struct NestingScope(TemplateParser parser) : IDisposable
+    {
+        public void Dispose() => parser._nesting--;
+    }
+
     private Expr ParseExpression()
     {
+        using var nesting = Nest();
+        var pendingBefore = _pendingUnknown.Count;
         var expr = ParseOr();
         while (Current.IsName("if"))
         {
+            _pendingUnknown.RemoveRange(pendingBefore, _pendingUnknown.Count - pendingBefore);
+            var outer = _soft;
+            _soft = true;
             var at = Next();
             var condition = ParseOr();
             Expr? otherwise = SkipName("else") ? ParseExpression() : null;
+            _soft = outer;
             expr = new ConditionalExpr(at.Position, condition, expr, otherwise);
         }
         return expr;
@@ -328,6 +405,7 @@ internal sealed class TemplateParser
 
     private Expr ParseNot()
     {
+        using var nesting = Nest();
         if (Current.IsName("not"))
         {
             var at = Next();
@@ -413,6 +491,7 @@ internal sealed class TemplateParser
 
     private Expr ParseUnary(bool withFilter)
     {
+        using var nesting = Nest();
         Expr node;
         if (Current.IsOperator("-") || Current.IsOperator("+"))
         {
@@ -603,6 +682,16 @@ internal sealed class TemplateParser
         }
     }
 
+    /// <summary>A filter or test name; jinja2 allows dotted ones (none exist here, so they fail as unknown).</summary>
+    private Token ExpectDottedName()
+    {
+        var name = Expect(TokenKind.Name);
+        var text = name.Value;
+        while (SkipOperator("."))
+            text += "." + Expect(TokenKind.Name).Value;
+        return name with { Value = text };
+    }
+
     /// <summary>Parses <c>| f(args) | g</c>; with <paramref name="inline"/> the first filter has no leading bar.</summary>
     private List<FilterCall> ParseFilterChain(bool inline)
     {
@@ -612,9 +701,9 @@ internal sealed class TemplateParser
             if (!inline)
                 Next();
             inline = false;
-            var name = Expect(TokenKind.Name);
+            var name = ExpectDottedName();
             if (!TemplateBuiltins.FilterNames.Contains(name.Value))
-                throw Error($"unknown filter '{name.Value}'", name);
+                UnknownName("filter", name);
             List<Expr> args = [];
             List<(string, Expr)> kwargs = [];
             if (SkipOperator("("))
@@ -628,9 +717,9 @@ internal sealed class TemplateParser
     {
         var isToken = Next();
         var negated = SkipName("not");
-        var name = Expect(TokenKind.Name);
+        var name = ExpectDottedName();
         if (!TemplateBuiltins.TestNames.Contains(name.Value))
-            throw Error($"unknown test '{name.Value}'", name);
+            UnknownName("test", name);
         var args = new List<Expr>();
         if (SkipOperator("("))
         {

@@ -10,7 +10,7 @@ public sealed class TemplateErrorTests
 
     [Theory]
     [InlineData("ok\n  {{ x | nosuchfilter }}", "unknown filter 'nosuchfilter' (at 2:10)")]
-    [InlineData("{% if x is nosuchtest %}{% endif %}", "unknown test 'nosuchtest' (at 1:12)")]
+    [InlineData("{% set y = x is nosuchtest %}", "unknown test 'nosuchtest' (at 1:17)")]
     [InlineData("a\nb {% include 'other.jinja' %}", "unsupported tag 'include' (at 2:6)")]
     [InlineData("{% frobnicate %}", "unknown tag 'frobnicate' (at 1:4)")]
     [InlineData("{% for a in b %}{% endif %}", "unknown tag 'endif' (at 1:20)")]
@@ -26,6 +26,28 @@ public sealed class TemplateErrorTests
         var error = Assert.Throws<ChatTemplateException>(() => ChatTemplate.Parse(template));
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Deep_nesting_is_an_error_not_a_stack_overflow()
+    {
+        var template = "{{ " + new string('(', 5000) + "1" + new string(')', 5000) + " }}";
+        var error = Assert.Throws<ChatTemplateException>(() => ChatTemplate.Parse(template));
+        Assert.Contains("template nests deeper than", error.Message, StringComparison.Ordinal);
+    }
+
+    // As in jinja2: inside an if statement or inline if, an unknown filter or test only fails when it runs.
+    [Theory]
+    [InlineData("{% if false %}{{ x | nope }}{% endif %}ok", "ok")]
+    [InlineData("{{ (x | nope) if false else 1 }}", "1")]
+    [InlineData("{% if true %}{% elif x is nope %}{% endif %}ok", "ok")]
+    public void Unknown_names_in_untaken_conditional_code_do_not_fail(string template, string expected) =>
+        Assert.Equal(expected, ChatTemplate.Parse(template).Render([], false, "", ""));
+
+    [Theory]
+    [InlineData("{% if true %}{{ x | nope }}{% endif %}", "no filter named 'nope' (at 1:21)")]
+    [InlineData("{% if x is nope %}{% endif %}", "no test named 'nope' (at 1:9)")]
+    public void Unknown_names_in_taken_conditional_code_fail_when_run(string template, string message) =>
+        Assert.Contains(message, RenderFails(template).Message, StringComparison.Ordinal);
 
     [Theory]
     [InlineData("{{ nothing + 'x' }}", "'nothing' is undefined (at 1:12)")]
