@@ -24,11 +24,15 @@ public sealed class ChatTemplateException : Exception
     internal ChatTemplateException(string message, SourcePosition position)
         : base($"{message} (at {position})")
     {
-        Position = position;
+        Line = position.Line;
+        Column = position.Column;
     }
 
-    /// <summary>Where in the template source the error was found, when known.</summary>
-    internal SourcePosition? Position { get; }
+    /// <summary>1-based line of the construct that failed, when known.</summary>
+    public int? Line { get; }
+
+    /// <summary>1-based column of the construct that failed, when known.</summary>
+    public int? Column { get; }
 }
 
 /// <summary>A 1-based line and column in the template source.</summary>

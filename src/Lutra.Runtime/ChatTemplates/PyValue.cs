@@ -295,8 +295,6 @@ internal static class PyValue
         TemplateDict dict => new TemplateList(dict.Keys),
         string s => new TemplateList(CodePoints(s)),
         Undefined => [],
-        LoopContext or TemplateNamespace or TemplateFunction or null or bool or long or double =>
-            throw new TemplateRuntimeException($"'{TypeName(value)}' object is not iterable"),
         _ => throw new TemplateRuntimeException($"'{TypeName(value)}' object is not iterable"),
     };
 

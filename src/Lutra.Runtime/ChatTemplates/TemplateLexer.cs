@@ -20,8 +20,6 @@ internal enum TokenKind
 
 internal readonly record struct Token(TokenKind Kind, string Value, SourcePosition Position)
 {
-    public bool Is(TokenKind kind, string value) => Kind == kind && Value == value;
-
     public bool IsOperator(string value) => Kind == TokenKind.Operator && Value == value;
 
     public bool IsName(string value) => Kind == TokenKind.Name && Value == value;

@@ -102,8 +102,6 @@ internal sealed class TemplateFunction(string name, Func<CallArguments, object?>
 /// <summary>The arguments of one call, with Python-style binding of positional and keyword arguments.</summary>
 internal sealed class CallArguments(IReadOnlyList<object?> positional, IReadOnlyList<(string Name, object? Value)> named, string callee)
 {
-    public static readonly IReadOnlyList<(string, object?)> NoNamed = [];
-
     public IReadOnlyList<object?> Positional { get; } = positional;
 
     public IReadOnlyList<(string Name, object? Value)> Named { get; } = named;
@@ -167,15 +165,19 @@ internal sealed class LoopContext(TemplateList items)
 }
 
 /// <summary>An error raised while evaluating; the interpreter adds the source position.</summary>
-internal sealed class TemplateRuntimeException(string message) : Exception(message)
+internal sealed class TemplateRuntimeException : Exception
 {
     public TemplateRuntimeException()
-        : this("template error")
     {
     }
 
-    public TemplateRuntimeException(string message, Exception inner)
-        : this(message + ": " + inner.Message)
+    public TemplateRuntimeException(string message)
+        : base(message)
+    {
+    }
+
+    public TemplateRuntimeException(string message, Exception innerException)
+        : base(message, innerException)
     {
     }
 }

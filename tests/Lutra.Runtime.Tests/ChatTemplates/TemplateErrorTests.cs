@@ -28,6 +28,13 @@ public sealed class TemplateErrorTests
     }
 
     [Fact]
+    public void Exception_exposes_line_and_column()
+    {
+        var error = Assert.Throws<ChatTemplateException>(() => ChatTemplate.Parse("one\ntwo {{ x | nosuch }}"));
+        Assert.Equal((2, 12), (error.Line, error.Column));
+    }
+
+    [Fact]
     public void Deep_nesting_is_an_error_not_a_stack_overflow()
     {
         var template = "{{ " + new string('(', 5000) + "1" + new string(')', 5000) + " }}";
