@@ -15,5 +15,6 @@ internal static class CommandTable
         Commands.LogitsCommand.Create(),
         Commands.PerplexityCommand.Create(),
         Commands.ChatCommand.Create(),
+        Commands.ChatTemplateCommand.Create(),
     ];
 }
