@@ -39,7 +39,7 @@ internal static class CliErrors
     }
 
     private static bool IsUserError(Exception e) => e is GgufFormatException or NotSupportedException
-        or Lutra.Models.ContextFullException
+        or Lutra.Models.ContextFullException or Lutra.Runtime.ChatTemplates.ChatTemplateException
         or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException
         or InvalidDataException or ArgumentException or FormatException or IOException;
 }

@@ -65,9 +65,9 @@ internal static class BenchCommand
         var rows = new List<BenchRow>();
         if (!json)
             PrintHeader();
-        foreach (var spec in models.Select(m => (Path: m, Synthetic: (string?)null)).Concat(synthetic.Select(s => ((string)null!, (string?)s))))
+        foreach (var spec in models.Select(m => new ModelSpec(m, null)).Concat(synthetic.Select(s => new ModelSpec(null, s))))
         {
-            var path = spec.Synthetic is null ? spec.Path : WriteSynthetic(spec.Synthetic);
+            var path = spec.Synthetic is null ? spec.Path! : WriteSynthetic(spec.Synthetic);
             try
             {
                 using var model = Transformer.Load(path);
@@ -165,6 +165,9 @@ internal static class BenchCommand
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"| {r.Model} | {r.ModelSize / 1048576.0:F1} MiB | {r.ModelNParams / 1e6:F1} M | {r.Kernels} | {r.NThreads} | {test} | {r.AvgTs:F2} ± {r.StddevTs:F2} | {r.WeightBytesPerToken / 1e6:F1} MB | {r.AchievedGbps:F1} | {r.ProbeGbps:F1} | {r.RooflinePct:F0} % |"));
     }
+
+    /// <summary>A model to measure: a file, or a synthetic SHAPE:TYPE built into a temporary file.</summary>
+    private sealed record ModelSpec(string? Path, string? Synthetic);
 
     /// <summary>What a bench row needs to know about a model, computed once.</summary>
     private sealed record ModelFacts(long FileBytes, long Parameters, long WeightBytes, string[] Kernels)

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Lutra.Gguf;
+using Lutra.Runtime.Chat;
 using Lutra.Runtime.ChatTemplates;
 
 namespace Lutra.Cli.Commands;
@@ -63,8 +64,8 @@ internal static class ChatTemplateCommand
             using var gguf = GgufFile.Open(modelPath);
             source = gguf.Metadata.GetString(TemplateKey)
                 ?? throw new InvalidDataException($"{modelPath} has no {TemplateKey}; pass a template with --template");
-            modelBos = SpecialToken(gguf.Metadata, "tokenizer.ggml.bos_token_id");
-            modelEos = SpecialToken(gguf.Metadata, "tokenizer.ggml.eos_token_id");
+            modelBos = ChatTemplateSeam.SpecialTokenText(gguf.Metadata, "tokenizer.ggml.bos_token_id");
+            modelEos = ChatTemplateSeam.SpecialTokenText(gguf.Metadata, "tokenizer.ggml.eos_token_id");
         }
         else
         {
@@ -95,13 +96,6 @@ internal static class ChatTemplateCommand
         using var stdout = Console.OpenStandardOutput();
         stdout.Write(Encoding.UTF8.GetBytes(prompt));
         return 0;
-    }
-
-    private static string? SpecialToken(GgufMetadata metadata, string idKey)
-    {
-        var id = metadata.GetInteger(idKey);
-        var tokens = metadata.GetStringArray("tokenizer.ggml.tokens");
-        return id is { } i && tokens is not null && i >= 0 && i < tokens.Length ? tokens[i] : null;
     }
 
     private sealed record Conversation(JsonElement Messages, bool AddGenerationPrompt, string? BosToken, string? EosToken, JsonElement? Tools)
