@@ -104,6 +104,38 @@ public static unsafe class KernelTable
                 return new Q8_0MatVecAvx512();
             case (GgmlType.Q4_0, InstructionSet.Avx512):
                 return new Q4_0MatVecAvx512();
+            case (GgmlType.Q4_1, InstructionSet.Avx512):
+                return new Block32MatVecAvx512<Q4_1Avx512>();
+            case (GgmlType.Q5_0, InstructionSet.Avx512):
+                return new Block32MatVecAvx512<Q5_0Avx512>();
+            case (GgmlType.Q5_1, InstructionSet.Avx512):
+                return new Block32MatVecAvx512<Q5_1Avx512>();
+            case (GgmlType.IQ4_NL, InstructionSet.Avx512):
+                return new Block32MatVecAvx512<IQ4_NLAvx512>();
+            case (GgmlType.Q4_0, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<Q4_0Avx2>();
+            case (GgmlType.Q4_1, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<Q4_1Avx2>();
+            case (GgmlType.Q5_0, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<Q5_0Avx2>();
+            case (GgmlType.Q5_1, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<Q5_1Avx2>();
+            case (GgmlType.Q8_0, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<Q8_0Avx2>();
+            case (GgmlType.IQ4_NL, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<IQ4_NLAvx2>();
+            case (GgmlType.Q4_0, InstructionSet.Vector128):
+                return new Block32MatVecVector128<Q4_0Vector128>();
+            case (GgmlType.Q4_1, InstructionSet.Vector128):
+                return new Block32MatVecVector128<Q4_1Vector128>();
+            case (GgmlType.Q5_0, InstructionSet.Vector128):
+                return new Block32MatVecVector128<Q5_0Vector128>();
+            case (GgmlType.Q5_1, InstructionSet.Vector128):
+                return new Block32MatVecVector128<Q5_1Vector128>();
+            case (GgmlType.Q8_0, InstructionSet.Vector128):
+                return new Block32MatVecVector128<Q8_0Vector128>();
+            case (GgmlType.IQ4_NL, InstructionSet.Vector128):
+                return new Block32MatVecVector128<IQ4_NLVector128>();
         }
         var activation = QuantReference.ActivationType(weightType);
         delegate*<float*, byte*, int, void> quantize = activation switch
@@ -115,8 +147,6 @@ public static unsafe class KernelTable
         };
         delegate*<byte*, byte*, int, float> dot = (weightType, isa) switch
         {
-            (GgmlType.Q8_0, InstructionSet.Avx2) => &Q8_0Kernels.DotQ8_0Avx2,
-            (GgmlType.Q4_0, InstructionSet.Avx2) => &Q8_0Kernels.DotQ4_0Avx2,
             (GgmlType.Q2_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ2_KAvx512,
             (GgmlType.Q4_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ4_KAvx512,
             (GgmlType.Q6_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ6_KAvx512,
