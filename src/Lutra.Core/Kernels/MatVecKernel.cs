@@ -124,6 +124,44 @@ public static unsafe class KernelTable
                 return new Block32MatVecAvx2<Q8_0Avx2>();
             case (GgmlType.IQ4_NL, InstructionSet.Avx2):
                 return new Block32MatVecAvx2<IQ4_NLAvx2>();
+            case (GgmlType.Q3_K, InstructionSet.Avx512):
+                return new SuperBlockMatVecAvx512<Q3_KAvx512>();
+            case (GgmlType.Q5_K, InstructionSet.Avx512):
+                return new SuperBlockMatVecAvx512<Q5_KAvx512>();
+            case (GgmlType.IQ4_XS, InstructionSet.Avx512):
+                return new SuperBlockMatVecAvx512<IQ4_XSAvx512>();
+            case (GgmlType.Q2_K, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<Q2_KAvx2>();
+            case (GgmlType.Q3_K, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<Q3_KAvx2>();
+            case (GgmlType.Q4_K, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<Q4_KAvx2>();
+            case (GgmlType.Q5_K, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<Q5_KAvx2>();
+            case (GgmlType.Q6_K, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<Q6_KAvx2>();
+            case (GgmlType.IQ4_XS, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<IQ4_XSAvx2>();
+            case (GgmlType.TQ1_0, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<TQ1_0Avx2>();
+            case (GgmlType.TQ2_0, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<TQ2_0Avx2>();
+            case (GgmlType.Q2_K, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<Q2_KVector128>();
+            case (GgmlType.Q3_K, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<Q3_KVector128>();
+            case (GgmlType.Q4_K, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<Q4_KVector128>();
+            case (GgmlType.Q5_K, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<Q5_KVector128>();
+            case (GgmlType.Q6_K, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<Q6_KVector128>();
+            case (GgmlType.IQ4_XS, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<IQ4_XSVector128>();
+            case (GgmlType.TQ1_0, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<TQ1_0Vector128>();
+            case (GgmlType.TQ2_0, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<TQ2_0Vector128>();
             case (GgmlType.Q4_0, InstructionSet.Vector128):
                 return new Block32MatVecVector128<Q4_0Vector128>();
             case (GgmlType.Q4_1, InstructionSet.Vector128):
@@ -155,6 +193,12 @@ public static unsafe class KernelTable
             (GgmlType.F32, InstructionSet.Avx512) => &FloatKernels.DotF32Avx512,
             (GgmlType.F16, InstructionSet.Avx512) => &FloatKernels.DotF16Avx512,
             (GgmlType.BF16, InstructionSet.Avx512) => &FloatKernels.DotBF16Avx512,
+            (GgmlType.F32, InstructionSet.Avx2) => &FloatKernelsAvx2.DotF32,
+            (GgmlType.F16, InstructionSet.Avx2) => &FloatKernelsAvx2.DotF16,
+            (GgmlType.BF16, InstructionSet.Avx2) => &FloatKernelsAvx2.DotBF16,
+            (GgmlType.F32, InstructionSet.Vector128) => &FloatKernelsVector128.DotF32,
+            (GgmlType.F16, InstructionSet.Vector128) => &FloatKernelsVector128.DotF16,
+            (GgmlType.BF16, InstructionSet.Vector128) => &FloatKernelsVector128.DotBF16,
             _ => null,
         };
         if (dot == null)
