@@ -113,6 +113,76 @@ public static unsafe class KernelTable
                 return new Q8_0MatVecAvx512();
             case (GgmlType.Q4_0, InstructionSet.Avx512):
                 return new Q4_0MatVecAvx512();
+            case (GgmlType.Q4_1, InstructionSet.Avx512):
+                return new Block32MatVecAvx512<Q4_1Avx512>();
+            case (GgmlType.Q5_0, InstructionSet.Avx512):
+                return new Block32MatVecAvx512<Q5_0Avx512>();
+            case (GgmlType.Q5_1, InstructionSet.Avx512):
+                return new Block32MatVecAvx512<Q5_1Avx512>();
+            case (GgmlType.IQ4_NL, InstructionSet.Avx512):
+                return new Block32MatVecAvx512<IQ4_NLAvx512>();
+            case (GgmlType.Q4_0, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<Q4_0Avx2>();
+            case (GgmlType.Q4_1, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<Q4_1Avx2>();
+            case (GgmlType.Q5_0, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<Q5_0Avx2>();
+            case (GgmlType.Q5_1, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<Q5_1Avx2>();
+            case (GgmlType.Q8_0, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<Q8_0Avx2>();
+            case (GgmlType.IQ4_NL, InstructionSet.Avx2):
+                return new Block32MatVecAvx2<IQ4_NLAvx2>();
+            case (GgmlType.Q3_K, InstructionSet.Avx512):
+                return new SuperBlockMatVecAvx512<Q3_KAvx512>();
+            case (GgmlType.Q5_K, InstructionSet.Avx512):
+                return new SuperBlockMatVecAvx512<Q5_KAvx512>();
+            case (GgmlType.IQ4_XS, InstructionSet.Avx512):
+                return new SuperBlockMatVecAvx512<IQ4_XSAvx512>();
+            case (GgmlType.Q2_K, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<Q2_KAvx2>();
+            case (GgmlType.Q3_K, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<Q3_KAvx2>();
+            case (GgmlType.Q4_K, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<Q4_KAvx2>();
+            case (GgmlType.Q5_K, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<Q5_KAvx2>();
+            case (GgmlType.Q6_K, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<Q6_KAvx2>();
+            case (GgmlType.IQ4_XS, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<IQ4_XSAvx2>();
+            case (GgmlType.TQ1_0, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<TQ1_0Avx2>();
+            case (GgmlType.TQ2_0, InstructionSet.Avx2):
+                return new SuperBlockMatVecAvx2<TQ2_0Avx2>();
+            case (GgmlType.Q2_K, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<Q2_KVector128>();
+            case (GgmlType.Q3_K, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<Q3_KVector128>();
+            case (GgmlType.Q4_K, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<Q4_KVector128>();
+            case (GgmlType.Q5_K, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<Q5_KVector128>();
+            case (GgmlType.Q6_K, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<Q6_KVector128>();
+            case (GgmlType.IQ4_XS, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<IQ4_XSVector128>();
+            case (GgmlType.TQ1_0, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<TQ1_0Vector128>();
+            case (GgmlType.TQ2_0, InstructionSet.Vector128):
+                return new SuperBlockMatVecVector128<TQ2_0Vector128>();
+            case (GgmlType.Q4_0, InstructionSet.Vector128):
+                return new Block32MatVecVector128<Q4_0Vector128>();
+            case (GgmlType.Q4_1, InstructionSet.Vector128):
+                return new Block32MatVecVector128<Q4_1Vector128>();
+            case (GgmlType.Q5_0, InstructionSet.Vector128):
+                return new Block32MatVecVector128<Q5_0Vector128>();
+            case (GgmlType.Q5_1, InstructionSet.Vector128):
+                return new Block32MatVecVector128<Q5_1Vector128>();
+            case (GgmlType.Q8_0, InstructionSet.Vector128):
+                return new Block32MatVecVector128<Q8_0Vector128>();
+            case (GgmlType.IQ4_NL, InstructionSet.Vector128):
+                return new Block32MatVecVector128<IQ4_NLVector128>();
         }
         var activation = QuantReference.ActivationType(weightType);
         delegate*<float*, byte*, int, void> quantize = activation switch
@@ -124,8 +194,6 @@ public static unsafe class KernelTable
         };
         delegate*<byte*, byte*, int, float> dot = (weightType, isa) switch
         {
-            (GgmlType.Q8_0, InstructionSet.Avx2) => &Q8_0Kernels.DotQ8_0Avx2,
-            (GgmlType.Q4_0, InstructionSet.Avx2) => &Q8_0Kernels.DotQ4_0Avx2,
             (GgmlType.Q2_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ2_KAvx512,
             (GgmlType.Q4_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ4_KAvx512,
             (GgmlType.Q6_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ6_KAvx512,
@@ -134,6 +202,12 @@ public static unsafe class KernelTable
             (GgmlType.F32, InstructionSet.Avx512) => &FloatKernels.DotF32Avx512,
             (GgmlType.F16, InstructionSet.Avx512) => &FloatKernels.DotF16Avx512,
             (GgmlType.BF16, InstructionSet.Avx512) => &FloatKernels.DotBF16Avx512,
+            (GgmlType.F32, InstructionSet.Avx2) => &FloatKernelsAvx2.DotF32,
+            (GgmlType.F16, InstructionSet.Avx2) => &FloatKernelsAvx2.DotF16,
+            (GgmlType.BF16, InstructionSet.Avx2) => &FloatKernelsAvx2.DotBF16,
+            (GgmlType.F32, InstructionSet.Vector128) => &FloatKernelsVector128.DotF32,
+            (GgmlType.F16, InstructionSet.Vector128) => &FloatKernelsVector128.DotF16,
+            (GgmlType.BF16, InstructionSet.Vector128) => &FloatKernelsVector128.DotBF16,
             _ => null,
         };
         if (dot == null)
