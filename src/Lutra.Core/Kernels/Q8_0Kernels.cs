@@ -5,10 +5,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Lutra.Core.Kernels;
 
 /// <summary>
-/// Q8_0 activation quantization and the Q8_0 / Q4_0 weight dot products against Q8_0 activations.
-/// Block layouts (formats.md §2.3): Q8_0 = f16 d + 32 × int8; Q4_0 = f16 d + 16 bytes, low nibbles are
-/// elements 0..15 and high nibbles 16..31, value (q − 8)·d. Integer block sums are exact in every variant;
-/// only the float combination across blocks differs in order from the scalar reference.
+/// Q8_0 activation quantization (llama.cpp x86 semantics) for the SIMD kernels; bit-identical to the reference.
 /// </summary>
 public static unsafe class Q8_0Kernels
 {
@@ -76,55 +73,5 @@ public static unsafe class Q8_0Kernels
         var s = Vector512.Narrow(q0, q1); // 32 × int16, in order
         var b = Vector512.Narrow(s, s);   // low 32 bytes hold the 32 values in order
         b.GetLower().Store((sbyte*)dst + 2);
-    }
-
-    // int8 × int8 → int32 lanes without VNNI: |w| (unsigned) times a·sign(w) (signed) with vpmaddubsw,
-    // then pairs of int16 summed to int32 with vpmaddwd against ones. |w| ≤ 128 and |a| ≤ 127 keep the
-    // int16 pair sums ≤ 2·128·127 = 32512, so nothing saturates.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> DotInt8x32(Vector256<sbyte> w, Vector256<sbyte> a)
-    {
-        var absW = Avx2.Abs(w);
-        var signedA = Avx2.Sign(a, w);
-        var pairs = Avx2.MultiplyAddAdjacent(absW, signedA);
-        return Avx2.MultiplyAddAdjacent(pairs, Vector256<short>.One);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ8_0Avx2(byte* w, byte* a, int n)
-    {
-        var blocks = n / BlockSize;
-        var acc = Vector256<float>.Zero;
-        for (var b = 0; b < blocks; b++, w += Q8_0BlockBytes, a += Q8_0BlockBytes)
-        {
-            var sumi = DotInt8x32(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(a + 2)));
-            var d = Vector256.Create(HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a));
-            acc = Fma.MultiplyAdd(Vector256.ConvertToSingle(sumi), d, acc);
-        }
-        return Vector256.Sum(acc);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<sbyte> UnpackQ4_0(byte* qs)
-    {
-        // 16 bytes → 32 signed values in element order: low nibbles (0..15) then high nibbles (16..31), minus 8.
-        var bytes = Vector128.Load(qs);
-        var lo = bytes & Vector128.Create((byte)0x0F);
-        var hi = Vector128.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F);
-        return (Vector256.Create(lo, hi).AsSByte() - Vector256.Create((sbyte)8));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4_0Avx2(byte* w, byte* a, int n)
-    {
-        var blocks = n / BlockSize;
-        var acc = Vector256<float>.Zero;
-        for (var b = 0; b < blocks; b++, w += Q4_0BlockBytes, a += Q8_0BlockBytes)
-        {
-            var sumi = DotInt8x32(UnpackQ4_0(w + 2), Vector256.Load((sbyte*)(a + 2)));
-            var d = Vector256.Create(HalfLookup.ToSingle(w) * HalfLookup.ToSingle(a));
-            acc = Fma.MultiplyAdd(Vector256.ConvertToSingle(sumi), d, acc);
-        }
-        return Vector256.Sum(acc);
     }
 }
