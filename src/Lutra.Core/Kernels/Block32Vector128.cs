@@ -61,37 +61,7 @@ internal sealed unsafe class Block32MatVecVector128<TBlock>() : MatVecKernel(TBl
         var wide = (short*)s.Quants;
         var blocks = n / Block;
         var r = 0;
-        for (; r + 4 <= rows; r += 4)
-        {
-            var w0 = weights + r * rowBytes;
-            var w1 = w0 + rowBytes;
-            var w2 = w1 + rowBytes;
-            var w3 = w2 + rowBytes;
-            Vector128<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-            float min0 = 0, min1 = 0, min2 = 0, min3 = 0;
-            for (var b = 0; b < blocks; b++, w0 += TBlock.BlockBytes, w1 += TBlock.BlockBytes, w2 += TBlock.BlockBytes, w3 += TBlock.BlockBytes)
-            {
-                var a = wide + Block * b;
-                var off = TBlock.Offset != 0 ? Vector128.Load(s.Offsets + 4 * b) : default;
-                var da = s.Scales[b];
-                acc0 = Step(w0, a, off, da, acc0);
-                acc1 = Step(w1, a, off, da, acc1);
-                acc2 = Step(w2, a, off, da, acc2);
-                acc3 = Step(w3, a, off, da, acc3);
-                if (TBlock.HasMin)
-                {
-                    var sa = s.Sums[b];
-                    min0 += HalfLookup.ToSingle(w0 + 2) * sa;
-                    min1 += HalfLookup.ToSingle(w1 + 2) * sa;
-                    min2 += HalfLookup.ToSingle(w2 + 2) * sa;
-                    min3 += HalfLookup.ToSingle(w3 + 2) * sa;
-                }
-            }
-            y[r] = Vector128.Sum(acc0) + min0;
-            y[r + 1] = Vector128.Sum(acc1) + min1;
-            y[r + 2] = Vector128.Sum(acc2) + min2;
-            y[r + 3] = Vector128.Sum(acc3) + min3;
-        }
+        // One row at a time: the weights stream sequentially (interleaved rows halved the read bandwidth).
         for (; r < rows; r++)
         {
             var w = weights + r * rowBytes;

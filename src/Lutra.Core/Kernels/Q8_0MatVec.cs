@@ -7,9 +7,9 @@ namespace Lutra.Core.Kernels;
 /// <summary>
 /// Q8_0 weights · Q8_0 activations, AVX-512. The sidecar holds the activations widened to int16 and their
 /// block scales as f32, so a weight block costs one widening load and one vpmaddwd: no sign trick, and the
-/// activation work is done once per input instead of once per row. Four rows share each activation load.
+/// activation work is done once per input instead of once per row. 
 /// </summary>
-public sealed unsafe class Q8_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q8_0, InstructionSet.Avx512, "AVX-512 int16 MAD, 4 rows")
+public sealed unsafe class Q8_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q8_0, InstructionSet.Avx512, "AVX-512 int16 MAD")
 {
     private const int Block = 32;
     private const int BlockBytes = 34;
@@ -37,37 +37,23 @@ public sealed unsafe class Q8_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q8_
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
-        Sidecar(state, n, out var wide, out var scales);
+        var wide = (short*)(state + AlignUp(StandardActivationBytes(n)));
+        var scales = (float*)(wide + n);
         var blocks = n / Block;
-        var r = 0;
-        for (; r + 4 <= rows; r += 4)
-        {
-            var w0 = weights + r * rowBytes;
-            var w1 = w0 + rowBytes;
-            var w2 = w1 + rowBytes;
-            var w3 = w2 + rowBytes;
-            Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-            for (var b = 0; b < blocks; b++, w0 += BlockBytes, w1 += BlockBytes, w2 += BlockBytes, w3 += BlockBytes)
-            {
-                var a = Vector512.Load(wide + b * Block);
-                var s = scales[b];
-                acc0 = Step(w0, a, s, acc0);
-                acc1 = Step(w1, a, s, acc1);
-                acc2 = Step(w2, a, s, acc2);
-                acc3 = Step(w3, a, s, acc3);
-            }
-            y[r] = Vector512.Sum(acc0);
-            y[r + 1] = Vector512.Sum(acc1);
-            y[r + 2] = Vector512.Sum(acc2);
-            y[r + 3] = Vector512.Sum(acc3);
-        }
-        for (; r < rows; r++)
+        // One row at a time so the weights stream sequentially (see Q4_0MatVecAvx512.MatVec).
+        for (var r = 0; r < rows; r++)
         {
             var w = weights + r * rowBytes;
-            Vector512<float> acc = default;
-            for (var b = 0; b < blocks; b++, w += BlockBytes)
-                acc = Step(w, Vector512.Load(wide + b * Block), scales[b], acc);
-            y[r] = Vector512.Sum(acc);
+            Vector512<float> acc0 = default, acc1 = default;
+            var b = 0;
+            for (; b + 1 < blocks; b += 2, w += 2 * BlockBytes)
+            {
+                acc0 = Step(w, Vector512.Load(wide + b * Block), scales[b], acc0);
+                acc1 = Step(w + BlockBytes, Vector512.Load(wide + b * Block + Block), scales[b + 1], acc1);
+            }
+            if (b < blocks)
+                acc0 = Step(w, Vector512.Load(wide + b * Block), scales[b], acc0);
+            y[r] = Vector512.Sum(acc0 + acc1);
         }
     }
 
@@ -83,9 +69,9 @@ public sealed unsafe class Q8_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q8_
 /// Q4_0 weights · Q8_0 activations, AVX-512, two blocks per 512-bit step. Weight nibbles are used unsigned
 /// (0..15) and the −8 offset is subtracted through precomputed 8·Σa lane sums, which avoids the sign trick.
 /// The sidecar stores the activations of each block pair permuted to the order the nibble unpack produces
-/// ([lo₀ lo₁ hi₀ hi₁]), those offsets, and the block scales as f32. Four rows share each activation load.
+/// ([lo₀ lo₁ hi₀ hi₁]), those offsets, and the block scales as f32. 
 /// </summary>
-public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_0, InstructionSet.Avx512, "AVX-512 maddubs, 2 blocks x 4 rows")
+public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_0, InstructionSet.Avx512, "AVX-512 maddubs, 2 blocks per step")
 {
     private const int Block = 32;
     private const int WeightBlockBytes = 18;
@@ -137,60 +123,54 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
-        Sidecar(state, n, out var permuted, out var offsets, out var scales);
+        // Sidecar pointers as plain locals (out-parameters would keep them in memory inside the loop).
+        var permuted = (sbyte*)(state + AlignUp(StandardActivationBytes(n)));
+        var offsets = (int*)(permuted + Pairs(n) * 64);
+        var scales = (float*)(offsets + Pairs(n) * 16);
         var blocks = n / Block;
         var fullPairs = blocks / 2;
-        var r = 0;
-        for (; r + 4 <= rows; r += 4)
-        {
-            var w0 = weights + r * rowBytes;
-            var w1 = w0 + rowBytes;
-            var w2 = w1 + rowBytes;
-            var w3 = w2 + rowBytes;
-            Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-            for (var p = 0; p < fullPairs; p++)
-            {
-                var a = Vector512.Load(permuted + 64 * p);
-                var off = Vector512.Load(offsets + 16 * p);
-                var s0 = scales[2 * p];
-                var s1 = scales[2 * p + 1];
-                var o = p * 2 * WeightBlockBytes;
-                acc0 = PairStep(w0 + o, a, off, s0, s1, acc0);
-                acc1 = PairStep(w1 + o, a, off, s0, s1, acc1);
-                acc2 = PairStep(w2 + o, a, off, s0, s1, acc2);
-                acc3 = PairStep(w3 + o, a, off, s0, s1, acc3);
-            }
-            y[r] = Vector512.Sum(acc0) + Tail(w0, permuted, offsets, scales, blocks);
-            y[r + 1] = Vector512.Sum(acc1) + Tail(w1, permuted, offsets, scales, blocks);
-            y[r + 2] = Vector512.Sum(acc2) + Tail(w2, permuted, offsets, scales, blocks);
-            y[r + 3] = Vector512.Sum(acc3) + Tail(w3, permuted, offsets, scales, blocks);
-        }
-        for (; r < rows; r++)
+        // Lane → block of a pair step's int32 sums: [b₀ ×4, b₁ ×4, b₀ ×4, b₁ ×4].
+        var scaleLanes = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+        // One row at a time: the weights then stream from memory sequentially. Interleaving several rows
+        // (to share activation loads) measured at half the read bandwidth here; the activations stay in L1/L2.
+        for (var r = 0; r < rows; r++)
         {
             var w = weights + r * rowBytes;
-            Vector512<float> acc = default;
-            for (var p = 0; p < fullPairs; p++)
+            Vector512<float> acc0 = default, acc1 = default;
+            var p = 0;
+            for (; p + 1 < fullPairs; p += 2, w += 4 * WeightBlockBytes)
             {
-                acc = PairStep(w + p * 2 * WeightBlockBytes, Vector512.Load(permuted + 64 * p), Vector512.Load(offsets + 16 * p),
-                    scales[2 * p], scales[2 * p + 1], acc);
+                acc0 = PairStep(w, Vector512.Load(permuted + 64 * p), Vector512.Load(offsets + 16 * p),
+                    Vector128.LoadUnsafe(ref *(scales + 2 * p)), scaleLanes, acc0);
+                acc1 = PairStep(w + 2 * WeightBlockBytes, Vector512.Load(permuted + 64 * p + 64), Vector512.Load(offsets + 16 * p + 16),
+                    Vector128.LoadUnsafe(ref *(scales + 2 * p + 2)), scaleLanes, acc1);
             }
-            y[r] = Vector512.Sum(acc) + Tail(w, permuted, offsets, scales, blocks);
+            if (p < fullPairs)
+            {
+                acc0 = PairStep(w, Vector512.Load(permuted + 64 * p), Vector512.Load(offsets + 16 * p),
+                    Vector128.LoadUnsafe(ref *(scales + 2 * p)), scaleLanes, acc0);
+            }
+            y[r] = Vector512.Sum(acc0 + acc1) + Tail(weights + r * rowBytes, permuted, offsets, scales, blocks);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> PairStep(byte* w, Vector512<sbyte> a, Vector512<int> offset, float s0, float s1, Vector512<float> acc)
+    private static Vector512<float> PairStep(byte* w, Vector512<sbyte> a, Vector512<int> offset, Vector128<float> activationScales,
+        Vector512<int> scaleLanes, Vector512<float> acc)
     {
-        var nibbles = Vector256.Create(Vector128.Load(w + 2), Vector128.Load(w + WeightBlockBytes + 2));
+        var nibbles = VectorJoin.Join(Vector128.Load(w + 2), Vector128.Load(w + WeightBlockBytes + 2));
         var low = nibbles & Vector256.Create((byte)0x0F);
         var high = Vector256.ShiftRightLogical(nibbles.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
-        var sums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Vector512.Create(low, high), a), Vector512<short>.One) - offset;
-        var d0 = Vector128.Create(HalfLookup.ToSingle(w) * s0);
-        var d1 = Vector128.Create(HalfLookup.ToSingle(w + WeightBlockBytes) * s1);
-        var half = Vector256.Create(d0, d1);
-        return Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sums), Vector512.Create(half, half), acc);
+        var sums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(VectorJoin.Join(low, high), a), Vector512<short>.One) - offset;
+        // d_w·d_a for both blocks in lanes 0 and 1, then spread to the lanes each block's sums occupy.
+        var weightScales = Vector128.Create(HalfLookup.ToSingle(w), HalfLookup.ToSingle(w + WeightBlockBytes), 0f, 0f);
+        var scale = Avx512F.PermuteVar16x32((weightScales * activationScales).ToVector256Unsafe().ToVector512Unsafe(), scaleLanes);
+        return Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sums), scale, acc);
     }
 
+    // Inlined on purpose: a call here would force the four accumulators out of registers inside the loop
+    // (every vector register is caller-saved).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Tail(byte* row, sbyte* permuted, int* offsets, float* scales, int blocks)
     {
         if ((blocks & 1) == 0)
@@ -201,7 +181,7 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
         var nibbles = Vector128.Load(w + 2);
         var low = nibbles & Vector128.Create((byte)0x0F);
         var high = Vector128.ShiftRightLogical(nibbles.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F);
-        var sums = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256.Create(low, high), Vector256.Load(permuted + 64 * p)), Vector256<short>.One)
+        var sums = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(VectorJoin.Join(low, high), Vector256.Load(permuted + 64 * p)), Vector256<short>.One)
             - Vector256.Load(offsets + 16 * p);
         return Vector256.Sum(sums) * (HalfLookup.ToSingle(w) * scales[b]);
     }
