@@ -140,9 +140,9 @@ internal static unsafe class Block32Avx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<byte> Nibbles(byte* qs0, int stride)
     {
-        var bytes = Vector256.Create(Vector128.Load(qs0), Vector128.Load(qs0 + stride));
+        var bytes = VectorJoin.Join(Vector128.Load(qs0), Vector128.Load(qs0 + stride));
         var mask = Vector256.Create((byte)0x0F);
-        return Vector512.Create(bytes & mask, Vector256.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & mask);
+        return VectorJoin.Join(bytes & mask, Vector256.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & mask);
     }
 
     /// <summary>Two blocks' fifth-bit words as 0x10 bytes in the [lo₀ lo₁ hi₀ hi₁] order.</summary>

@@ -74,7 +74,7 @@ public static unsafe class Q8_KKernels
         return MathF.Max(MathF.Max(m4[0], m4[1]), MathF.Max(m4[2], m4[3]));
     }
 
-    private static Vector512<byte> Bytes64(Vector256<byte> lower, Vector256<byte> upper) => Vector512.Create(lower, upper);
+    private static Vector512<byte> Bytes64(Vector256<byte> lower, Vector256<byte> upper) => VectorJoin.Join(lower, upper);
 
     // Unsigned weight codes × signed activations, pairs summed to int16 (vpmaddubsw), then pairs of int16 times
     // a per-lane int16 factor summed to int32 (vpmaddwd). Callers keep |pair| · factor · 2 inside int32.
@@ -119,13 +119,13 @@ public static unsafe class Q8_KKernels
     // 32 int16 lanes: each of four 16-element sub-blocks covers 8 lanes (pairs of elements).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<short> Scale16(int s0, int s1, int s2, int s3) =>
-        Vector512.Create(Vector256.Create(Vector128.Create((short)s0), Vector128.Create((short)s1)),
-            Vector256.Create(Vector128.Create((short)s2), Vector128.Create((short)s3)));
+        Avx512BW.PermuteVar32x16(Vector128.Create((short)s0, (short)s1, (short)s2, (short)s3, 0, 0, 0, 0).ToVector256Unsafe().ToVector512Unsafe(),
+            Vector512.Create((short)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
 
     // 32 int16 lanes: two 32-element sub-blocks of 16 lanes each.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<short> Scale32(int s0, int s1) =>
-        Vector512.Create(Vector256.Create((short)s0), Vector256.Create((short)s1));
+        VectorJoin.Join(Vector256.Create((short)s0), Vector256.Create((short)s1));
 
     /// <summary>Q4_K · Q8_K. y = d·sc·q − dmin·m per 32-element sub-block, 6-bit scales and mins.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -260,16 +260,16 @@ public static unsafe class Q8_KKernels
             var aq = (sbyte*)(a + Q8_KQs);
             var acc = Vector512<int>.Zero;
             // qs[0..32): trit k of byte m is element 32k + m.
-            var q32 = Vector512.WidenLower(Vector512.Create(Vector256.Load(w), Vector256<byte>.Zero));
+            var q32 = Avx512BW.ConvertToVector512UInt16(Vector256.Load(w));
             for (var k = 0; k < 5; k++)
                 acc += Avx512BW.MultiplyAddAdjacent(Trits(q32, pow3[k], byteMask), SignExtend32(aq + 32 * k));
             // qs[32..48): trit k of byte 32 + m is element 160 + 16k + m.
-            var q16 = Vector256.WidenLower(Vector256.Create(Vector128.Load(w + 32), Vector128<byte>.Zero));
+            var q16 = Avx2.ConvertToVector256Int16(Vector128.Load(w + 32)).AsUInt16();
             var acc16 = Vector256<int>.Zero;
             for (var k = 0; k < 5; k++)
             {
                 var t = ((((q16 * pow3[k]) & Vector256.Create((ushort)0xFF)) * 3) >> 8).AsInt16();
-                acc16 += Avx2.MultiplyAddAdjacent(t, Vector256.WidenLower(Vector256.Create(Vector128.Load(aq + 160 + 16 * k), Vector128<sbyte>.Zero)));
+                acc16 += Avx2.MultiplyAddAdjacent(t, Avx2.ConvertToVector256Int16(Vector128.Load(aq + 160 + 16 * k)));
             }
             // qh[0..4): trit k of byte j is element 240 + 4k + j (four trits per byte).
             var tail = 0;
@@ -291,5 +291,5 @@ public static unsafe class Q8_KKernels
         ((((bytes * pow) & byteMask) * 3) >> 8).AsInt16();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> SignExtend32(sbyte* p) => Vector512.WidenLower(Vector512.Create(Vector256.Load(p), Vector256<sbyte>.Zero));
+    private static Vector512<short> SignExtend32(sbyte* p) => Avx512BW.ConvertToVector512Int16(Vector256.Load(p));
 }

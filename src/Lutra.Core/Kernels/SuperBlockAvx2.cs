@@ -70,7 +70,7 @@ internal sealed unsafe class SuperBlockMatVecAvx2<TBlock>() : MatVecKernel(TBloc
 /// <summary>The AVX2 super-block chunk decoders and MADs.</summary>
 internal static unsafe class SuperBlockAvx2
 {
-    private static Vector256<short> Scales(short* s) => Vector256.Create(Vector128.Create(s[0]), Vector128.Create(s[1]));
+    private static Vector256<short> Scales(short* s) => Avx2.InsertVector128(Vector128.Create(s[0]).ToVector256Unsafe(), Vector128.Create(s[1]), 1);
 
     // Unsigned codes ≤ 63 × int8 activations: vpmaddubsw pairs ≤ 2·63·127 = 16002; times a scale |s| ≤ 128 in
     // vpmaddwd, each int32 lane ≤ 2·16002·128 per chunk, and eight chunks stay far inside int32.

@@ -72,7 +72,11 @@ internal static unsafe class SuperBlockAvx512
     // 128-bit lane L covers elements 16L..16L+15, so it takes the scale of sub-block L.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<short> Scales(short* s) =>
-        Vector512.Create(Vector256.Create(Vector128.Create(s[0]), Vector128.Create(s[1])), Vector256.Create(Vector128.Create(s[2]), Vector128.Create(s[3])));
+        Avx512BW.PermuteVar32x16(Vector128.CreateScalarUnsafe(*(long*)s).AsInt16().ToVector256Unsafe().ToVector512Unsafe(), SubBlockLanes);
+
+    // int16 lane i of a 64-element step belongs to 16-element sub-block i / 8.
+    private static readonly Vector512<short> SubBlockLanes = Vector512.Create(
+        (short)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
 
     // Unsigned codes ≤ 63: vpmaddubsw pairs ≤ 2·63·127 = 16002, times |scale| ≤ 128 in vpmaddwd fits int32.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -108,7 +112,7 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
     {
         var acc = Vector512<int>.Zero;
         var hmask = Vector256.Load(w);
-        var hmask2 = Vector512.Create(hmask, hmask);
+        var hmask2 = VectorJoin.Join(hmask, hmask);
         for (var h = 0; h < 2; h++)
         {
             var q = Vector256.Load(w + 32 + 32 * h);
@@ -116,9 +120,9 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
             {
                 var j = 4 * h + k;
                 // Chunk j in the lower half, chunk j + 1 in the upper: shifts 2k / 2k + 2, high-mask bits j / j + 1.
-                var low = Vector512.Create(Vector256.ShiftRightLogical(q.AsUInt16(), 2 * k).AsByte(), Vector256.ShiftRightLogical(q.AsUInt16(), 2 * k + 2).AsByte())
+                var low = VectorJoin.Join(Vector256.ShiftRightLogical(q.AsUInt16(), 2 * k).AsByte(), Vector256.ShiftRightLogical(q.AsUInt16(), 2 * k + 2).AsByte())
                     & Vector512.Create((byte)3);
-                var bit = Vector512.Create(Vector256.Create((byte)(1 << j)), Vector256.Create((byte)(2 << j)));
+                var bit = VectorJoin.Join(Vector256.Create((byte)(1 << j)), Vector256.Create((byte)(2 << j)));
                 acc += SuperBlockAvx512.MulAdd(low | SuperBlockAvx512.Bits(hmask2, bit, 4), a + 32 * j, scales + 2 * j);
             }
         }
@@ -138,13 +142,13 @@ internal readonly unsafe struct Q5_KAvx512 : ISuperBlockAvx512
     {
         var acc = Vector512<int>.Zero;
         var qh = Vector256.Load(w + 16);
-        var qh2 = Vector512.Create(qh, qh);
+        var qh2 = VectorJoin.Join(qh, qh);
         var low = Vector256.Create((byte)0x0F);
         for (var c = 0; c < 4; c++)
         {
             var q = Vector256.Load(w + 48 + 32 * c);
-            var nibbles = Vector512.Create(q & low, Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & low);
-            var bit = Vector512.Create(Vector256.Create((byte)(1 << (2 * c))), Vector256.Create((byte)(2 << (2 * c))));
+            var nibbles = VectorJoin.Join(q & low, Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & low);
+            var bit = VectorJoin.Join(Vector256.Create((byte)(1 << (2 * c))), Vector256.Create((byte)(2 << (2 * c))));
             acc += SuperBlockAvx512.MulAdd(nibbles | SuperBlockAvx512.Bits(qh2, bit, 16), a + 64 * c, scales + 4 * c);
         }
         return acc;
@@ -165,7 +169,7 @@ internal readonly unsafe struct IQ4_XSAvx512 : ISuperBlockAvx512
         var grid = Vector512.Create(Block32Sidecar.NonLinearGrid);
         for (var j = 0; j < 8; j += 2)
         {
-            var codes = Vector512.Create(Block32Avx2.Nibbles(w + 8 + 16 * j), Block32Avx2.Nibbles(w + 8 + 16 * j + 16));
+            var codes = VectorJoin.Join(Block32Avx2.Nibbles(w + 8 + 16 * j), Block32Avx2.Nibbles(w + 8 + 16 * j + 16));
             acc += SuperBlockAvx512.MulAddSigned(Avx512BW.Shuffle(grid, codes.AsSByte()), a + 32 * j, scales + 2 * j);
         }
         return acc;
