@@ -33,14 +33,32 @@ internal static class BenchCommand
         var threads = new Option<string>("--threads", "-t") { Description = "comma-separated thread counts", DefaultValueFactory = _ => Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture) };
         var reps = new Option<int>("--repetitions", "-r") { Description = "repetitions of each test", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "print the rows as a JSON array (llama-bench field names) instead of a table" };
+        var kernels = new Option<string?>("--kernels")
+        {
+            Description = "instead of models: GEMV speed of each kernel vs the bandwidth probe, for the listed types (comma-separated, or 'all')",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
         var command = new Command("bench", "Measure prompt and generation speed against the machine's memory-bandwidth roofline.")
         {
-            models, synthetic, prompt, gen, threads, reps, json,
+            models, synthetic, prompt, gen, threads, reps, json, kernels,
         };
-        command.SetAction(parse => CliErrors.Run(() => Run(
+        command.SetAction(parse => CliErrors.Run(() => parse.GetResult(kernels) is not null
+            ? KernelBench.Run(ParseKernelTypes(parse.GetValue(kernels)), KernelIsa.Supported.Where(i => i != InstructionSet.Scalar).ToArray(),
+                Math.Max(parse.GetValue(reps), 5))
+            : Run(
             parse.GetValue(models) ?? [], parse.GetValue(synthetic) ?? [], parse.GetValue(prompt), parse.GetValue(gen),
             ParseThreads(parse.GetValue(threads)!), parse.GetValue(reps), parse.GetValue(json))));
         return command;
+    }
+
+    private static GgmlType[] ParseKernelTypes(string? list)
+    {
+        if (string.IsNullOrWhiteSpace(list) || list == "all")
+        {
+            return QuantTypes.All.Where(t => t.IsSupported && t.Type is not (GgmlType.Q8_1 or GgmlType.Q8_K or GgmlType.F32))
+                .Select(t => t.Type).ToArray();
+        }
+        return list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(SynthCommand.ParseWeightType).ToArray();
     }
 
     private static int[] ParseThreads(string list)
