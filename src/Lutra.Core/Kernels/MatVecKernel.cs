@@ -41,6 +41,27 @@ public abstract unsafe class MatVecKernel
     /// <summary>y[r] = row r · x for <paramref name="rows"/> consecutive rows starting at <paramref name="weights"/>.</summary>
     public abstract void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y);
 
+    /// <summary>
+    /// True when <see cref="MatVec"/> reads weights in a kernel-private layout that <see cref="TryPrepareWeights"/>
+    /// writes at load time, instead of the GGUF bytes. Every other kernel reads the GGUF layout directly.
+    /// </summary>
+    public virtual bool RepacksWeights => false;
+
+    /// <summary>
+    /// Rows per weight tile of a repacking kernel: each <see cref="MatVec"/> call must start at a multiple of it
+    /// (counted from the matrix's first row) and cover whole tiles, except that the last call may end at the
+    /// matrix's last row. 1 for kernels over the GGUF layout.
+    /// </summary>
+    public virtual int RowTile => 1;
+
+    /// <summary>
+    /// Rewrites <paramref name="rows"/> GGUF rows into this kernel's layout at <paramref name="destination"/>
+    /// (rows·rowBytes bytes, the same size, so row r's tile still starts at r·rowBytes). Returns false, leaving
+    /// the matrix to a GGUF-layout kernel, when the layout cannot represent these weights. The default, for
+    /// kernels that do not repack, does nothing and returns false.
+    /// </summary>
+    public virtual bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) => false;
+
     public override string ToString() =>
         $"{QuantTypes.Get(WeightType).Name} x {QuantTypes.Get(ActivationType).Name}: {Name}";
 
