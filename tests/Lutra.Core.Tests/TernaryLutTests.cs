@@ -246,4 +246,25 @@ public unsafe class TernaryLutTests
             Assert.False(tq1.TryPrepareWeights(p1, 54, rows, 250, packed.Pointer));
         }
     }
+
+    [Fact]
+    public void The_table_offers_the_repacking_kernels_only_where_they_run()
+    {
+        foreach (var isa in KernelIsa.Supported)
+        {
+            foreach (var type in new[] { GgmlType.TQ1_0, GgmlType.TQ2_0 })
+            {
+                var kernel = KernelTable.GetRepacking(type, isa);
+                var expected = isa == InstructionSet.Avx512 && TernaryLutMatVecAvx512.IsSupported;
+                Assert.Equal(expected, kernel is not null);
+                if (kernel is not null)
+                {
+                    Assert.True(kernel.RepacksWeights);
+                    Assert.Equal(type, kernel.WeightType);
+                }
+            }
+            Assert.Null(KernelTable.GetRepacking(GgmlType.Q4_K, isa));
+            Assert.False(KernelTable.Get(GgmlType.TQ2_0, isa).RepacksWeights);
+        }
+    }
 }

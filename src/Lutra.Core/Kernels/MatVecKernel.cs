@@ -126,6 +126,24 @@ public static unsafe class KernelTable
     public static MatVecKernel Get(GgmlType weightType, InstructionSet isa) =>
         Cache.GetOrAdd((weightType, isa), static key => Create(key.Item1, key.Item2));
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GgmlType, InstructionSet), MatVecKernel?> RepackingCache = new();
+
+    /// <summary>
+    /// The kernel over a load-time repacked layout for <paramref name="weightType"/> at <paramref name="isa"/>, or
+    /// null when there is none. It beats <see cref="Get(GgmlType, InstructionSet)"/> where it exists, but only for
+    /// weights passed through its <see cref="MatVecKernel.TryPrepareWeights"/> and row ranges on its
+    /// <see cref="MatVecKernel.RowTile"/>; a matrix it refuses stays with the GGUF-layout kernel.
+    /// </summary>
+    public static MatVecKernel? GetRepacking(GgmlType weightType, InstructionSet isa) =>
+        RepackingCache.GetOrAdd((weightType, isa), static key => CreateRepacking(key.Item1, key.Item2));
+
+    private static MatVecKernel? CreateRepacking(GgmlType weightType, InstructionSet isa) => (weightType, isa) switch
+    {
+        (GgmlType.TQ1_0, InstructionSet.Avx512) when TernaryLutMatVecAvx512.IsSupported => new TQ1_0LutMatVecAvx512(),
+        (GgmlType.TQ2_0, InstructionSet.Avx512) when TernaryLutMatVecAvx512.IsSupported => new TQ2_0LutMatVecAvx512(),
+        _ => null,
+    };
+
     private static MatVecKernel Create(GgmlType weightType, InstructionSet isa)
     {
         switch (weightType, isa)
