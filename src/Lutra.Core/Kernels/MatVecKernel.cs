@@ -41,6 +41,27 @@ public abstract unsafe class MatVecKernel
     /// <summary>y[r] = row r · x for <paramref name="rows"/> consecutive rows starting at <paramref name="weights"/>.</summary>
     public abstract void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y);
 
+    /// <summary>
+    /// True when <see cref="MatVec"/> reads weights in a kernel-private layout that <see cref="TryPrepareWeights"/>
+    /// writes at load time, instead of the GGUF bytes. Every other kernel reads the GGUF layout directly.
+    /// </summary>
+    public virtual bool RepacksWeights => false;
+
+    /// <summary>
+    /// Rows per weight tile of a repacking kernel: each <see cref="MatVec"/> call must start at a multiple of it
+    /// (counted from the matrix's first row) and cover whole tiles, except that the last call may end at the
+    /// matrix's last row. 1 for kernels over the GGUF layout.
+    /// </summary>
+    public virtual int RowTile => 1;
+
+    /// <summary>
+    /// Rewrites <paramref name="rows"/> GGUF rows into this kernel's layout at <paramref name="destination"/>
+    /// (rows·rowBytes bytes, the same size, so row r's tile still starts at r·rowBytes). Returns false, leaving
+    /// the matrix to a GGUF-layout kernel, when the layout cannot represent these weights. The default, for
+    /// kernels that do not repack, does nothing and returns false.
+    /// </summary>
+    public virtual bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) => false;
+
     public override string ToString() =>
         $"{QuantTypes.Get(WeightType).Name} x {QuantTypes.Get(ActivationType).Name}: {Name}";
 
@@ -104,6 +125,24 @@ public static unsafe class KernelTable
     /// </summary>
     public static MatVecKernel Get(GgmlType weightType, InstructionSet isa) =>
         Cache.GetOrAdd((weightType, isa), static key => Create(key.Item1, key.Item2));
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GgmlType, InstructionSet), MatVecKernel?> RepackingCache = new();
+
+    /// <summary>
+    /// The kernel over a load-time repacked layout for <paramref name="weightType"/> at <paramref name="isa"/>, or
+    /// null when there is none. It beats <see cref="Get(GgmlType, InstructionSet)"/> where it exists, but only for
+    /// weights passed through its <see cref="MatVecKernel.TryPrepareWeights"/> and row ranges on its
+    /// <see cref="MatVecKernel.RowTile"/>; a matrix it refuses stays with the GGUF-layout kernel.
+    /// </summary>
+    public static MatVecKernel? GetRepacking(GgmlType weightType, InstructionSet isa) =>
+        RepackingCache.GetOrAdd((weightType, isa), static key => CreateRepacking(key.Item1, key.Item2));
+
+    private static MatVecKernel? CreateRepacking(GgmlType weightType, InstructionSet isa) => (weightType, isa) switch
+    {
+        (GgmlType.TQ1_0, InstructionSet.Avx512) when TernaryLutMatVecAvx512.IsSupported => new TQ1_0LutMatVecAvx512(),
+        (GgmlType.TQ2_0, InstructionSet.Avx512) when TernaryLutMatVecAvx512.IsSupported => new TQ2_0LutMatVecAvx512(),
+        _ => null,
+    };
 
     private static MatVecKernel Create(GgmlType weightType, InstructionSet isa)
     {

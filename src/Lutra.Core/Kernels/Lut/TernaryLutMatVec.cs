@@ -1,0 +1,310 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Lutra.Core.Quants;
+
+namespace Lutra.Core.Kernels;
+
+/// <summary>
+/// Exact lookup-table GEMV for ternary weights (TQ1_0, TQ2_0) · Q8_K activations on AVX-512 VBMI
+/// (lut-kernels.md §1.8, "5-trit LUT"). No weight is ever multiplied: every 5 trits of a row are one byte, and
+/// that byte indexes a table of the 122 possible partial sums Σ vⱼ·aⱼ of those 5 activations.
+/// <para>
+/// Weight layout (written once by <see cref="TryPrepareWeights"/>): a super-block of 256 trits is cut into 51
+/// groups of 5 consecutive elements plus a one-trit group for element 255. A group with trit values vⱼ ∈ {−1,0,1}
+/// has balanced value B = Σ vⱼ·3ʲ ∈ [−121, 121]; its byte is B when B ≥ 0, else 0x80 | −B (the trits negated
+/// give −B, and the table is odd: T[−B] = −T[B]). Rows are interleaved in tiles of <see cref="RowTile"/> = 256
+/// rows: per super-block, 52 groups × 256 row bytes, then the 256 f16 row scales — 54 bytes per row and
+/// super-block, which is TQ1_0's own size and fits in TQ2_0's 66 (the rest of a TQ2_0 tile is unused, so a
+/// TQ2_0 matrix streams 18 % fewer bytes than its GGUF size). Rows after the last whole tile keep the GGUF
+/// layout and go through the multiply-add row dot.
+/// </para>
+/// <para>
+/// Activation sidecar (built once per input vector, shared by every row, thread and projection): per group,
+/// the int16 table T[0..122) (zero to 128) split into a 128-byte low-byte plane and a 128-byte high-byte
+/// plane, so that one <c>vpermi2b</c> per plane looks up 64 rows at once.
+/// </para>
+/// </summary>
+public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
+{
+    private const int SuperBlock = 256;
+    private const int Q8_KBytes = 292;
+    private const int Q8_KQs = 4;
+
+    /// <summary>Groups per super-block: 51 of five trits, one of a single trit.</summary>
+    private const int Groups = 52;
+    private const int TableBytes = 256;
+    private const int RowsPerVector = 64;
+    private const int Vectors = 4;
+    private const int TileRows = RowsPerVector * Vectors;
+    /// <summary>Bytes per row and super-block in the repacked layout: 52 indices and an f16 scale.</summary>
+    private const int RepackedBlockBytes = Groups + 2;
+    // Software prefetch 24 groups (6 KiB) ahead in the weight stream: the table reads from L2 interleave with
+    // the stream, and with the hardware prefetcher alone the kernel read well below the probe (measured: 17-20
+    // vs 21-24 GB/s for TQ1_0 on the same runs, though this shared machine's noise is of the same order).
+    private const int PrefetchDistance = 6144;
+
+    // Balanced-ternary digit j of every table index B < 128 (zero for the unused B ≥ 122), 32 int16 per vector.
+    private static readonly short[] Digits = BuildDigits();
+
+    private readonly delegate*<byte*, byte*, int, float> _rowDot;
+    private readonly int _weightBlockBytes;
+
+    private protected TernaryLutMatVecAvx512(GgmlType weightType, delegate*<byte*, byte*, int, float> rowDot)
+        : base(weightType, InstructionSet.Avx512, "AVX-512 VBMI exact 5-trit LUT")
+    {
+        _rowDot = rowDot;
+        _weightBlockBytes = (int)QuantTypes.Get(weightType).BlockBytes;
+    }
+
+    /// <summary>The tables need <c>vpermi2b</c> (AVX-512 VBMI) on top of AVX-512 BW.</summary>
+    public static bool IsSupported => Avx512Vbmi.IsSupported && Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
+
+    public override bool RepacksWeights => true;
+
+    public override int RowTile => TileRows;
+
+    public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + n / SuperBlock * Groups * TableBytes;
+
+    /// <summary>The trits t ∈ {0,1,2} (value t − 1) of one GGUF block, in element order; false if a code is not ternary.</summary>
+    private protected abstract bool Unpack(byte* block, Span<int> trits);
+
+    /// <summary>Byte offset of the f16 scale in one GGUF block.</summary>
+    private protected abstract int ScaleOffset { get; }
+
+    public override void PrepareActivations(float* x, int n, byte* state)
+    {
+        Q8_KKernels.QuantizeRowAvx512(x, state, n);
+        var tables = state + AlignUp(StandardActivationBytes(n));
+        var digits = (short*)Unsafe.AsPointer(ref Digits[0]);
+        var padded = stackalloc sbyte[5];
+        for (var b = 0; b < n / SuperBlock; b++)
+        {
+            var q = (sbyte*)(state + b * Q8_KBytes + Q8_KQs);
+            for (var g = 0; g < Groups; g++, tables += TableBytes)
+            {
+                var a = q + 5 * g;
+                if (g == Groups - 1)
+                {
+                    // Element 255 alone: the other four digits of its index are zero.
+                    padded[0] = q[SuperBlock - 1];
+                    padded[1] = padded[2] = padded[3] = padded[4] = 0;
+                    a = padded;
+                }
+                BuildTable(a, digits, tables);
+            }
+        }
+    }
+
+    /// <summary>T[B] = Σⱼ digitⱼ(B)·aⱼ for B &lt; 128, |T| ≤ 5·127, stored as a low-byte and a high-byte plane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BuildTable(sbyte* a, short* digits, byte* table)
+    {
+        var a0 = Vector512.Create((short)a[0]);
+        var a1 = Vector512.Create((short)a[1]);
+        var a2 = Vector512.Create((short)a[2]);
+        var a3 = Vector512.Create((short)a[3]);
+        var a4 = Vector512.Create((short)a[4]);
+        for (var v = 0; v < 4; v++)
+        {
+            var d = digits + 32 * v;
+            var t = Vector512.Load(d) * a0 + Vector512.Load(d + 128) * a1 + Vector512.Load(d + 256) * a2
+                + Vector512.Load(d + 384) * a3 + Vector512.Load(d + 512) * a4;
+            Avx512BW.ConvertToVector256Byte(t.AsUInt16()).Store(table + 32 * v);
+            Avx512BW.ConvertToVector256Byte(Vector512.ShiftRightLogical(t.AsUInt16(), 8)).Store(table + 128 + 32 * v);
+        }
+    }
+
+    private static short[] BuildDigits()
+    {
+        var digits = new short[5 * 128];
+        for (var index = 0; index < 122; index++)
+        {
+            var code = index + 121; // Σ (vⱼ + 1)·3ʲ: plain base-3 digits tⱼ = vⱼ + 1
+            for (var j = 0; j < 5; j++, code /= 3)
+                digits[128 * j + index] = (short)(code % 3 - 1);
+        }
+        return digits;
+    }
+
+    /// <summary>
+    /// Byte position inside a 64-row index vector of row r (0..63) of that vector. The low/high unpack of the
+    /// two byte planes yields int16 lanes in the order [lane bytes 0-7 | lane bytes 8-15] per 128-bit lane;
+    /// placing rows this way makes the four widened float vectors hold rows 0-15, 16-31, 32-47, 48-63.
+    /// </summary>
+    private static int BytePosition(int row) => 16 * (row % 32 / 8) + 8 * (row / 32) + row % 8;
+
+    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
+    {
+        if (n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * _weightBlockBytes)
+            return false;
+        var blocks = n / SuperBlock;
+        var tiles = rows / TileRows;
+        var trits = new int[SuperBlock];
+        var tileBytes = TileRows * rowBytes;
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            var dst = destination + tile * tileBytes;
+            new Span<byte>(dst, (int)tileBytes).Clear();
+            for (var r = 0; r < TileRows; r++)
+            {
+                var position = r / RowsPerVector * RowsPerVector + BytePosition(r % RowsPerVector);
+                var row = source + (tile * TileRows + r) * rowBytes;
+                for (var b = 0; b < blocks; b++)
+                {
+                    var block = row + b * _weightBlockBytes;
+                    var scale = *(ushort*)(block + ScaleOffset);
+                    if ((scale & 0x7C00) == 0x7C00 || !Unpack(block, trits))
+                        return false; // Inf/NaN scales and the 2-bit code 3 have no place in this layout.
+                    var dstBlock = dst + (long)b * TileRows * RepackedBlockBytes;
+                    for (var g = 0; g < Groups; g++)
+                        dstBlock[g * TileRows + position] = Index(trits, 5 * g, g == Groups - 1 ? 1 : 5);
+                    ((ushort*)(dstBlock + Groups * TileRows))[r] = scale;
+                }
+            }
+        }
+        var tail = tiles * tileBytes;
+        Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
+        return true;
+    }
+
+    private static byte Index(int[] trits, int first, int count)
+    {
+        var value = 0;
+        for (var j = count - 1; j >= 0; j--)
+            value = 3 * value + trits[first + j] - 1;
+        return value >= 0 ? (byte)value : (byte)(0x80 | -value);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
+    {
+        var blocks = n / SuperBlock;
+        var tables = state + AlignUp(StandardActivationBytes(n));
+        var tiles = rows / TileRows;
+        for (var tile = 0; tile < tiles; tile++)
+            Tile(weights + tile * TileRows * rowBytes, blocks, state, tables, y + tile * TileRows);
+        for (var r = tiles * TileRows; r < rows; r++)
+            y[r] = _rowDot(weights + r * rowBytes, state, n);
+    }
+
+    /// <summary>
+    /// 256 rows: per super-block, 52 table lookups per row accumulate in int16. The int16 sums wrap modulo 2¹⁶,
+    /// so only the final per-super-block sum must fit: |Σ vⱼ·aⱼ| ≤ 256·127 = 32512 &lt; 32768 (Q8_K values are in
+    /// [−127, 127]). The sign trick adds ~T = −T − 1 for a negative index; the count of those (≤ 52 per row, an
+    /// int8 lane) is added back at the end of the super-block. Then sum · (d_w·d_a) joins the f32 row sums.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tile(byte* w, int blocks, byte* state, byte* tables, float* y)
+    {
+        for (var i = 0; i < TileRows; i += 16)
+            Vector512<float>.Zero.Store(y + i);
+        for (var b = 0; b < blocks; b++, w += TileRows * RepackedBlockBytes, tables += Groups * TableBytes)
+        {
+            Vector512<short> low0 = default, high0 = default, low1 = default, high1 = default;
+            Vector512<short> low2 = default, high2 = default, low3 = default, high3 = default;
+            Vector512<sbyte> neg0 = default, neg1 = default, neg2 = default, neg3 = default;
+            var t = tables;
+            var idx = w;
+            for (var g = 0; g < Groups; g++, t += TableBytes, idx += TileRows)
+            {
+                Sse.Prefetch0(idx + PrefetchDistance);
+                Sse.Prefetch0(idx + PrefetchDistance + 64);
+                Sse.Prefetch0(idx + PrefetchDistance + 128);
+                Sse.Prefetch0(idx + PrefetchDistance + 192);
+                var loA = Vector512.Load(t);
+                var loB = Vector512.Load(t + 64);
+                var hiA = Vector512.Load(t + 128);
+                var hiB = Vector512.Load(t + 192);
+                Lookup(Vector512.Load(idx), loA, loB, hiA, hiB, ref low0, ref high0, ref neg0);
+                Lookup(Vector512.Load(idx + 64), loA, loB, hiA, hiB, ref low1, ref high1, ref neg1);
+                Lookup(Vector512.Load(idx + 128), loA, loB, hiA, hiB, ref low2, ref high2, ref neg2);
+                Lookup(Vector512.Load(idx + 192), loA, loB, hiA, hiB, ref low3, ref high3, ref neg3);
+            }
+            var da = Vector512.Create(*(float*)(state + b * Q8_KBytes));
+            var scales = (ushort*)(w + Groups * TileRows);
+            Flush(low0, high0, neg0, scales, da, y);
+            Flush(low1, high1, neg1, scales + 64, da, y + 64);
+            Flush(low2, high2, neg2, scales + 128, da, y + 128);
+            Flush(low3, high3, neg3, scales + 192, da, y + 192);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Lookup(Vector512<byte> idx, Vector512<byte> loA, Vector512<byte> loB, Vector512<byte> hiA, Vector512<byte> hiB,
+        ref Vector512<short> low, ref Vector512<short> high, ref Vector512<sbyte> neg)
+    {
+        var sign = Vector512.LessThan(idx.AsSByte(), Vector512<sbyte>.Zero).AsByte();
+        var lo = Avx512Vbmi.PermuteVar64x8x2(loA, idx, loB) ^ sign;
+        var hi = Avx512Vbmi.PermuteVar64x8x2(hiA, idx, hiB) ^ sign;
+        low += Avx512BW.UnpackLow(lo, hi).AsInt16();
+        high += Avx512BW.UnpackHigh(lo, hi).AsInt16();
+        neg += sign.AsSByte();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Flush(Vector512<short> low, Vector512<short> high, Vector512<sbyte> neg, ushort* scales, Vector512<float> da, float* y)
+    {
+        // neg holds −(negative lookups) per row; widen it in the same lane order as the planes' unpack.
+        var n = neg.AsByte();
+        low -= Avx512BW.ShiftRightArithmetic(Avx512BW.UnpackLow(n, n).AsInt16(), 8);
+        high -= Avx512BW.ShiftRightArithmetic(Avx512BW.UnpackHigh(n, n).AsInt16(), 8);
+        Accumulate(low.GetLower(), scales, da, y);
+        Accumulate(low.GetUpper(), scales + 16, da, y + 16);
+        Accumulate(high.GetLower(), scales + 32, da, y + 32);
+        Accumulate(high.GetUpper(), scales + 48, da, y + 48);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate(Vector256<short> sums, ushort* scales, Vector512<float> da, float* y)
+    {
+        var dw = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load(scales)));
+        var value = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(sums));
+        Avx512F.FusedMultiplyAdd(value, dw * da, Vector512.Load(y)).Store(y);
+    }
+
+    /// <summary>
+    /// Exact f16 → f32 for finite values (zero and subnormals included): the f16 magnitude bits placed in an f32's
+    /// exponent/mantissa field are the same value scaled by 2⁻¹¹², so one multiply by 2¹¹² restores it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> HalfToSingle(Vector512<int> half)
+    {
+        var magnitude = Vector512.ShiftLeft(half & Vector512.Create(0x7FFF), 13).AsSingle() * Vector512.Create(0x7780_0000).AsSingle();
+        return (magnitude.AsInt32() | Vector512.ShiftLeft(half & Vector512.Create(0x8000), 16)).AsSingle();
+    }
+}
+
+/// <summary>TQ1_0 through the exact 5-trit LUT; rows after the last 256-row tile use the multiply-add row dot.</summary>
+public sealed unsafe class TQ1_0LutMatVecAvx512() : TernaryLutMatVecAvx512(GgmlType.TQ1_0, &Q8_KKernels.DotTQ1_0Avx512)
+{
+    private protected override int ScaleOffset => 52;
+
+    private protected override bool Unpack(byte* block, Span<int> trits)
+    {
+        TQ1_0Reference.Unpack(*(BlockTQ1_0*)block, trits);
+        return true;
+    }
+}
+
+/// <summary>
+/// TQ2_0 through the exact 5-trit LUT (its 2-bit codes repacked to 1.69 bits); rows after the last 256-row tile
+/// use the multiply-add row dot. A matrix containing the code 3 (value +2, which the quantizer never writes)
+/// is refused by <see cref="MatVecKernel.TryPrepareWeights"/>.
+/// </summary>
+public sealed unsafe class TQ2_0LutMatVecAvx512() : TernaryLutMatVecAvx512(GgmlType.TQ2_0, &Q8_KKernels.DotTQ2_0Avx512)
+{
+    private protected override int ScaleOffset => 64;
+
+    private protected override bool Unpack(byte* block, Span<int> trits)
+    {
+        for (var e = 0; e < 256; e++)
+        {
+            var code = (block[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3;
+            if (code == 3)
+                return false;
+            trits[e] = code;
+        }
+        return true;
+    }
+}
