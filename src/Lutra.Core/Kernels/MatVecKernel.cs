@@ -146,17 +146,17 @@ public static unsafe class KernelTable
             case (GgmlType.IQ4_XS, InstructionSet.Avx512):
                 return new SuperBlockMatVecAvx512<IQ4_XSAvx512>();
             case (GgmlType.Q2_K, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<Q2_KAvx2>();
+                return new SuperBlockStepMatVecAvx2<Q2_KStepAvx2>();
             case (GgmlType.Q3_K, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<Q3_KAvx2>();
+                return new SuperBlockStepMatVecAvx2<Q3_KStepAvx2>();
             case (GgmlType.Q4_K, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<Q4_KAvx2>();
+                return new SuperBlockStepMatVecAvx2<Q4_KStepAvx2>();
             case (GgmlType.Q5_K, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<Q5_KAvx2>();
+                return new SuperBlockStepMatVecAvx2<Q5_KStepAvx2>();
             case (GgmlType.Q6_K, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<Q6_KAvx2>();
+                return new SuperBlockStepMatVecAvx2<Q6_KStepAvx2>();
             case (GgmlType.IQ4_XS, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<IQ4_XSAvx2>();
+                return new SuperBlockStepMatVecAvx2<IQ4_XSStepAvx2>();
             case (GgmlType.TQ1_0, InstructionSet.Avx2):
                 return new SuperBlockMatVecAvx2<TQ1_0Avx2>();
             case (GgmlType.TQ2_0, InstructionSet.Avx2):

@@ -25,10 +25,10 @@ internal unsafe interface ISuperBlockAvx512
 }
 
 /// <summary>
-/// The per-input sidecar of the AVX-512 super-block kernels, one record per super-block: everything that does
-/// not depend on the weight row, prepared once so the row loop spends its time on the weights.
+/// The per-input sidecar of the AVX-512 and AVX2 super-block kernels, one record per super-block: everything that
+/// does not depend on the weight row, prepared once so the row loop spends its time on the weights.
 /// </summary>
-internal static unsafe class SuperBlockSidecarAvx512
+internal static unsafe class SuperBlockRecord
 {
     /// <summary>256 int8 activations in the format's order.</summary>
     public const int Quants = 0;
@@ -46,6 +46,39 @@ internal static unsafe class SuperBlockSidecarAvx512
     public const int Negated = 384;
 
     public static int Stride(bool negated) => negated ? 640 : 384;
+
+    /// <summary>The records of an <paramref name="n"/>-element Q8_K row at <paramref name="state"/>, written to <paramref name="records"/>.</summary>
+    public static void Prepare(byte* state, int n, byte* records, byte[] order, bool negated)
+    {
+        for (var sb = 0; sb < n / SuperBlockSidecar.Size; sb++, records += Stride(negated))
+        {
+            var quants = SuperBlockSidecar.StandardQuants(state, sb);
+            var sums = SuperBlockSidecar.Sums(state, sb);
+            for (var i = 0; i < SuperBlockSidecar.Size; i++)
+                ((sbyte*)records)[Quants + i] = quants[order[i]];
+            var sums32 = (short*)(records + Sums32);
+            for (var j = 0; j < 16; j++)
+            {
+                ((short*)(records + Sums16))[j] = sums[j];
+                sums32[j] = j < 8 ? (short)0 : (short)(sums[2 * (j - 8)] + sums[2 * (j - 8) + 1]);
+            }
+            *(float*)(records + Scale) = SuperBlockSidecar.Scale(state, sb);
+            if (negated)
+            {
+                for (var i = 0; i < SuperBlockSidecar.Size; i++)
+                    ((sbyte*)records)[Negated + i] = (sbyte)-((sbyte*)records)[Quants + i];
+            }
+        }
+    }
+
+    /// <summary>Sidecar position → super-block element, from a format's <paramref name="source"/> map.</summary>
+    public static byte[] BuildOrder(Func<int, int> source)
+    {
+        var order = new byte[SuperBlockSidecar.Size];
+        for (var i = 0; i < order.Length; i++)
+            order[i] = (byte)source(i);
+        return order;
+    }
 }
 
 /// <summary>
@@ -58,42 +91,15 @@ internal static unsafe class SuperBlockSidecarAvx512
 internal sealed unsafe class SuperBlockMatVecAvx512<TBlock>() : MatVecKernel(TBlock.Type, InstructionSet.Avx512, "AVX-512 maddubs, super-block")
     where TBlock : struct, ISuperBlockAvx512
 {
-    private static readonly byte[] Order = BuildOrder();
-    private static readonly int Stride = SuperBlockSidecarAvx512.Stride(TBlock.NegatedActivations);
-
-    private static byte[] BuildOrder()
-    {
-        var order = new byte[SuperBlockSidecar.Size];
-        for (var i = 0; i < order.Length; i++)
-            order[i] = (byte)TBlock.Source(i);
-        return order;
-    }
+    private static readonly byte[] Order = SuperBlockRecord.BuildOrder(TBlock.Source);
+    private static readonly int Stride = SuperBlockRecord.Stride(TBlock.NegatedActivations);
 
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + n / SuperBlockSidecar.Size * Stride;
 
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         SuperBlockSidecar.QuantizeStandard(x, n, state, InstructionSet.Avx512);
-        var side = state + AlignUp(StandardActivationBytes(n));
-        for (var sb = 0; sb < n / SuperBlockSidecar.Size; sb++, side += Stride)
-        {
-            var quants = SuperBlockSidecar.StandardQuants(state, sb);
-            var sums = SuperBlockSidecar.Sums(state, sb);
-            for (var i = 0; i < SuperBlockSidecar.Size; i++)
-                ((sbyte*)side)[SuperBlockSidecarAvx512.Quants + i] = quants[Order[i]];
-            var sums32 = (short*)(side + SuperBlockSidecarAvx512.Sums32);
-            for (var j = 0; j < 16; j++)
-            {
-                ((short*)(side + SuperBlockSidecarAvx512.Sums16))[j] = sums[j];
-                sums32[j] = j < 8 ? (short)0 : (short)(sums[2 * (j - 8)] + sums[2 * (j - 8) + 1]);
-            }
-            *(float*)(side + SuperBlockSidecarAvx512.Scale) = SuperBlockSidecar.Scale(state, sb);
-            if (TBlock.NegatedActivations)
-            {
-                for (var i = 0; i < SuperBlockSidecar.Size; i += 64)
-                    (Vector512<sbyte>.Zero - Vector512.Load((sbyte*)side + i)).Store((sbyte*)(side + SuperBlockSidecarAvx512.Negated) + i);
-            }
-        }
+        SuperBlockRecord.Prepare(state, n, state + AlignUp(StandardActivationBytes(n)), Order, TBlock.NegatedActivations);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -223,8 +229,8 @@ internal readonly unsafe struct Q2_KAvx512 : ISuperBlockAvx512
             + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q, 2) & three, side + 64, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(2, 10)))
             + (SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q, 4) & three, side + 128, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(4, 12)))
             + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q, 6) & three, side + 192, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(6, 14))));
-        var minSums = Avx2.MultiplyAddAdjacent(mins, Vector256.Load((short*)(side + SuperBlockSidecarAvx512.Sums16)));
-        var da = *(float*)(side + SuperBlockSidecarAvx512.Scale);
+        var minSums = Avx2.MultiplyAddAdjacent(mins, Vector256.Load((short*)(side + SuperBlockRecord.Sums16)));
+        var da = *(float*)(side + SuperBlockRecord.Scale);
         return SuperBlockAvx512.Combine(acc, sum, HalfLookup.ToSingle(w + 80) * da, minSums, HalfLookup.ToSingle(w + 82) * da);
     }
 }
@@ -240,15 +246,7 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
     {
-        // Scale s: low nibble from byte s % 8 (low nibbles for s < 8), top two bits from byte 8 + s % 4 at 2·(s / 4).
-        uint a0 = *(uint*)(w + 96), a1 = *(uint*)(w + 100), a2 = *(uint*)(w + 104);
-        const uint nibbles = 0x0F0F0F0F, tops = 0x30303030;
-        var s0 = (a0 & nibbles) | ((a2 << 4) & tops);
-        var s1 = (a1 & nibbles) | ((a2 << 2) & tops);
-        var s2 = ((a0 >> 4) & nibbles) | (a2 & tops);
-        var s3 = ((a1 >> 4) & nibbles) | ((a2 >> 2) & tops);
-        var raw = Vector128.Create(s0 | ((ulong)s1 << 32), s2 | ((ulong)s3 << 32)).AsSByte() - Vector128.Create((sbyte)32);
-        var scales = Avx2.ConvertToVector256Int16(raw);
+        var scales = Q3_KScales.Unpack(w + 96);
 
         var q = Vector512.Load(w + 32);
         var hmask = SuperBlockAvx512.Broadcast32(w);
@@ -264,15 +262,15 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
             + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(4, 12)))
             + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(6, 14))));
         // The −4 of every code: 4·Σ scale·(16-element activation sum), exact in int32.
-        var offset = Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(side + SuperBlockSidecarAvx512.Sums16)));
+        var offset = Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(side + SuperBlockRecord.Sums16)));
         sum -= Vector256.ShiftLeft(offset, 2).ToVector512();
-        var d = HalfLookup.ToSingle(w + 108) * *(float*)(side + SuperBlockSidecarAvx512.Scale);
+        var d = HalfLookup.ToSingle(w + 108) * *(float*)(side + SuperBlockRecord.Scale);
         return Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sum), Vector512.Create(d), acc);
     }
 }
 
-/// <summary>The 12-byte 6-bit scales and mins of Q4_K and Q5_K as 16 int16 lanes: scales 0..7, then mins 0..7.</summary>
-internal static unsafe class KQuantScalesAvx512
+/// <summary>The 12-byte 6-bit scales and mins of Q4_K and Q5_K as 16 int16 lanes: scales 0..7, then mins 0..7 (both ISAs).</summary>
+internal static unsafe class KQuantScales
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<short> Unpack(byte* packed)
@@ -298,7 +296,7 @@ internal readonly unsafe struct Q4_KAvx512 : ISuperBlockAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
     {
-        var table = KQuantScalesAvx512.Unpack(w + 4);
+        var table = KQuantScales.Unpack(w + 4);
         var nibble = Vector512.Create((byte)0x0F);
         var q0 = Vector512.Load(w + 16);
         var q1 = Vector512.Load(w + 80);
@@ -306,8 +304,8 @@ internal readonly unsafe struct Q4_KAvx512 : ISuperBlockAvx512
             + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q0, 4) & nibble, side + 64, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(1, 3)))
             + (SuperBlockAvx512.MulAdd(q1 & nibble, side + 128, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(4, 6)))
             + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q1, 4) & nibble, side + 192, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(5, 7))));
-        var minSums = Avx2.MultiplyAddAdjacent(table, Vector256.Load((short*)(side + SuperBlockSidecarAvx512.Sums32)));
-        var da = *(float*)(side + SuperBlockSidecarAvx512.Scale);
+        var minSums = Avx2.MultiplyAddAdjacent(table, Vector256.Load((short*)(side + SuperBlockRecord.Sums32)));
+        var da = *(float*)(side + SuperBlockRecord.Scale);
         return SuperBlockAvx512.Combine(acc, sum, HalfLookup.ToSingle(w) * da, minSums, HalfLookup.ToSingle(w + 2) * da);
     }
 }
@@ -323,7 +321,7 @@ internal readonly unsafe struct Q5_KAvx512 : ISuperBlockAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
     {
-        var table = KQuantScalesAvx512.Unpack(w + 4);
+        var table = KQuantScales.Unpack(w + 4);
         var nibble = Vector512.Create((byte)0x0F);
         var fifth = Vector512.Create((byte)0x10);
         var qh = SuperBlockAvx512.Broadcast32(w + 16);
@@ -338,8 +336,8 @@ internal readonly unsafe struct Q5_KAvx512 : ISuperBlockAvx512
             + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(1, 3)))
             + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(4, 6)))
             + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(5, 7))));
-        var minSums = Avx2.MultiplyAddAdjacent(table, Vector256.Load((short*)(side + SuperBlockSidecarAvx512.Sums32)));
-        var da = *(float*)(side + SuperBlockSidecarAvx512.Scale);
+        var minSums = Avx2.MultiplyAddAdjacent(table, Vector256.Load((short*)(side + SuperBlockRecord.Sums32)));
+        var da = *(float*)(side + SuperBlockRecord.Scale);
         return SuperBlockAvx512.Combine(acc, sum, HalfLookup.ToSingle(w) * da, minSums, HalfLookup.ToSingle(w + 2) * da);
     }
 }
@@ -375,9 +373,9 @@ internal readonly unsafe struct Q6_KAvx512 : ISuperBlockAvx512
             + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(8, 10)))
             + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(12, 14))));
         // The −32 of every code: 32·Σ scale·(16-element activation sum), exact in int32.
-        var offset = Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(side + SuperBlockSidecarAvx512.Sums16)));
+        var offset = Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(side + SuperBlockRecord.Sums16)));
         sum -= Vector256.ShiftLeft(offset, 5).ToVector512();
-        var d = HalfLookup.ToSingle(w + 208) * *(float*)(side + SuperBlockSidecarAvx512.Scale);
+        var d = HalfLookup.ToSingle(w + 208) * *(float*)(side + SuperBlockRecord.Scale);
         return Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sum), Vector512.Create(d), acc);
     }
 }
@@ -402,10 +400,7 @@ internal readonly unsafe struct IQ4_XSAvx512 : ISuperBlockAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
     {
-        // Scale j: nibble j of bytes 4..7 | two bits j of the u16 at 2, « 4.
-        var bits = Bmi2.X64.ParallelBitDeposit(*(uint*)(w + 4), 0x0F0F0F0F0F0F0F0F)
-            | (Bmi2.X64.ParallelBitDeposit(*(ushort*)(w + 2), 0x0303030303030303) << 4);
-        var scales = Avx2.ConvertToVector256Int16(Vector128.CreateScalarUnsafe(bits).AsSByte() - Vector128.Create((sbyte)32));
+        var scales = IQ4_XSScales.Unpack(w).ToVector256Unsafe();
         var grid = Vector512.Create(AbsoluteGrid);
         var nibble = Vector512.Create((byte)0x0F);
         var q0 = Vector512.Load(w + 8);
@@ -414,7 +409,7 @@ internal readonly unsafe struct IQ4_XSAvx512 : ISuperBlockAvx512
             + Step(grid, SuperBlockAvx512.ShiftRight(q0, 4) & nibble, Vector512.LessThan(q0, Vector512.Create((byte)0x80)), side + 64, SuperBlockAvx512.Spread(scales, Lanes(0)))
             + (Step(grid, q1 & nibble, Vector512.Equals(q1 & Vector512.Create((byte)0x08), Vector512<byte>.Zero), side + 128, SuperBlockAvx512.Spread(scales, Lanes(4)))
             + Step(grid, SuperBlockAvx512.ShiftRight(q1, 4) & nibble, Vector512.LessThan(q1, Vector512.Create((byte)0x80)), side + 192, SuperBlockAvx512.Spread(scales, Lanes(4))));
-        var d = HalfLookup.ToSingle(w) * *(float*)(side + SuperBlockSidecarAvx512.Scale);
+        var d = HalfLookup.ToSingle(w) * *(float*)(side + SuperBlockRecord.Scale);
         return Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sum), Vector512.Create(d), acc);
     }
 
@@ -432,7 +427,7 @@ internal readonly unsafe struct IQ4_XSAvx512 : ISuperBlockAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Step(Vector512<byte> grid, Vector512<byte> indices, Vector512<byte> negative, byte* a, Vector512<short> scales)
     {
-        var signed = Vector512.ConditionalSelect(negative.AsSByte(), Vector512.Load((sbyte*)(a + SuperBlockSidecarAvx512.Negated)), Vector512.Load((sbyte*)a));
+        var signed = Vector512.ConditionalSelect(negative.AsSByte(), Vector512.Load((sbyte*)(a + SuperBlockRecord.Negated)), Vector512.Load((sbyte*)a));
         return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512BW.Shuffle(grid, indices), signed), scales);
     }
 }
