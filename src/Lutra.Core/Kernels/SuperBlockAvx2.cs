@@ -277,7 +277,7 @@ internal readonly unsafe struct Q3_KStepAvx2 : ISuperBlockStepAvx2
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Accumulate(byte* w, byte* record, Vector256<float> acc)
     {
-        var scales = Q3_KScales.Unpack(w + 96);
+        var scales = Q3_KScales.Unpack(w);
         var hmask = Vector256.Load(w);
         var q0 = Vector256.Load(w + 32);
         var q1 = Vector256.Load(w + 64);
@@ -304,7 +304,7 @@ internal readonly unsafe struct Q4_KStepAvx2 : ISuperBlockStepAvx2
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Accumulate(byte* w, byte* record, Vector256<float> acc)
     {
-        var table = KQuantScales.Unpack(w + 4);
+        var table = KQuantScales.Unpack(w);
         var scales = SuperBlockStepAvx2.LowerTwice(table);
         var sum = Chunk(w, record, scales, 0) + Chunk(w, record, scales, 1) + (Chunk(w, record, scales, 2) + Chunk(w, record, scales, 3));
         var minSums = Avx2.MultiplyAddAdjacent(table, Vector256.Load((short*)(record + SuperBlockRecord.Sums32)));
@@ -333,7 +333,7 @@ internal readonly unsafe struct Q5_KStepAvx2 : ISuperBlockStepAvx2
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Accumulate(byte* w, byte* record, Vector256<float> acc)
     {
-        var table = KQuantScales.Unpack(w + 4);
+        var table = KQuantScales.Unpack(w);
         var scales = SuperBlockStepAvx2.LowerTwice(table);
         var qh = Vector256.Load(w + 16);
         var sum = Chunk(w, qh, record, scales, 0) + Chunk(w, qh, record, scales, 1) + (Chunk(w, qh, record, scales, 2) + Chunk(w, qh, record, scales, 3));
@@ -433,17 +433,19 @@ internal readonly unsafe struct IQ4_XSStepAvx2 : ISuperBlockStepAvx2
 /// <summary>Q3_K's twelve bytes of signed 6-bit scales as 16 int16 lanes.</summary>
 internal static unsafe class Q3_KScales
 {
+    /// <summary>From the block start: the packed bytes are 96..107, read as the dwords a0, a1, a2 of one load at 92.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<short> Unpack(byte* packed)
+    public static Vector256<short> Unpack(byte* block)
     {
         // Scale s: low nibble from byte s % 8 (low nibbles for s < 8), top two bits from byte 8 + s % 4 at 2·(s / 4).
-        uint a0 = *(uint*)packed, a1 = *(uint*)(packed + 4), a2 = *(uint*)(packed + 8);
-        const uint nibbles = 0x0F0F0F0F, tops = 0x30303030;
-        var s0 = (a0 & nibbles) | ((a2 << 4) & tops);
-        var s1 = (a1 & nibbles) | ((a2 << 2) & tops);
-        var s2 = ((a0 >> 4) & nibbles) | (a2 & tops);
-        var s3 = ((a1 >> 4) & nibbles) | ((a2 >> 2) & tops);
-        return Avx2.ConvertToVector256Int16(Vector128.Create(s0 | ((ulong)s1 << 32), s2 | ((ulong)s3 << 32)).AsSByte() - Vector128.Create((sbyte)32));
+        // Dwords out: scales 0..3 = a0 low nibbles | a2 bits 0,1; 4..7 = a1 | a2 bits 2,3; 8..11 = a0 high | a2 bits 4,5;
+        // 12..15 = a1 high | a2 bits 6,7, the top bits moved to 4, 5 of their byte.
+        var v = Vector128.Load((uint*)(block + 92));
+        var low = Avx2.ShiftRightLogicalVariable(Sse2.Shuffle(v, 0x99), Vector128.Create(0u, 0, 4, 4)) & Vector128.Create(0x0F0F0F0Fu);
+        var a2 = Sse2.Shuffle(v, 0xFF);
+        var tops = (Avx2.ShiftLeftLogicalVariable(a2, Vector128.Create(4u, 2, 0, 32)) | Avx2.ShiftRightLogicalVariable(a2, Vector128.Create(32u, 32, 32, 2)))
+            & Vector128.Create(0x30303030u);
+        return Avx2.ConvertToVector256Int16((low | tops).AsSByte() - Vector128.Create((sbyte)32));
     }
 }
 

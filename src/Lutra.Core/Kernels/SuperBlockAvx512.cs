@@ -112,10 +112,17 @@ internal sealed unsafe class SuperBlockMatVecAvx512<TBlock>() : MatVecKernel(TBl
         {
             var w = weights + r * rowBytes;
             var side = sidecar;
-            var acc = Vector512<float>.Zero;
-            for (var sb = 0; sb < superBlocks; sb++, w += TBlock.BlockBytes, side += stride)
-                acc = TBlock.Accumulate(w, side, acc);
-            y[r] = Vector512.Sum(acc);
+            // Two accumulators: a super-block's float step ends in up to two dependent FMAs.
+            Vector512<float> acc0 = default, acc1 = default;
+            var sb = 0;
+            for (; sb + 1 < superBlocks; sb += 2, w += 2 * TBlock.BlockBytes, side += 2 * stride)
+            {
+                acc0 = TBlock.Accumulate(w, side, acc0);
+                acc1 = TBlock.Accumulate(w + TBlock.BlockBytes, side + stride, acc1);
+            }
+            if (sb < superBlocks)
+                acc0 = TBlock.Accumulate(w, side, acc0);
+            y[r] = Vector512.Sum(acc0 + acc1);
         }
     }
 }
@@ -192,8 +199,8 @@ internal static unsafe class SuperBlockAvx512
     /// <summary>The per-super-block float step: acc + d·sum − m·mins, mins in the lower eight int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Combine(Vector512<float> acc, Vector512<int> sum, float d, Vector256<int> mins, float m) =>
-        acc + Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sum), Vector512.Create(d),
-            Vector256.ConvertToSingle(mins).ToVector512() * Vector512.Create(-m));
+        Avx512F.FusedMultiplyAddNegated(Vector256.ConvertToSingle(mins).ToVector512(), Vector512.Create(m),
+            Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sum), Vector512.Create(d), acc));
 
     /// <summary>Step k (64 positions) holds elements 32k..32k + 31, then 128 + 32k..128 + 32k + 31.</summary>
     public static int SplitHalves(int position) => position % 32 + 32 * (position / 64) + 128 * (position / 32 % 2);
@@ -246,7 +253,7 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
     {
-        var scales = Q3_KScales.Unpack(w + 96);
+        var scales = Q3_KScales.Unpack(w);
 
         var q = Vector512.Load(w + 32);
         var hmask = SuperBlockAvx512.Broadcast32(w);
@@ -272,16 +279,17 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
 /// <summary>The 12-byte 6-bit scales and mins of Q4_K and Q5_K as 16 int16 lanes: scales 0..7, then mins 0..7 (both ISAs).</summary>
 internal static unsafe class KQuantScales
 {
+    /// <summary>From the block start: the packed bytes are 4..15, read as the dwords u0, u1, u2 of one 16-byte load.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<short> Unpack(byte* packed)
+    public static Vector256<short> Unpack(byte* block)
     {
-        // Scales and mins 0..3 are the low six bits of bytes 0..3 and 4..7; 4..7 take a nibble of bytes 8..11
-        // and the top two bits of bytes 0..3 (scales) or 4..7 (mins).
-        uint u0 = *(uint*)packed, u1 = *(uint*)(packed + 4), u2 = *(uint*)(packed + 8);
-        const uint six = 0x3F3F3F3F, nibbles = 0x0F0F0F0F, tops = 0x30303030;
-        var scales = (u0 & six) | ((ulong)((u2 & nibbles) | ((u0 >> 2) & tops)) << 32);
-        var mins = (u1 & six) | ((ulong)(((u2 >> 4) & nibbles) | ((u1 >> 2) & tops)) << 32);
-        return Avx2.ConvertToVector256Int16(Vector128.Create(scales, mins).AsByte());
+        // Scales and mins 0..3 are the low six bits of u0 and u1; 4..7 a nibble of u2 (low for scales, high for
+        // mins) | the top two bits of u0 (scales) or u1 (mins) at bits 4, 5. Dwords out: scales 0..3, 4..7, mins 0..3, 4..7.
+        var v = Vector128.Load((uint*)block);
+        var low = Avx2.ShiftRightLogicalVariable(Sse2.Shuffle(v, 0xED), Vector128.Create(0u, 0, 0, 4))
+            & Vector128.Create(0x3F3F3F3Fu, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F);
+        var tops = Sse2.ShiftRightLogical(Sse2.Shuffle(v, 0xA5), 2) & Vector128.Create(0u, 0x30303030, 0, 0x30303030);
+        return Avx2.ConvertToVector256Int16((low | tops).AsByte());
     }
 }
 
@@ -296,7 +304,7 @@ internal readonly unsafe struct Q4_KAvx512 : ISuperBlockAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
     {
-        var table = KQuantScales.Unpack(w + 4);
+        var table = KQuantScales.Unpack(w);
         var nibble = Vector512.Create((byte)0x0F);
         var q0 = Vector512.Load(w + 16);
         var q1 = Vector512.Load(w + 80);
@@ -321,7 +329,7 @@ internal readonly unsafe struct Q5_KAvx512 : ISuperBlockAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
     {
-        var table = KQuantScales.Unpack(w + 4);
+        var table = KQuantScales.Unpack(w);
         var nibble = Vector512.Create((byte)0x0F);
         var fifth = Vector512.Create((byte)0x10);
         var qh = SuperBlockAvx512.Broadcast32(w + 16);
@@ -395,20 +403,29 @@ internal readonly unsafe struct IQ4_XSAvx512 : ISuperBlockAvx512
     // 32j + 0..15 of each j), then the high nibbles (32j + 16..31).
     public static int Source(int position) => position / 128 * 128 + 32 * (position % 64 / 16) + 16 * (position % 128 / 64) + position % 16;
 
-    private static Vector128<byte> AbsoluteGrid => Vector128.Create((byte)127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113);
+    // |grid| in every 128-bit lane, spelled out: Vector512.Create(Vector128) goes through the stack.
+    private static Vector512<byte> AbsoluteGrid
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector512.Create(
+        (byte)127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113, 127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113,
+        127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113, 127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
     {
         var scales = IQ4_XSScales.Unpack(w).ToVector256Unsafe();
-        var grid = Vector512.Create(AbsoluteGrid);
+        var grid = AbsoluteGrid;
         var nibble = Vector512.Create((byte)0x0F);
         var q0 = Vector512.Load(w + 8);
         var q1 = Vector512.Load(w + 72);
-        var sum = Step(grid, q0 & nibble, Vector512.Equals(q0 & Vector512.Create((byte)0x08), Vector512<byte>.Zero), side, SuperBlockAvx512.Spread(scales, Lanes(0)))
-            + Step(grid, SuperBlockAvx512.ShiftRight(q0, 4) & nibble, Vector512.LessThan(q0, Vector512.Create((byte)0x80)), side + 64, SuperBlockAvx512.Spread(scales, Lanes(0)))
-            + (Step(grid, q1 & nibble, Vector512.Equals(q1 & Vector512.Create((byte)0x08), Vector512<byte>.Zero), side + 128, SuperBlockAvx512.Spread(scales, Lanes(4)))
-            + Step(grid, SuperBlockAvx512.ShiftRight(q1, 4) & nibble, Vector512.LessThan(q1, Vector512.Create((byte)0x80)), side + 192, SuperBlockAvx512.Spread(scales, Lanes(4))));
+        var first = SuperBlockAvx512.Spread(scales, Lanes(0));
+        var second = SuperBlockAvx512.Spread(scales, Lanes(4));
+        var sum = Step(grid, q0 & nibble, Vector512.ShiftLeft(q0.AsUInt16(), 4).AsByte(), side, first)
+            + Step(grid, SuperBlockAvx512.ShiftRight(q0, 4) & nibble, q0, side + 64, first)
+            + (Step(grid, q1 & nibble, Vector512.ShiftLeft(q1.AsUInt16(), 4).AsByte(), side + 128, second)
+            + Step(grid, SuperBlockAvx512.ShiftRight(q1, 4) & nibble, q1, side + 192, second));
         var d = HalfLookup.ToSingle(w) * *(float*)(side + SuperBlockRecord.Scale);
         return Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sum), Vector512.Create(d), acc);
     }
@@ -423,11 +440,12 @@ internal readonly unsafe struct IQ4_XSAvx512 : ISuperBlockAvx512
             (short)(f + 3), (short)(f + 3), (short)(f + 3), (short)(f + 3), (short)(f + 3), (short)(f + 3), (short)(f + 3), (short)(f + 3));
     }
 
-    // |grid|·a with a negated where the index is below 8: pairs ≤ 2·127·127, no saturation.
+    // |grid|·a with a negated where the index is below 8 (bit 3 of the index is the top bit of the byte in
+    // <paramref name="positive"/>): pairs ≤ 2·127·127, no saturation.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Step(Vector512<byte> grid, Vector512<byte> indices, Vector512<byte> negative, byte* a, Vector512<short> scales)
+    private static Vector512<int> Step(Vector512<byte> grid, Vector512<byte> indices, Vector512<byte> positive, byte* a, Vector512<short> scales)
     {
-        var signed = Vector512.ConditionalSelect(negative.AsSByte(), Vector512.Load((sbyte*)(a + SuperBlockRecord.Negated)), Vector512.Load((sbyte*)a));
+        var signed = Avx512BW.BlendVariable(Vector512.Load((sbyte*)(a + SuperBlockRecord.Negated)), Vector512.Load((sbyte*)a), positive.AsSByte());
         return Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512BW.Shuffle(grid, indices), signed), scales);
     }
 }
