@@ -433,19 +433,18 @@ internal readonly unsafe struct IQ4_XSStepAvx2 : ISuperBlockStepAvx2
 /// <summary>Q3_K's twelve bytes of signed 6-bit scales as 16 int16 lanes.</summary>
 internal static unsafe class Q3_KScales
 {
-    /// <summary>From the block start: the packed bytes are 96..107, read as the dwords a0, a1, a2 of one load at 92.</summary>
+    /// <summary>From the block start (packed bytes 96..107). Scalar on purpose: the integer units are idle while the vector units are not.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<short> Unpack(byte* block)
     {
         // Scale s: low nibble from byte s % 8 (low nibbles for s < 8), top two bits from byte 8 + s % 4 at 2·(s / 4).
-        // Dwords out: scales 0..3 = a0 low nibbles | a2 bits 0,1; 4..7 = a1 | a2 bits 2,3; 8..11 = a0 high | a2 bits 4,5;
-        // 12..15 = a1 high | a2 bits 6,7, the top bits moved to 4, 5 of their byte.
-        var v = Vector128.Load((uint*)(block + 92));
-        var low = Avx2.ShiftRightLogicalVariable(Sse2.Shuffle(v, 0x99), Vector128.Create(0u, 0, 4, 4)) & Vector128.Create(0x0F0F0F0Fu);
-        var a2 = Sse2.Shuffle(v, 0xFF);
-        var tops = (Avx2.ShiftLeftLogicalVariable(a2, Vector128.Create(4u, 2, 0, 32)) | Avx2.ShiftRightLogicalVariable(a2, Vector128.Create(32u, 32, 32, 2)))
-            & Vector128.Create(0x30303030u);
-        return Avx2.ConvertToVector256Int16((low | tops).AsSByte() - Vector128.Create((sbyte)32));
+        uint a0 = *(uint*)(block + 96), a1 = *(uint*)(block + 100), a2 = *(uint*)(block + 104);
+        const uint nibbles = 0x0F0F0F0F, tops = 0x30303030;
+        var s0 = (a0 & nibbles) | ((a2 << 4) & tops);
+        var s1 = (a1 & nibbles) | ((a2 << 2) & tops);
+        var s2 = ((a0 >> 4) & nibbles) | (a2 & tops);
+        var s3 = ((a1 >> 4) & nibbles) | ((a2 >> 2) & tops);
+        return Avx2.ConvertToVector256Int16(Vector128.Create(s0 | ((ulong)s1 << 32), s2 | ((ulong)s3 << 32)).AsSByte() - Vector128.Create((sbyte)32));
     }
 }
 

@@ -279,17 +279,17 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
 /// <summary>The 12-byte 6-bit scales and mins of Q4_K and Q5_K as 16 int16 lanes: scales 0..7, then mins 0..7 (both ISAs).</summary>
 internal static unsafe class KQuantScales
 {
-    /// <summary>From the block start: the packed bytes are 4..15, read as the dwords u0, u1, u2 of one 16-byte load.</summary>
+    /// <summary>From the block start (packed bytes 4..15). Scalar on purpose: the integer units are idle while the vector units are not.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<short> Unpack(byte* block)
     {
-        // Scales and mins 0..3 are the low six bits of u0 and u1; 4..7 a nibble of u2 (low for scales, high for
-        // mins) | the top two bits of u0 (scales) or u1 (mins) at bits 4, 5. Dwords out: scales 0..3, 4..7, mins 0..3, 4..7.
-        var v = Vector128.Load((uint*)block);
-        var low = Avx2.ShiftRightLogicalVariable(Sse2.Shuffle(v, 0xED), Vector128.Create(0u, 0, 0, 4))
-            & Vector128.Create(0x3F3F3F3Fu, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F);
-        var tops = Sse2.ShiftRightLogical(Sse2.Shuffle(v, 0xA5), 2) & Vector128.Create(0u, 0x30303030, 0, 0x30303030);
-        return Avx2.ConvertToVector256Int16((low | tops).AsByte());
+        // Scales and mins 0..3 are the low six bits of bytes 4..7 and 8..11; 4..7 take a nibble of bytes 12..15
+        // (low for scales, high for mins) and the top two bits of bytes 4..7 (scales) or 8..11 (mins) at bits 4, 5.
+        uint u0 = *(uint*)(block + 4), u1 = *(uint*)(block + 8), u2 = *(uint*)(block + 12);
+        const uint six = 0x3F3F3F3F, nibbles = 0x0F0F0F0F, tops = 0x30303030;
+        var scales = (u0 & six) | ((ulong)((u2 & nibbles) | ((u0 >> 2) & tops)) << 32);
+        var mins = (u1 & six) | ((ulong)(((u2 >> 4) & nibbles) | ((u1 >> 2) & tops)) << 32);
+        return Avx2.ConvertToVector256Int16(Vector128.Create(scales, mins).AsByte());
     }
 }
 
