@@ -226,10 +226,19 @@ internal static unsafe class SuperBlockStepAvx2
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> ShiftRight(Vector256<byte> q, int bits) => Vector256.ShiftRightLogical(q.AsUInt16(), bits).AsByte();
 
-    /// <summary>The per-super-block float step: acc + d·sum − m·mins.</summary>
+    /// <summary>The per-super-block float step acc + d_a·(d·sum − m·mins), factors broadcast from memory (see SuperBlockAvx512.Combine).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Combine(Vector256<float> acc, Vector256<int> sum, float d, Vector256<int> mins, float m) =>
-        acc + Fma.MultiplyAdd(Vector256.ConvertToSingle(sum), Vector256.Create(d), Vector256.ConvertToSingle(mins) * Vector256.Create(-m));
+    public static Vector256<float> Combine(Vector256<float> acc, Vector256<int> sum, byte* d, Vector256<int> mins, byte* m, byte* record) =>
+        Fma.MultiplyAdd(
+            Fma.MultiplyAddNegated(Vector256.ConvertToSingle(mins), Vector256.Create(HalfLookup.ToSingle(m)),
+                Vector256.ConvertToSingle(sum) * Vector256.Create(HalfLookup.ToSingle(d))),
+            Vector256.Create(*(float*)(record + SuperBlockRecord.Scale)), acc);
+
+    /// <summary>The per-super-block float step acc + d_a·d·sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Finish(Vector256<float> acc, Vector256<int> sum, byte* d, byte* record) =>
+        Fma.MultiplyAdd(Vector256.ConvertToSingle(sum) * Vector256.Create(HalfLookup.ToSingle(d)),
+            Vector256.Create(*(float*)(record + SuperBlockRecord.Scale)), acc);
 
     /// <summary>Sixteen 16-element scales [s0..s15] applied to step j (sub-blocks 2j, 2j + 1) of an element-order format.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -262,8 +271,7 @@ internal readonly unsafe struct Q2_KStepAvx2 : ISuperBlockStepAvx2
             + SuperBlockStepAvx2.Sixteen(q1 & three, SuperBlockStepAvx2.ShiftRight(q1, 2) & three, SuperBlockStepAvx2.ShiftRight(q1, 4) & three,
                 SuperBlockStepAvx2.ShiftRight(q1, 6) & three, record + 128, scales, 4);
         var minSums = Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(packed, 4), Vector256.Load((short*)(record + SuperBlockRecord.Sums16)));
-        var da = *(float*)(record + SuperBlockRecord.Scale);
-        return SuperBlockStepAvx2.Combine(acc, sum, HalfLookup.ToSingle(w + 80) * da, minSums, HalfLookup.ToSingle(w + 82) * da);
+        return SuperBlockStepAvx2.Combine(acc, sum, w + 80, minSums, w + 82, record);
     }
 }
 
@@ -285,8 +293,7 @@ internal readonly unsafe struct Q3_KStepAvx2 : ISuperBlockStepAvx2
             + SuperBlockStepAvx2.Sixteen(Codes(q1, 0, hmask, 4), Codes(q1, 2, hmask, 5), Codes(q1, 4, hmask, 6), Codes(q1, 6, hmask, 7), record + 128, scales, 4);
         // The −4 of every code: 4·Σ scale·(16-element activation sum), exact in int32.
         sum -= Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(record + SuperBlockRecord.Sums16))), 2);
-        var d = HalfLookup.ToSingle(w + 108) * *(float*)(record + SuperBlockRecord.Scale);
-        return Fma.MultiplyAdd(Vector256.ConvertToSingle(sum), Vector256.Create(d), acc);
+        return SuperBlockStepAvx2.Finish(acc, sum, w + 108, record);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -308,8 +315,7 @@ internal readonly unsafe struct Q4_KStepAvx2 : ISuperBlockStepAvx2
         var scales = SuperBlockStepAvx2.LowerTwice(table);
         var sum = Chunk(w, record, scales, 0) + Chunk(w, record, scales, 1) + (Chunk(w, record, scales, 2) + Chunk(w, record, scales, 3));
         var minSums = Avx2.MultiplyAddAdjacent(table, Vector256.Load((short*)(record + SuperBlockRecord.Sums32)));
-        var da = *(float*)(record + SuperBlockRecord.Scale);
-        return SuperBlockStepAvx2.Combine(acc, sum, HalfLookup.ToSingle(w) * da, minSums, HalfLookup.ToSingle(w + 2) * da);
+        return SuperBlockStepAvx2.Combine(acc, sum, w, minSums, w + 2, record);
     }
 
     // Called with constant c, so the lane spreads fold to constants (a loop would build them at run time).
@@ -338,8 +344,7 @@ internal readonly unsafe struct Q5_KStepAvx2 : ISuperBlockStepAvx2
         var qh = Vector256.Load(w + 16);
         var sum = Chunk(w, qh, record, scales, 0) + Chunk(w, qh, record, scales, 1) + (Chunk(w, qh, record, scales, 2) + Chunk(w, qh, record, scales, 3));
         var minSums = Avx2.MultiplyAddAdjacent(table, Vector256.Load((short*)(record + SuperBlockRecord.Sums32)));
-        var da = *(float*)(record + SuperBlockRecord.Scale);
-        return SuperBlockStepAvx2.Combine(acc, sum, HalfLookup.ToSingle(w) * da, minSums, HalfLookup.ToSingle(w + 2) * da);
+        return SuperBlockStepAvx2.Combine(acc, sum, w, minSums, w + 2, record);
     }
 
     // Called with constant c (see Q4_KStepAvx2.Chunk).
@@ -370,8 +375,7 @@ internal readonly unsafe struct Q6_KStepAvx2 : ISuperBlockStepAvx2
         var sum = Half(w, w + 128, record, scales, 0) + Half(w + 64, w + 160, record + 128, scales, 4);
         // The −32 of every code: 32·Σ scale·(16-element activation sum), exact in int32.
         sum -= Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(record + SuperBlockRecord.Sums16))), 5);
-        var d = HalfLookup.ToSingle(w + 208) * *(float*)(record + SuperBlockRecord.Scale);
-        return Fma.MultiplyAdd(Vector256.ConvertToSingle(sum), Vector256.Create(d), acc);
+        return SuperBlockStepAvx2.Finish(acc, sum, w + 208, record);
     }
 
     // 128 elements: quarter k is the low (k < 2) or high nibbles of ql[32·(k % 2)..] with qh bits 2k, 2k + 1 at 4, 5.
@@ -408,8 +412,7 @@ internal readonly unsafe struct IQ4_XSStepAvx2 : ISuperBlockStepAvx2
         var scales = IQ4_XSScales.Unpack(w);
         var table = Avx2.InsertVector128(scales.ToVector256Unsafe(), scales, 1);
         var sum = Pair(w, record, table, 0) + Pair(w, record, table, 2) + (Pair(w, record, table, 4) + Pair(w, record, table, 6));
-        var d = HalfLookup.ToSingle(w) * *(float*)(record + SuperBlockRecord.Scale);
-        return Fma.MultiplyAdd(Vector256.ConvertToSingle(sum), Vector256.Create(d), acc);
+        return SuperBlockStepAvx2.Finish(acc, sum, w, record);
     }
 
     // Sub-blocks j and j + 1, called with constant j (see Q4_KStepAvx2.Chunk).

@@ -4,8 +4,8 @@ using Lutra.Core.Quants;
 namespace Lutra.Core.Kernels;
 
 /// <summary>
-/// The scalar per-super-block facts of a weight format paired with Q8_K activations, the same at every instruction
-/// set. <see cref="Scales"/> writes one int16 scale per 16 elements and returns the f32 factor d of the integer
+/// The scalar per-super-block facts of a weight format paired with Q8_K activations, used by the Vector128 kernels
+/// and the AVX2 ternary kernels (the AVX2 and AVX-512 K-quant kernels unpack scales in their own registers). <see cref="Scales"/> writes one int16 scale per 16 elements and returns the f32 factor d of the integer
 /// sum; a constant code offset comes back as the integer <c>offset</c> (exact, like the reference's signed codes)
 /// and mins as the float <c>min</c>, both from the activation block sums: the super-block's dot is
 /// d_a·(d·(Σ scale·code·a − offset) − min). Formats with an offset (<see cref="HasOffset"/>) reduce their integer
