@@ -358,13 +358,16 @@ internal readonly unsafe struct Q5_KAvx512 : ISuperBlockAvx512
     }
 }
 
-/// <summary>Q6_K: codes = 4 low bits | 2 high bits « 4, value code − 32; int8 scale per 16 elements. Element order.</summary>
+/// <summary>
+/// Q6_K: codes = 4 low bits | 2 high bits « 4, value code − 32; int8 scale per 16 elements. Step k holds elements
+/// 32k.. and 128 + 32k.. (Q2_K's order), so the two halves' qh bytes come in one load and shift alike.
+/// </summary>
 internal readonly unsafe struct Q6_KAvx512 : ISuperBlockAvx512
 {
     public static GgmlType Type => GgmlType.Q6_K;
     public static int BlockBytes => 210;
     public static bool NegatedActivations => false;
-    public static int Source(int position) => position;
+    public static int Source(int position) => SuperBlockAvx512.SplitHalves(position);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
@@ -372,22 +375,19 @@ internal readonly unsafe struct Q6_KAvx512 : ISuperBlockAvx512
         var scales = Avx2.ConvertToVector256Int16((sbyte*)(w + 192));
         var nibble = Vector512.Create((byte)0x0F);
         var high = Vector512.Create((byte)0x30);
-        // Half h: ql[64h..] low nibbles are elements 128h + 0..63 and high nibbles 128h + 64..127; byte l of
-        // qh[32h..] holds their top bits at 0, 2, 4, 6 for elements l, 32 + l, 64 + l, 96 + l.
-        var l0 = Vector512.Load(w);
-        var h0 = SuperBlockAvx512.Broadcast32(w + 128);
-        var l1 = Vector512.Load(w + 64);
-        var h1 = SuperBlockAvx512.Broadcast32(w + 160);
-        var low = SuperBlockAvx512.Rotations(4, 2);
-        var upper = SuperBlockAvx512.Rotations(0, 30);
-        var c0 = SuperBlockAvx512.OrMasked(l0 & nibble, SuperBlockAvx512.Rotate(h0, low), high);
-        var c1 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(l0, 4) & nibble, SuperBlockAvx512.Rotate(h0, upper), high);
-        var c2 = SuperBlockAvx512.OrMasked(l1 & nibble, SuperBlockAvx512.Rotate(h1, low), high);
-        var c3 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(l1, 4) & nibble, SuperBlockAvx512.Rotate(h1, upper), high);
-        var sum = SuperBlockAvx512.MulAdd(c0, side, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(0, 2)))
-            + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(4, 6)))
-            + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(8, 10)))
-            + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(12, 14))));
+        // Half h: ql[64h + l] holds elements 128h + l (low nibble) and 128h + 64 + l (high), ql[64h + 32 + l]
+        // elements 128h + 32 + l and 128h + 96 + l; qh[32h + l] their top bits at 0, 2, 4, 6.
+        var first = VectorJoin.Join(Vector256.Load(w), Vector256.Load(w + 64));
+        var second = VectorJoin.Join(Vector256.Load(w + 32), Vector256.Load(w + 96));
+        var qh = Vector512.Load(w + 128);
+        var c0 = SuperBlockAvx512.OrMasked(first & nibble, Vector512.ShiftLeft(qh.AsUInt16(), 4).AsByte(), high);
+        var c1 = SuperBlockAvx512.OrMasked(second & nibble, Vector512.ShiftLeft(qh.AsUInt16(), 2).AsByte(), high);
+        var c2 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(first, 4) & nibble, qh, high);
+        var c3 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(second, 4) & nibble, SuperBlockAvx512.ShiftRight(qh, 2), high);
+        var sum = SuperBlockAvx512.MulAdd(c0, side, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(0, 8)))
+            + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(2, 10)))
+            + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(4, 12)))
+            + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(6, 14))));
         // The −32 of every code: 32·Σ scale·(16-element activation sum), exact in int32.
         var offset = Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(side + SuperBlockRecord.Sums16)));
         sum -= Vector256.ShiftLeft(offset, 5).ToVector512();
