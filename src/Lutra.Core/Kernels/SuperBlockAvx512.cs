@@ -20,8 +20,12 @@ internal unsafe interface ISuperBlockAvx512
     /// <summary>The super-block element whose activation sits at sidecar position <paramref name="position"/>.</summary>
     static abstract int Source(int position);
 
+    /// <summary>The vpermw index vector that spreads the scales over step <paramref name="step"/> (0..3)'s int16 lanes.</summary>
+    static abstract Vector512<short> ScaleLanes(int step);
+
     /// <summary>acc + this super-block's dot, over sixteen float lanes (summed once per row).</summary>
-    static abstract Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc);
+    static abstract Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc,
+        Vector512<short> lanes0, Vector512<short> lanes1, Vector512<short> lanes2, Vector512<short> lanes3);
 }
 
 /// <summary>
@@ -94,34 +98,47 @@ internal sealed unsafe class SuperBlockMatVecAvx512<TBlock>() : MatVecKernel(TBl
     private static readonly byte[] Order = SuperBlockRecord.BuildOrder(TBlock.Source);
     private static readonly int Stride = SuperBlockRecord.Stride(TBlock.NegatedActivations);
 
-    public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + n / SuperBlockSidecar.Size * Stride;
+    // The sidecar starts with the format's four scale-lane index vectors: loaded once per call from memory, they
+    // stay in registers, where constants would be reloaded from the data section for every super-block (256 bytes
+    // of L1 traffic each, next to the 256 bytes of activations).
+    private const int LanesBytes = 4 * 64;
+
+    public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + LanesBytes + n / SuperBlockSidecar.Size * Stride;
 
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         SuperBlockSidecar.QuantizeStandard(x, n, state, InstructionSet.Avx512);
-        SuperBlockRecord.Prepare(state, n, state + AlignUp(StandardActivationBytes(n)), Order, TBlock.NegatedActivations);
+        var sidecar = state + AlignUp(StandardActivationBytes(n));
+        for (var step = 0; step < 4; step++)
+            TBlock.ScaleLanes(step).Store((short*)(sidecar + 64 * step));
+        SuperBlockRecord.Prepare(state, n, sidecar + LanesBytes, Order, TBlock.NegatedActivations);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var sidecar = state + AlignUp(StandardActivationBytes(n));
+        var lanes0 = Vector512.Load((short*)sidecar);
+        var lanes1 = Vector512.Load((short*)(sidecar + 64));
+        var lanes2 = Vector512.Load((short*)(sidecar + 128));
+        var lanes3 = Vector512.Load((short*)(sidecar + 192));
+        var records = sidecar + LanesBytes;
         var superBlocks = n / SuperBlockSidecar.Size;
         var stride = Stride;
         for (var r = 0; r < rows; r++)
         {
             var w = weights + r * rowBytes;
-            var side = sidecar;
+            var side = records;
             // Two accumulators: a super-block's float step ends in up to two dependent FMAs.
             Vector512<float> acc0 = default, acc1 = default;
             var sb = 0;
             for (; sb + 1 < superBlocks; sb += 2, w += 2 * TBlock.BlockBytes, side += 2 * stride)
             {
-                acc0 = TBlock.Accumulate(w, side, acc0);
-                acc1 = TBlock.Accumulate(w + TBlock.BlockBytes, side + stride, acc1);
+                acc0 = TBlock.Accumulate(w, side, acc0, lanes0, lanes1, lanes2, lanes3);
+                acc1 = TBlock.Accumulate(w + TBlock.BlockBytes, side + stride, acc1, lanes0, lanes1, lanes2, lanes3);
             }
             if (sb < superBlocks)
-                acc0 = TBlock.Accumulate(w, side, acc0);
+                acc0 = TBlock.Accumulate(w, side, acc0, lanes0, lanes1, lanes2, lanes3);
             y[r] = Vector512.Sum(acc0 + acc1);
         }
     }
@@ -235,19 +252,21 @@ internal readonly unsafe struct Q2_KAvx512 : ISuperBlockAvx512
     public static int BlockBytes => 84;
     public static bool NegatedActivations => false;
     public static int Source(int position) => SuperBlockAvx512.SplitHalves(position);
+    public static Vector512<short> ScaleLanes(int step) => SuperBlockAvx512.Lanes16(2 * step, 8 + 2 * step);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
+    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc,
+        Vector512<short> lanes0, Vector512<short> lanes1, Vector512<short> lanes2, Vector512<short> lanes3)
     {
         var packed = Avx2.ConvertToVector256Int16(Vector128.Load(w));
         var scales = packed & Vector256.Create((short)0x0F);
         var mins = Vector256.ShiftRightLogical(packed, 4);
         var q = Vector512.Load(w + 16);
         var three = Vector512.Create((byte)3);
-        var sum = SuperBlockAvx512.MulAdd(q & three, side, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(0, 8)))
-            + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q, 2) & three, side + 64, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(2, 10)))
-            + (SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q, 4) & three, side + 128, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(4, 12)))
-            + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q, 6) & three, side + 192, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(6, 14))));
+        var sum = SuperBlockAvx512.MulAdd(q & three, side, SuperBlockAvx512.Spread(scales, lanes0))
+            + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q, 2) & three, side + 64, SuperBlockAvx512.Spread(scales, lanes1))
+            + (SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q, 4) & three, side + 128, SuperBlockAvx512.Spread(scales, lanes2))
+            + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q, 6) & three, side + 192, SuperBlockAvx512.Spread(scales, lanes3)));
         var minSums = Avx2.MultiplyAddAdjacent(mins, Vector256.Load((short*)(side + SuperBlockRecord.Sums16)));
         return SuperBlockAvx512.Combine(acc, sum, w + 80, minSums, w + 82, side);
     }
@@ -260,9 +279,11 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
     public static int BlockBytes => 110;
     public static bool NegatedActivations => false;
     public static int Source(int position) => SuperBlockAvx512.SplitHalves(position);
+    public static Vector512<short> ScaleLanes(int step) => SuperBlockAvx512.Lanes16(2 * step, 8 + 2 * step);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
+    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc,
+        Vector512<short> lanes0, Vector512<short> lanes1, Vector512<short> lanes2, Vector512<short> lanes3)
     {
         var scales = Q3_KScales.Unpack(w);
 
@@ -275,10 +296,10 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
         var c1 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(q, 2) & three, SuperBlockAvx512.Rotate(hmask, SuperBlockAvx512.Rotations(1, 29)), four);
         var c2 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(q, 4) & three, SuperBlockAvx512.Rotate(hmask, SuperBlockAvx512.Rotations(0, 28)), four);
         var c3 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(q, 6) & three, SuperBlockAvx512.Rotate(hmask, SuperBlockAvx512.Rotations(31, 27)), four);
-        var sum = SuperBlockAvx512.MulAdd(c0, side, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(0, 8)))
-            + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(2, 10)))
-            + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(4, 12)))
-            + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(6, 14))));
+        var sum = SuperBlockAvx512.MulAdd(c0, side, SuperBlockAvx512.Spread(scales, lanes0))
+            + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(scales, lanes1))
+            + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(scales, lanes2))
+            + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(scales, lanes3)));
         // The −4 of every code: 4·Σ scale·(16-element activation sum), exact in int32.
         var offset = Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(side + SuperBlockRecord.Sums16)));
         sum -= Vector256.ShiftLeft(offset, 2).ToVector512();
@@ -310,18 +331,20 @@ internal readonly unsafe struct Q4_KAvx512 : ISuperBlockAvx512
     public static int BlockBytes => 144;
     public static bool NegatedActivations => false;
     public static int Source(int position) => SuperBlockAvx512.NibblePairs(position);
+    public static Vector512<short> ScaleLanes(int step) => SuperBlockAvx512.Lanes32(step / 2 * 4 + step % 2, step / 2 * 4 + step % 2 + 2);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
+    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc,
+        Vector512<short> lanes0, Vector512<short> lanes1, Vector512<short> lanes2, Vector512<short> lanes3)
     {
         var table = KQuantScales.Unpack(w);
         var nibble = Vector512.Create((byte)0x0F);
         var q0 = Vector512.Load(w + 16);
         var q1 = Vector512.Load(w + 80);
-        var sum = SuperBlockAvx512.MulAdd(q0 & nibble, side, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(0, 2)))
-            + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q0, 4) & nibble, side + 64, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(1, 3)))
-            + (SuperBlockAvx512.MulAdd(q1 & nibble, side + 128, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(4, 6)))
-            + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q1, 4) & nibble, side + 192, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(5, 7))));
+        var sum = SuperBlockAvx512.MulAdd(q0 & nibble, side, SuperBlockAvx512.Spread(table, lanes0))
+            + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q0, 4) & nibble, side + 64, SuperBlockAvx512.Spread(table, lanes1))
+            + (SuperBlockAvx512.MulAdd(q1 & nibble, side + 128, SuperBlockAvx512.Spread(table, lanes2))
+            + SuperBlockAvx512.MulAdd(SuperBlockAvx512.ShiftRight(q1, 4) & nibble, side + 192, SuperBlockAvx512.Spread(table, lanes3)));
         var minSums = Avx2.MultiplyAddAdjacent(table, Vector256.Load((short*)(side + SuperBlockRecord.Sums32)));
         return SuperBlockAvx512.Combine(acc, sum, w, minSums, w + 2, side);
     }
@@ -334,9 +357,11 @@ internal readonly unsafe struct Q5_KAvx512 : ISuperBlockAvx512
     public static int BlockBytes => 176;
     public static bool NegatedActivations => false;
     public static int Source(int position) => SuperBlockAvx512.NibblePairs(position);
+    public static Vector512<short> ScaleLanes(int step) => SuperBlockAvx512.Lanes32(step / 2 * 4 + step % 2, step / 2 * 4 + step % 2 + 2);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
+    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc,
+        Vector512<short> lanes0, Vector512<short> lanes1, Vector512<short> lanes2, Vector512<short> lanes3)
     {
         var table = KQuantScales.Unpack(w);
         var nibble = Vector512.Create((byte)0x0F);
@@ -349,10 +374,10 @@ internal readonly unsafe struct Q5_KAvx512 : ISuperBlockAvx512
         var c1 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(q0, 4) & nibble, SuperBlockAvx512.Rotate(qh, SuperBlockAvx512.Rotations(3, 1)), fifth);
         var c2 = SuperBlockAvx512.OrMasked(q1 & nibble, SuperBlockAvx512.Rotate(qh, SuperBlockAvx512.Rotations(0, 30)), fifth);
         var c3 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(q1, 4) & nibble, SuperBlockAvx512.Rotate(qh, SuperBlockAvx512.Rotations(31, 29)), fifth);
-        var sum = SuperBlockAvx512.MulAdd(c0, side, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(0, 2)))
-            + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(1, 3)))
-            + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(4, 6)))
-            + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(table, SuperBlockAvx512.Lanes32(5, 7))));
+        var sum = SuperBlockAvx512.MulAdd(c0, side, SuperBlockAvx512.Spread(table, lanes0))
+            + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(table, lanes1))
+            + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(table, lanes2))
+            + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(table, lanes3)));
         var minSums = Avx2.MultiplyAddAdjacent(table, Vector256.Load((short*)(side + SuperBlockRecord.Sums32)));
         return SuperBlockAvx512.Combine(acc, sum, w, minSums, w + 2, side);
     }
@@ -368,9 +393,11 @@ internal readonly unsafe struct Q6_KAvx512 : ISuperBlockAvx512
     public static int BlockBytes => 210;
     public static bool NegatedActivations => false;
     public static int Source(int position) => SuperBlockAvx512.SplitHalves(position);
+    public static Vector512<short> ScaleLanes(int step) => SuperBlockAvx512.Lanes16(2 * step, 8 + 2 * step);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
+    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc,
+        Vector512<short> lanes0, Vector512<short> lanes1, Vector512<short> lanes2, Vector512<short> lanes3)
     {
         var scales = Avx2.ConvertToVector256Int16((sbyte*)(w + 192));
         var nibble = Vector512.Create((byte)0x0F);
@@ -384,10 +411,10 @@ internal readonly unsafe struct Q6_KAvx512 : ISuperBlockAvx512
         var c1 = SuperBlockAvx512.OrMasked(second & nibble, Vector512.ShiftLeft(qh.AsUInt16(), 2).AsByte(), high);
         var c2 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(first, 4) & nibble, qh, high);
         var c3 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(second, 4) & nibble, SuperBlockAvx512.ShiftRight(qh, 2), high);
-        var sum = SuperBlockAvx512.MulAdd(c0, side, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(0, 8)))
-            + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(2, 10)))
-            + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(4, 12)))
-            + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(scales, SuperBlockAvx512.Lanes16(6, 14))));
+        var sum = SuperBlockAvx512.MulAdd(c0, side, SuperBlockAvx512.Spread(scales, lanes0))
+            + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(scales, lanes1))
+            + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(scales, lanes2))
+            + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(scales, lanes3)));
         // The −32 of every code: 32·Σ scale·(16-element activation sum), exact in int32.
         var offset = Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(side + SuperBlockRecord.Sums16)));
         sum -= Vector256.ShiftLeft(offset, 5).ToVector512();
@@ -409,6 +436,7 @@ internal readonly unsafe struct IQ4_XSAvx512 : ISuperBlockAvx512
     // Per 128 elements (four 32-element sub-blocks j, 16 bytes of qs each): first the low nibbles (elements
     // 32j + 0..15 of each j), then the high nibbles (32j + 16..31).
     public static int Source(int position) => position / 128 * 128 + 32 * (position % 64 / 16) + 16 * (position % 128 / 64) + position % 16;
+    public static Vector512<short> ScaleLanes(int step) => Lanes(4 * (step % 2));
 
     // |grid| in every 128-bit lane, spelled out: Vector512.Create(Vector128) goes through the stack.
     private static Vector512<byte> AbsoluteGrid
@@ -420,15 +448,16 @@ internal readonly unsafe struct IQ4_XSAvx512 : ISuperBlockAvx512
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc)
+    public static Vector512<float> Accumulate(byte* w, byte* side, Vector512<float> acc,
+        Vector512<short> lanes0, Vector512<short> lanes1, Vector512<short> lanes2, Vector512<short> lanes3)
     {
         var scales = IQ4_XSScales.Unpack(w).ToVector256Unsafe();
         var grid = AbsoluteGrid;
         var nibble = Vector512.Create((byte)0x0F);
         var q0 = Vector512.Load(w + 8);
         var q1 = Vector512.Load(w + 72);
-        var first = SuperBlockAvx512.Spread(scales, Lanes(0));
-        var second = SuperBlockAvx512.Spread(scales, Lanes(4));
+        var first = SuperBlockAvx512.Spread(scales, lanes0);
+        var second = SuperBlockAvx512.Spread(scales, lanes1);
         var sum = Step(grid, q0 & nibble, Vector512.ShiftLeft(q0.AsUInt16(), 4).AsByte(), side, first)
             + Step(grid, SuperBlockAvx512.ShiftRight(q0, 4) & nibble, q0, side + 64, first)
             + (Step(grid, q1 & nibble, Vector512.ShiftLeft(q1.AsUInt16(), 4).AsByte(), side + 128, second)
