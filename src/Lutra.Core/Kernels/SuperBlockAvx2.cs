@@ -148,6 +148,9 @@ internal unsafe interface ISuperBlockStepAvx2
     /// <summary>The super-block element whose activation sits at record position <paramref name="position"/>.</summary>
     static abstract int Source(int position);
 
+    /// <summary>The constant subtracted from every unsigned code (Q3_K 4, Q6_K 32), else 0.</summary>
+    static abstract int CodeOffset { get; }
+
     /// <summary>acc + this super-block's dot, over eight float lanes (summed once per row).</summary>
     static abstract Vector256<float> Accumulate(byte* w, byte* record, Vector256<float> acc);
 }
@@ -161,14 +164,14 @@ internal sealed unsafe class SuperBlockStepMatVecAvx2<TBlock>() : MatVecKernel(T
     where TBlock : struct, ISuperBlockStepAvx2
 {
     private static readonly byte[] Order = SuperBlockRecord.BuildOrder(TBlock.Source);
-    private static readonly int Stride = SuperBlockRecord.Stride(false);
+    private static readonly int Stride = SuperBlockRecord.Stride(TBlock.CodeOffset != 0);
 
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + n / SuperBlockSidecar.Size * Stride;
 
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         SuperBlockSidecar.QuantizeStandard(x, n, state, InstructionSet.Avx2);
-        SuperBlockRecord.Prepare(state, n, state + AlignUp(StandardActivationBytes(n)), Order, false);
+        SuperBlockRecord.Prepare(state, n, state + AlignUp(StandardActivationBytes(n)), Order, false, TBlock.CodeOffset);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -196,6 +199,11 @@ internal static unsafe class SuperBlockStepAvx2
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> MulAdd(Vector256<byte> codes, byte* a, Vector256<short> scales) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(codes, Vector256.Load((sbyte*)a)), scales);
+
+    /// <summary><see cref="MulAdd"/> for codes with a constant offset: the record's offset pair sums come off the int16 pairs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> MulAddOffset(Vector256<byte> codes, byte* a, Vector256<short> scales) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(codes, Vector256.Load((sbyte*)a)) - Vector256.Load((short*)(a + SuperBlockRecord.OffsetPairs)), scales);
 
     /// <summary>
     /// Word <paramref name="lower"/> of the table's lower 128 bits in lanes 0..7, word <paramref name="upper"/> of its
@@ -242,13 +250,17 @@ internal static unsafe class SuperBlockStepAvx2
 
     /// <summary>Sixteen 16-element scales [s0..s15] applied to step j (sub-blocks 2j, 2j + 1) of an element-order format.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> Sixteen(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3, byte* a, Vector256<short> table, int firstStep)
+    public static Vector256<int> Sixteen(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3, byte* a, Vector256<short> table, int firstStep, bool offset)
     {
         var t = firstStep < 4 ? LowerTwice(table) : UpperTwice(table);
         var j = 2 * (firstStep % 4);
-        return MulAdd(c0, a, Spread(t, j, j + 1)) + MulAdd(c1, a + 32, Spread(t, j + 2, j + 3))
-            + (MulAdd(c2, a + 64, Spread(t, j + 4, j + 5)) + MulAdd(c3, a + 96, Spread(t, j + 6, j + 7)));
+        return Step(c0, a, Spread(t, j, j + 1), offset) + Step(c1, a + 32, Spread(t, j + 2, j + 3), offset)
+            + (Step(c2, a + 64, Spread(t, j + 4, j + 5), offset) + Step(c3, a + 96, Spread(t, j + 6, j + 7), offset));
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Step(Vector256<byte> codes, byte* a, Vector256<short> scales, bool offset) =>
+        offset ? MulAddOffset(codes, a, scales) : MulAdd(codes, a, scales);
 }
 
 /// <summary>Q2_K at AVX2: element order; step 4h + k is bits 2k of qs[32h..32h + 31].</summary>
@@ -256,6 +268,7 @@ internal readonly unsafe struct Q2_KStepAvx2 : ISuperBlockStepAvx2
 {
     public static GgmlType Type => GgmlType.Q2_K;
     public static int BlockBytes => 84;
+    public static int CodeOffset => 0;
     public static int Source(int position) => position;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -267,9 +280,9 @@ internal readonly unsafe struct Q2_KStepAvx2 : ISuperBlockStepAvx2
         var q0 = Vector256.Load(w + 16);
         var q1 = Vector256.Load(w + 48);
         var sum = SuperBlockStepAvx2.Sixteen(q0 & three, SuperBlockStepAvx2.ShiftRight(q0, 2) & three, SuperBlockStepAvx2.ShiftRight(q0, 4) & three,
-                SuperBlockStepAvx2.ShiftRight(q0, 6) & three, record, scales, 0)
+                SuperBlockStepAvx2.ShiftRight(q0, 6) & three, record, scales, 0, false)
             + SuperBlockStepAvx2.Sixteen(q1 & three, SuperBlockStepAvx2.ShiftRight(q1, 2) & three, SuperBlockStepAvx2.ShiftRight(q1, 4) & three,
-                SuperBlockStepAvx2.ShiftRight(q1, 6) & three, record + 128, scales, 4);
+                SuperBlockStepAvx2.ShiftRight(q1, 6) & three, record + 128, scales, 4, false);
         var minSums = Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(packed, 4), Vector256.Load((short*)(record + SuperBlockRecord.Sums16)));
         return SuperBlockStepAvx2.Combine(acc, sum, w + 80, minSums, w + 82, record);
     }
@@ -280,6 +293,7 @@ internal readonly unsafe struct Q3_KStepAvx2 : ISuperBlockStepAvx2
 {
     public static GgmlType Type => GgmlType.Q3_K;
     public static int BlockBytes => 110;
+    public static int CodeOffset => 4;
     public static int Source(int position) => position;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -289,10 +303,8 @@ internal readonly unsafe struct Q3_KStepAvx2 : ISuperBlockStepAvx2
         var hmask = Vector256.Load(w);
         var q0 = Vector256.Load(w + 32);
         var q1 = Vector256.Load(w + 64);
-        var sum = SuperBlockStepAvx2.Sixteen(Codes(q0, 0, hmask, 0), Codes(q0, 2, hmask, 1), Codes(q0, 4, hmask, 2), Codes(q0, 6, hmask, 3), record, scales, 0)
-            + SuperBlockStepAvx2.Sixteen(Codes(q1, 0, hmask, 4), Codes(q1, 2, hmask, 5), Codes(q1, 4, hmask, 6), Codes(q1, 6, hmask, 7), record + 128, scales, 4);
-        // The −4 of every code: 4·Σ scale·(16-element activation sum), exact in int32.
-        sum -= Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(record + SuperBlockRecord.Sums16))), 2);
+        var sum = SuperBlockStepAvx2.Sixteen(Codes(q0, 0, hmask, 0), Codes(q0, 2, hmask, 1), Codes(q0, 4, hmask, 2), Codes(q0, 6, hmask, 3), record, scales, 0, true)
+            + SuperBlockStepAvx2.Sixteen(Codes(q1, 0, hmask, 4), Codes(q1, 2, hmask, 5), Codes(q1, 4, hmask, 6), Codes(q1, 6, hmask, 7), record + 128, scales, 4, true);
         return SuperBlockStepAvx2.Finish(acc, sum, w + 108, record);
     }
 
@@ -306,6 +318,7 @@ internal readonly unsafe struct Q4_KStepAvx2 : ISuperBlockStepAvx2
 {
     public static GgmlType Type => GgmlType.Q4_K;
     public static int BlockBytes => 144;
+    public static int CodeOffset => 0;
     public static int Source(int position) => position;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -334,6 +347,7 @@ internal readonly unsafe struct Q5_KStepAvx2 : ISuperBlockStepAvx2
 {
     public static GgmlType Type => GgmlType.Q5_K;
     public static int BlockBytes => 176;
+    public static int CodeOffset => 0;
     public static int Source(int position) => position;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -366,6 +380,7 @@ internal readonly unsafe struct Q6_KStepAvx2 : ISuperBlockStepAvx2
 {
     public static GgmlType Type => GgmlType.Q6_K;
     public static int BlockBytes => 210;
+    public static int CodeOffset => 32;
     public static int Source(int position) => position;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -373,8 +388,6 @@ internal readonly unsafe struct Q6_KStepAvx2 : ISuperBlockStepAvx2
     {
         var scales = Avx2.ConvertToVector256Int16((sbyte*)(w + 192));
         var sum = Half(w, w + 128, record, scales, 0) + Half(w + 64, w + 160, record + 128, scales, 4);
-        // The −32 of every code: 32·Σ scale·(16-element activation sum), exact in int32.
-        sum -= Vector256.ShiftLeft(Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(record + SuperBlockRecord.Sums16))), 5);
         return SuperBlockStepAvx2.Finish(acc, sum, w + 208, record);
     }
 
@@ -392,7 +405,7 @@ internal readonly unsafe struct Q6_KStepAvx2 : ISuperBlockStepAvx2
             (l1 & nibble) | (SuperBlockStepAvx2.Move(qh, 2) & high),
             (SuperBlockStepAvx2.ShiftRight(l0, 4) & nibble) | (qh & high),
             (SuperBlockStepAvx2.ShiftRight(l1, 4) & nibble) | (SuperBlockStepAvx2.Move(qh, -2) & high),
-            a, scales, firstStep);
+            a, scales, firstStep, true);
     }
 }
 
@@ -404,6 +417,7 @@ internal readonly unsafe struct IQ4_XSStepAvx2 : ISuperBlockStepAvx2
 {
     public static GgmlType Type => GgmlType.IQ4_XS;
     public static int BlockBytes => 136;
+    public static int CodeOffset => 0;
     public static int Source(int position) => position / 64 * 64 + 32 * (position % 32 / 16) + 16 * (position % 64 / 32) + position % 16;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

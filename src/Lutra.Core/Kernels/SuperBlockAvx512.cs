@@ -17,6 +17,9 @@ internal unsafe interface ISuperBlockAvx512
     /// <summary>Whether the sidecar also holds the negated activations (signed-code formats).</summary>
     static abstract bool NegatedActivations { get; }
 
+    /// <summary>The constant subtracted from every unsigned code (Q3_K 4, Q6_K 32), else 0.</summary>
+    static abstract int CodeOffset { get; }
+
     /// <summary>The super-block element whose activation sits at sidecar position <paramref name="position"/>.</summary>
     static abstract int Source(int position);
 
@@ -49,12 +52,21 @@ internal static unsafe class SuperBlockRecord
     /// <summary>−activations in the format's order (−127..127, so negation is exact), when the format asks.</summary>
     public const int Negated = 384;
 
-    public static int Stride(bool negated) => negated ? 640 : 384;
+    /// <summary>
+    /// For formats whose codes carry a constant offset c: c·(a₂ᵢ + a₂ᵢ₊₁) per vpmaddubsw lane (int16, |·| ≤ 32·254), in
+    /// the format's order. Subtracting it from each step's pair sums keeps every lane the exact partial dot of the
+    /// signed values, so a row of zero values gives exactly zero (an offset folded per super-block would leave
+    /// large lanes that cancel only after rounding).
+    /// </summary>
+    public const int OffsetPairs = 384;
+
+    public static int Stride(bool extra) => extra ? 640 : 384;
 
     /// <summary>The records of an <paramref name="n"/>-element Q8_K row at <paramref name="state"/>, written to <paramref name="records"/>.</summary>
-    public static void Prepare(byte* state, int n, byte* records, byte[] order, bool negated)
+    public static void Prepare(byte* state, int n, byte* records, byte[] order, bool negated, int codeOffset)
     {
-        for (var sb = 0; sb < n / SuperBlockSidecar.Size; sb++, records += Stride(negated))
+        var stride = Stride(negated || codeOffset != 0);
+        for (var sb = 0; sb < n / SuperBlockSidecar.Size; sb++, records += stride)
         {
             var quants = SuperBlockSidecar.StandardQuants(state, sb);
             var sums = SuperBlockSidecar.Sums(state, sb);
@@ -71,6 +83,12 @@ internal static unsafe class SuperBlockRecord
             {
                 for (var i = 0; i < SuperBlockSidecar.Size; i++)
                     ((sbyte*)records)[Negated + i] = (sbyte)-((sbyte*)records)[Quants + i];
+            }
+            else if (codeOffset != 0)
+            {
+                var q = (sbyte*)records + Quants;
+                for (var i = 0; i < SuperBlockSidecar.Size / 2; i++)
+                    ((short*)(records + OffsetPairs))[i] = (short)(codeOffset * (q[2 * i] + q[2 * i + 1]));
             }
         }
     }
@@ -96,7 +114,7 @@ internal sealed unsafe class SuperBlockMatVecAvx512<TBlock>() : MatVecKernel(TBl
     where TBlock : struct, ISuperBlockAvx512
 {
     private static readonly byte[] Order = SuperBlockRecord.BuildOrder(TBlock.Source);
-    private static readonly int Stride = SuperBlockRecord.Stride(TBlock.NegatedActivations);
+    private static readonly int Stride = SuperBlockRecord.Stride(TBlock.NegatedActivations || TBlock.CodeOffset != 0);
 
     // The sidecar starts with the format's four scale-lane index vectors: loaded once per call from memory, they
     // stay in registers, where constants would be reloaded from the data section for every super-block (256 bytes
@@ -111,7 +129,7 @@ internal sealed unsafe class SuperBlockMatVecAvx512<TBlock>() : MatVecKernel(TBl
         var sidecar = state + AlignUp(StandardActivationBytes(n));
         for (var step = 0; step < 4; step++)
             TBlock.ScaleLanes(step).Store((short*)(sidecar + 64 * step));
-        SuperBlockRecord.Prepare(state, n, sidecar + LanesBytes, Order, TBlock.NegatedActivations);
+        SuperBlockRecord.Prepare(state, n, sidecar + LanesBytes, Order, TBlock.NegatedActivations, TBlock.CodeOffset);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -152,6 +170,12 @@ internal static unsafe class SuperBlockAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<int> MulAdd(Vector512<byte> codes, byte* a, Vector512<short> scales) =>
         Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(codes, Vector512.Load((sbyte*)a)), scales);
+
+    /// <summary><see cref="MulAdd"/> for codes with a constant offset: the record's offset pair sums come off the int16 pairs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<int> MulAddOffset(Vector512<byte> codes, byte* a, Vector512<short> scales) =>
+        Avx512BW.MultiplyAddAdjacent(
+            Avx512BW.MultiplyAddAdjacent(codes, Vector512.Load((sbyte*)a)) - Vector512.Load((short*)(a + SuperBlockRecord.OffsetPairs)), scales);
 
     /// <summary>32 int16 lanes of <paramref name="table"/> (16 per-sub-block scales) chosen by <paramref name="lanes"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -251,6 +275,7 @@ internal readonly unsafe struct Q2_KAvx512 : ISuperBlockAvx512
     public static GgmlType Type => GgmlType.Q2_K;
     public static int BlockBytes => 84;
     public static bool NegatedActivations => false;
+    public static int CodeOffset => 0;
     public static int Source(int position) => SuperBlockAvx512.SplitHalves(position);
     public static Vector512<short> ScaleLanes(int step) => SuperBlockAvx512.Lanes16(2 * step, 8 + 2 * step);
 
@@ -278,6 +303,7 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
     public static GgmlType Type => GgmlType.Q3_K;
     public static int BlockBytes => 110;
     public static bool NegatedActivations => false;
+    public static int CodeOffset => 4;
     public static int Source(int position) => SuperBlockAvx512.SplitHalves(position);
     public static Vector512<short> ScaleLanes(int step) => SuperBlockAvx512.Lanes16(2 * step, 8 + 2 * step);
 
@@ -296,13 +322,10 @@ internal readonly unsafe struct Q3_KAvx512 : ISuperBlockAvx512
         var c1 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(q, 2) & three, SuperBlockAvx512.Rotate(hmask, SuperBlockAvx512.Rotations(1, 29)), four);
         var c2 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(q, 4) & three, SuperBlockAvx512.Rotate(hmask, SuperBlockAvx512.Rotations(0, 28)), four);
         var c3 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(q, 6) & three, SuperBlockAvx512.Rotate(hmask, SuperBlockAvx512.Rotations(31, 27)), four);
-        var sum = SuperBlockAvx512.MulAdd(c0, side, SuperBlockAvx512.Spread(scales, lanes0))
-            + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(scales, lanes1))
-            + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(scales, lanes2))
-            + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(scales, lanes3)));
-        // The −4 of every code: 4·Σ scale·(16-element activation sum), exact in int32.
-        var offset = Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(side + SuperBlockRecord.Sums16)));
-        sum -= Vector256.ShiftLeft(offset, 2).ToVector512();
+        var sum = SuperBlockAvx512.MulAddOffset(c0, side, SuperBlockAvx512.Spread(scales, lanes0))
+            + SuperBlockAvx512.MulAddOffset(c1, side + 64, SuperBlockAvx512.Spread(scales, lanes1))
+            + (SuperBlockAvx512.MulAddOffset(c2, side + 128, SuperBlockAvx512.Spread(scales, lanes2))
+            + SuperBlockAvx512.MulAddOffset(c3, side + 192, SuperBlockAvx512.Spread(scales, lanes3)));
         return SuperBlockAvx512.Finish(acc, sum, w + 108, side);
     }
 }
@@ -330,6 +353,7 @@ internal readonly unsafe struct Q4_KAvx512 : ISuperBlockAvx512
     public static GgmlType Type => GgmlType.Q4_K;
     public static int BlockBytes => 144;
     public static bool NegatedActivations => false;
+    public static int CodeOffset => 0;
     public static int Source(int position) => SuperBlockAvx512.NibblePairs(position);
     public static Vector512<short> ScaleLanes(int step) => SuperBlockAvx512.Lanes32(step / 2 * 4 + step % 2, step / 2 * 4 + step % 2 + 2);
 
@@ -356,6 +380,7 @@ internal readonly unsafe struct Q5_KAvx512 : ISuperBlockAvx512
     public static GgmlType Type => GgmlType.Q5_K;
     public static int BlockBytes => 176;
     public static bool NegatedActivations => false;
+    public static int CodeOffset => 0;
     public static int Source(int position) => SuperBlockAvx512.NibblePairs(position);
     public static Vector512<short> ScaleLanes(int step) => SuperBlockAvx512.Lanes32(step / 2 * 4 + step % 2, step / 2 * 4 + step % 2 + 2);
 
@@ -392,6 +417,7 @@ internal readonly unsafe struct Q6_KAvx512 : ISuperBlockAvx512
     public static GgmlType Type => GgmlType.Q6_K;
     public static int BlockBytes => 210;
     public static bool NegatedActivations => false;
+    public static int CodeOffset => 32;
     public static int Source(int position) => SuperBlockAvx512.SplitHalves(position);
     public static Vector512<short> ScaleLanes(int step) => SuperBlockAvx512.Lanes16(2 * step, 8 + 2 * step);
 
@@ -411,13 +437,10 @@ internal readonly unsafe struct Q6_KAvx512 : ISuperBlockAvx512
         var c1 = SuperBlockAvx512.OrMasked(second & nibble, Vector512.ShiftLeft(qh.AsUInt16(), 2).AsByte(), high);
         var c2 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(first, 4) & nibble, qh, high);
         var c3 = SuperBlockAvx512.OrMasked(SuperBlockAvx512.ShiftRight(second, 4) & nibble, SuperBlockAvx512.ShiftRight(qh, 2), high);
-        var sum = SuperBlockAvx512.MulAdd(c0, side, SuperBlockAvx512.Spread(scales, lanes0))
-            + SuperBlockAvx512.MulAdd(c1, side + 64, SuperBlockAvx512.Spread(scales, lanes1))
-            + (SuperBlockAvx512.MulAdd(c2, side + 128, SuperBlockAvx512.Spread(scales, lanes2))
-            + SuperBlockAvx512.MulAdd(c3, side + 192, SuperBlockAvx512.Spread(scales, lanes3)));
-        // The −32 of every code: 32·Σ scale·(16-element activation sum), exact in int32.
-        var offset = Avx2.MultiplyAddAdjacent(scales, Vector256.Load((short*)(side + SuperBlockRecord.Sums16)));
-        sum -= Vector256.ShiftLeft(offset, 5).ToVector512();
+        var sum = SuperBlockAvx512.MulAddOffset(c0, side, SuperBlockAvx512.Spread(scales, lanes0))
+            + SuperBlockAvx512.MulAddOffset(c1, side + 64, SuperBlockAvx512.Spread(scales, lanes1))
+            + (SuperBlockAvx512.MulAddOffset(c2, side + 128, SuperBlockAvx512.Spread(scales, lanes2))
+            + SuperBlockAvx512.MulAddOffset(c3, side + 192, SuperBlockAvx512.Spread(scales, lanes3)));
         return SuperBlockAvx512.Finish(acc, sum, w + 208, side);
     }
 }
@@ -432,6 +455,7 @@ internal readonly unsafe struct IQ4_XSAvx512 : ISuperBlockAvx512
     public static GgmlType Type => GgmlType.IQ4_XS;
     public static int BlockBytes => 136;
     public static bool NegatedActivations => true;
+    public static int CodeOffset => 0;
 
     // Per 128 elements (four 32-element sub-blocks j, 16 bytes of qs each): first the low nibbles (elements
     // 32j + 0..15 of each j), then the high nibbles (32j + 16..31).
