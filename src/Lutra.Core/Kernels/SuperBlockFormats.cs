@@ -52,20 +52,20 @@ internal readonly unsafe struct Q3_KFormat : ISuperBlockFormat
     public static float Scales(byte* w, short* bsums, short* scales, out int offset, out float min)
     {
         // Scale s: low nibble from byte s % 8 of the packed twelve (low nibbles for s < 8), top two bits from byte
-        // 8 + s % 4 at 2·(s / 4); four bytes at a time with 32-bit masks instead of per-scale branches.
-        uint a0 = *(uint*)(w + 96), a1 = *(uint*)(w + 100), a2 = *(uint*)(w + 104);
-        const uint nibbles = 0x0F0F0F0F, tops = 0x30303030;
-        var raw = stackalloc uint[4];
-        raw[0] = (a0 & nibbles) | ((a2 << 4) & tops);
-        raw[1] = (a1 & nibbles) | ((a2 << 2) & tops);
-        raw[2] = ((a0 >> 4) & nibbles) | (a2 & tops);
-        raw[3] = ((a1 >> 4) & nibbles) | ((a2 >> 2) & tops);
+        // 8 + s % 4 at 2·(s / 4); eight scales per 64-bit word with masks instead of per-scale branches.
+        ulong a0 = *(uint*)(w + 96), a1 = *(uint*)(w + 100), a2 = *(uint*)(w + 104);
+        const ulong nibbles = 0x0F0F0F0F0F0F0F0F, tops = 0x3030303030303030;
+        var low = a0 | (a1 << 32);
+        var first = (low & nibbles) | (((a2 << 4) | (a2 << 34)) & tops);
+        var second = ((low >> 4) & nibbles) | ((a2 | (a2 << 30)) & tops);
         var sum = 0;
-        for (var s = 0; s < 16; s++)
+        for (var s = 0; s < 8; s++)
         {
-            var scale = ((byte*)raw)[s] - 32;
-            scales[s] = (short)scale;
-            sum += scale * bsums[s];
+            var lower = (int)((first >> (8 * s)) & 0xFF) - 32;
+            var upper = (int)((second >> (8 * s)) & 0xFF) - 32;
+            scales[s] = (short)lower;
+            scales[s + 8] = (short)upper;
+            sum += lower * bsums[s] + upper * bsums[s + 8];
         }
         offset = 4 * sum;
         min = 0;
@@ -83,17 +83,13 @@ internal static unsafe class KQuantScalesMins
         // bytes 8..11 (low for scales, high for mins) and the top two bits of bytes 0..3 or 4..7, four at a time.
         uint u0 = *(uint*)(w + 4), u1 = *(uint*)(w + 8), u2 = *(uint*)(w + 12);
         const uint six = 0x3F3F3F3F, nibbles = 0x0F0F0F0F, tops = 0x30303030;
-        var packed = stackalloc uint[4];
-        packed[0] = u0 & six;
-        packed[1] = (u2 & nibbles) | ((u0 >> 2) & tops);
-        packed[2] = u1 & six;
-        packed[3] = ((u2 >> 4) & nibbles) | ((u1 >> 2) & tops);
-        var sc = (byte*)packed;
+        var sc = (u0 & six) | ((ulong)((u2 & nibbles) | ((u0 >> 2) & tops)) << 32);
+        var mn = (u1 & six) | ((ulong)(((u2 >> 4) & nibbles) | ((u1 >> 2) & tops)) << 32);
         var summ = 0;
         for (var j = 0; j < 8; j++)
         {
-            scales[2 * j] = scales[2 * j + 1] = sc[j];
-            summ += sc[8 + j] * (bsums[2 * j] + bsums[2 * j + 1]);
+            scales[2 * j] = scales[2 * j + 1] = (short)((sc >> (8 * j)) & 0xFF);
+            summ += (int)((mn >> (8 * j)) & 0xFF) * (bsums[2 * j] + bsums[2 * j + 1]);
         }
         offset = 0;
         min = HalfLookup.ToSingle(w + 2) * summ;
