@@ -172,24 +172,30 @@ public static unsafe class KernelTable
                 return new Block32MatVecAvx2<Q8_0Avx2>();
             case (GgmlType.IQ4_NL, InstructionSet.Avx2):
                 return new Block32MatVecAvx2<IQ4_NLAvx2>();
+            case (GgmlType.Q2_K, InstructionSet.Avx512):
+                return new SuperBlockMatVecAvx512<Q2_KAvx512>();
             case (GgmlType.Q3_K, InstructionSet.Avx512):
                 return new SuperBlockMatVecAvx512<Q3_KAvx512>();
+            case (GgmlType.Q4_K, InstructionSet.Avx512):
+                return new SuperBlockMatVecAvx512<Q4_KAvx512>();
             case (GgmlType.Q5_K, InstructionSet.Avx512):
                 return new SuperBlockMatVecAvx512<Q5_KAvx512>();
+            case (GgmlType.Q6_K, InstructionSet.Avx512):
+                return new SuperBlockMatVecAvx512<Q6_KAvx512>();
             case (GgmlType.IQ4_XS, InstructionSet.Avx512):
                 return new SuperBlockMatVecAvx512<IQ4_XSAvx512>();
             case (GgmlType.Q2_K, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<Q2_KAvx2>();
+                return new SuperBlockStepMatVecAvx2<Q2_KStepAvx2>();
             case (GgmlType.Q3_K, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<Q3_KAvx2>();
+                return new SuperBlockStepMatVecAvx2<Q3_KStepAvx2>();
             case (GgmlType.Q4_K, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<Q4_KAvx2>();
+                return new SuperBlockStepMatVecAvx2<Q4_KStepAvx2>();
             case (GgmlType.Q5_K, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<Q5_KAvx2>();
+                return new SuperBlockStepMatVecAvx2<Q5_KStepAvx2>();
             case (GgmlType.Q6_K, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<Q6_KAvx2>();
+                return new SuperBlockStepMatVecAvx2<Q6_KStepAvx2>();
             case (GgmlType.IQ4_XS, InstructionSet.Avx2):
-                return new SuperBlockMatVecAvx2<IQ4_XSAvx2>();
+                return new SuperBlockStepMatVecAvx2<IQ4_XSStepAvx2>();
             case (GgmlType.TQ1_0, InstructionSet.Avx2):
                 return new SuperBlockMatVecAvx2<TQ1_0Avx2>();
             case (GgmlType.TQ2_0, InstructionSet.Avx2):
@@ -233,9 +239,6 @@ public static unsafe class KernelTable
         };
         delegate*<byte*, byte*, int, float> dot = (weightType, isa) switch
         {
-            (GgmlType.Q2_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ2_KAvx512,
-            (GgmlType.Q4_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ4_KAvx512,
-            (GgmlType.Q6_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ6_KAvx512,
             (GgmlType.TQ1_0, InstructionSet.Avx512) => &Q8_KKernels.DotTQ1_0Avx512,
             (GgmlType.TQ2_0, InstructionSet.Avx512) => &Q8_KKernels.DotTQ2_0Avx512,
             (GgmlType.F32, InstructionSet.Avx512) => &FloatKernels.DotF32Avx512,

@@ -7,7 +7,7 @@ namespace Lutra.Core.Kernels;
 
 /// <summary>
 /// AVX-512 kernels for weights whose activation format is Q8_K (256-element super-blocks: f32 d, 256 int8,
-/// 16 int16 block sums): Q8_K quantization, and Q2_K, Q4_K, Q6_K, TQ1_0, TQ2_0 dot products. Layouts are in
+/// 16 int16 block sums): Q8_K quantization, and TQ1_0, TQ2_0 dot products (the K-quants are in SuperBlockAvx512.cs). Layouts are in
 /// formats.md §2.5-2.6. Each super-block's integer sum is exact; the float combination follows the scalar
 /// formula per super-block, so results differ from the reference only in float summation order.
 /// </summary>
@@ -81,136 +81,6 @@ public static unsafe class Q8_KKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> MulAdd(Vector512<byte> codes, sbyte* a, Vector512<short> factor) =>
         Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(codes, Vector512.Load(a)), factor);
-
-    /// <summary>Q2_K · Q8_K. y = d·sc·q − dmin·m per 16-element sub-block, q ∈ [0, 3].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ2_KAvx512(byte* w, byte* a, int n)
-    {
-        const int bytes = 84;
-        var mask = Vector256.Create((byte)3);
-        var sum = 0f;
-        for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
-        {
-            var scales = w;
-            var qs = w + 16;
-            var d = HalfLookup.ToSingle(w + 80) * *(float*)a;
-            var dmin = HalfLookup.ToSingle(w + 82) * *(float*)a;
-            var bsums = (short*)(a + Q8_KBsums);
-            var summ = 0;
-            for (var j = 0; j < 16; j++)
-                summ += (scales[j] >> 4) * bsums[j];
-            var acc = Vector512<int>.Zero;
-            for (var h = 0; h < 2; h++)
-            {
-                var q = Vector256.Load(qs + 32 * h);
-                // Elements 128h + 32k + l come from bits 2k of qs[32h + l]: 64 in order per vector.
-                var first = Bytes64(q & mask, Vector256.ShiftRightLogical(q.AsUInt16(), 2).AsByte() & mask);
-                var second = Bytes64(Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask,
-                    Vector256.ShiftRightLogical(q.AsUInt16(), 6).AsByte() & mask);
-                var s = scales + 8 * h;
-                acc += MulAdd(first, (sbyte*)(a + Q8_KQs + 128 * h), Scale16(s[0] & 15, s[1] & 15, s[2] & 15, s[3] & 15));
-                acc += MulAdd(second, (sbyte*)(a + Q8_KQs + 128 * h + 64), Scale16(s[4] & 15, s[5] & 15, s[6] & 15, s[7] & 15));
-            }
-            sum += d * Vector512.Sum(acc) - dmin * summ;
-        }
-        return sum;
-    }
-
-    // 32 int16 lanes: each of four 16-element sub-blocks covers 8 lanes (pairs of elements).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Scale16(int s0, int s1, int s2, int s3) =>
-        Avx512BW.PermuteVar32x16(Vector128.Create((short)s0, (short)s1, (short)s2, (short)s3, 0, 0, 0, 0).ToVector256Unsafe().ToVector512Unsafe(),
-            Vector512.Create((short)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-
-    // 32 int16 lanes: two 32-element sub-blocks of 16 lanes each.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Scale32(int s0, int s1) =>
-        VectorJoin.Join(Vector256.Create((short)s0), Vector256.Create((short)s1));
-
-    /// <summary>Q4_K · Q8_K. y = d·sc·q − dmin·m per 32-element sub-block, 6-bit scales and mins.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4_KAvx512(byte* w, byte* a, int n)
-    {
-        const int bytes = 144;
-        var low = Vector256.Create((byte)0x0F);
-        var sc = stackalloc int[8];
-        var mn = stackalloc int[8];
-        var sum = 0f;
-        for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
-        {
-            var d = HalfLookup.ToSingle(w) * *(float*)a;
-            var dmin = HalfLookup.ToSingle(w + 2) * *(float*)a;
-            UnpackScalesMins(w + 4, sc, mn);
-            var bsums = (short*)(a + Q8_KBsums);
-            var summ = 0;
-            for (var j = 0; j < 8; j++)
-                summ += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-            var acc = Vector512<int>.Zero;
-            var qs = w + 16;
-            for (var c = 0; c < 4; c++)
-            {
-                var q = Vector256.Load(qs + 32 * c);
-                var codes = Bytes64(q & low, Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & low);
-                acc += MulAdd(codes, (sbyte*)(a + Q8_KQs + 64 * c), Scale32(sc[2 * c], sc[2 * c + 1]));
-            }
-            sum += d * Vector512.Sum(acc) - dmin * summ;
-        }
-        return sum;
-    }
-
-    /// <summary>The 12-byte packed 6-bit scales and mins of Q4_K/Q5_K (get_scale_min_k4).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void UnpackScalesMins(byte* q, int* scales, int* mins)
-    {
-        for (var j = 0; j < 4; j++)
-        {
-            scales[j] = q[j] & 63;
-            mins[j] = q[j + 4] & 63;
-        }
-        for (var j = 4; j < 8; j++)
-        {
-            scales[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-            mins[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-        }
-    }
-
-    /// <summary>Q6_K · Q8_K. q = (4 low bits | 2 high bits) − 32, int8 scale per 16 elements.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ6_KAvx512(byte* w, byte* a, int n)
-    {
-        const int bytes = 210;
-        var low = Vector512.Create((byte)0x0F);
-        var two = Vector256.Create((byte)3);
-        var sum = 0f;
-        for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
-        {
-            var ql = w;
-            var qh = w + 128;
-            var scales = (sbyte*)(w + 192);
-            var d = HalfLookup.ToSingle(w + 208) * *(float*)a;
-            var bsums = (short*)(a + Q8_KBsums);
-            // The −32 offset is folded out through the block sums: Σ sc·(q_u − 32)·a = Σ sc·q_u·a − 32·Σ sc·bsum.
-            var offset = 0;
-            for (var j = 0; j < 16; j++)
-                offset += scales[j] * bsums[j];
-            var acc = Vector512<int>.Zero;
-            for (var h = 0; h < 2; h++)
-            {
-                var l = Vector512.Load(ql + 64 * h);
-                var hb = Vector256.Load(qh + 32 * h);
-                var high01 = Bytes64(hb & two, Vector256.ShiftRightLogical(hb.AsUInt16(), 2).AsByte() & two);
-                var high23 = Bytes64(Vector256.ShiftRightLogical(hb.AsUInt16(), 4).AsByte() & two,
-                    Vector256.ShiftRightLogical(hb.AsUInt16(), 6).AsByte() & two);
-                var first = (l & low) | Vector512.ShiftLeft(high01.AsUInt16(), 4).AsByte();
-                var second = Vector512.ShiftRightLogical(l.AsUInt16(), 4).AsByte() & low | Vector512.ShiftLeft(high23.AsUInt16(), 4).AsByte();
-                var s = scales + 8 * h;
-                acc += MulAdd(first, (sbyte*)(a + Q8_KQs + 128 * h), Scale16(s[0], s[1], s[2], s[3]));
-                acc += MulAdd(second, (sbyte*)(a + Q8_KQs + 128 * h + 64), Scale16(s[4], s[5], s[6], s[7]));
-            }
-            sum += d * (Vector512.Sum(acc) - 32 * offset);
-        }
-        return sum;
-    }
 
     /// <summary>TQ2_0 · Q8_K. Ternary digits t ∈ {0,1,2} (value t − 1), placed like Q2_K's 2-bit codes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -4,8 +4,8 @@ using Lutra.Core.Quants;
 namespace Lutra.Core.Kernels;
 
 /// <summary>
-/// The scalar per-super-block facts of a weight format paired with Q8_K activations, the same at every instruction
-/// set. <see cref="Scales"/> writes one int16 scale per 16 elements and returns the f32 factor d of the integer
+/// The scalar per-super-block facts of a weight format paired with Q8_K activations, used by the Vector128 kernels
+/// and the AVX2 ternary kernels (the AVX2 and AVX-512 K-quant kernels unpack scales in their own registers). <see cref="Scales"/> writes one int16 scale per 16 elements and returns the f32 factor d of the integer
 /// sum; a constant code offset comes back as the integer <c>offset</c> (exact, like the reference's signed codes)
 /// and mins as the float <c>min</c>, both from the activation block sums: the super-block's dot is
 /// d_a·(d·(Σ scale·code·a − offset) − min). Formats with an offset (<see cref="HasOffset"/>) reduce their integer
@@ -51,15 +51,21 @@ internal readonly unsafe struct Q3_KFormat : ISuperBlockFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scales(byte* w, short* bsums, short* scales, out int offset, out float min)
     {
-        var packed = w + 96;
+        // Scale s: low nibble from byte s % 8 of the packed twelve (low nibbles for s < 8), top two bits from byte
+        // 8 + s % 4 at 2·(s / 4); eight scales per 64-bit word with masks instead of per-scale branches.
+        ulong a0 = *(uint*)(w + 96), a1 = *(uint*)(w + 100), a2 = *(uint*)(w + 104);
+        const ulong nibbles = 0x0F0F0F0F0F0F0F0F, tops = 0x3030303030303030;
+        var low = a0 | (a1 << 32);
+        var first = (low & nibbles) | (((a2 << 4) | (a2 << 34)) & tops);
+        var second = ((low >> 4) & nibbles) | ((a2 | (a2 << 30)) & tops);
         var sum = 0;
-        for (var s = 0; s < 16; s++)
+        for (var s = 0; s < 8; s++)
         {
-            var lo4 = s < 8 ? packed[s] & 0xF : packed[s - 8] >> 4;
-            var hi2 = (packed[8 + s % 4] >> (2 * (s / 4))) & 3;
-            var scale = (lo4 | (hi2 << 4)) - 32;
-            scales[s] = (short)scale;
-            sum += scale * bsums[s];
+            var lower = (int)((first >> (8 * s)) & 0xFF) - 32;
+            var upper = (int)((second >> (8 * s)) & 0xFF) - 32;
+            scales[s] = (short)lower;
+            scales[s + 8] = (short)upper;
+            sum += lower * bsums[s] + upper * bsums[s + 8];
         }
         offset = 4 * sum;
         min = 0;
@@ -73,25 +79,17 @@ internal static unsafe class KQuantScalesMins
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scales(byte* w, short* bsums, short* scales, out int offset, out float min)
     {
-        // get_scale_min_k4: the first four 6-bit scales and mins sit in the low bits of bytes 0..7, the last four
-        // are split between the nibbles of bytes 8..11 and the top two bits of bytes 0..7.
-        var q = w + 4;
+        // get_scale_min_k4: scales and mins 0..3 are the low six bits of bytes 0..3 and 4..7; 4..7 take a nibble of
+        // bytes 8..11 (low for scales, high for mins) and the top two bits of bytes 0..3 or 4..7, four at a time.
+        uint u0 = *(uint*)(w + 4), u1 = *(uint*)(w + 8), u2 = *(uint*)(w + 12);
+        const uint six = 0x3F3F3F3F, nibbles = 0x0F0F0F0F, tops = 0x30303030;
+        var sc = (u0 & six) | ((ulong)((u2 & nibbles) | ((u0 >> 2) & tops)) << 32);
+        var mn = (u1 & six) | ((ulong)(((u2 >> 4) & nibbles) | ((u1 >> 2) & tops)) << 32);
         var summ = 0;
         for (var j = 0; j < 8; j++)
         {
-            int sc, m;
-            if (j < 4)
-            {
-                sc = q[j] & 63;
-                m = q[j + 4] & 63;
-            }
-            else
-            {
-                sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-                m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-            }
-            scales[2 * j] = scales[2 * j + 1] = (short)sc;
-            summ += m * (bsums[2 * j] + bsums[2 * j + 1]);
+            scales[2 * j] = scales[2 * j + 1] = (short)((sc >> (8 * j)) & 0xFF);
+            summ += (int)((mn >> (8 * j)) & 0xFF) * (bsums[2 * j] + bsums[2 * j + 1]);
         }
         offset = 0;
         min = HalfLookup.ToSingle(w + 2) * summ;
