@@ -41,6 +41,17 @@ public abstract unsafe class MatVecKernel
     /// <summary>y[r] = row r · x for <paramref name="rows"/> consecutive rows starting at <paramref name="weights"/>.</summary>
     public abstract void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y);
 
+    /// <summary>
+    /// y[t·<paramref name="yStride"/> + r] = row r · x_t for <paramref name="rows"/> rows and <paramref name="tokens"/>
+    /// prepared inputs (state t at <paramref name="states"/> + t·<paramref name="stateStride"/>). Kernels with a
+    /// GEMM micro-kernel decode each weight block once for several tokens; the default runs MatVec per token.
+    /// </summary>
+    public virtual void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
+    {
+        for (var t = 0; t < tokens; t++)
+            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
+    }
+
     public override string ToString() =>
         $"{QuantTypes.Get(WeightType).Name} x {QuantTypes.Get(ActivationType).Name}: {Name}";
 

@@ -57,6 +57,74 @@ public sealed unsafe class Q8_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q8_
         }
     }
 
+    /// <summary>
+    /// GEMM tile: four tokens × two rows. Each weight block is widened once and multiplied with four tokens'
+    /// activations; the caller keeps the row range small so the weights stay in L1 while the tokens pass.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
+    {
+        var wideOffset = AlignUp(StandardActivationBytes(n));
+        var scaleOffset = wideOffset + n * 2;
+        var blocks = n / Block;
+        var t = 0;
+        for (; t + 4 <= tokens; t += 4)
+        {
+            var s0 = states + (long)t * stateStride;
+            var s1 = s0 + stateStride;
+            var s2 = s1 + stateStride;
+            var s3 = s2 + stateStride;
+            short* a0 = (short*)(s0 + wideOffset), a1 = (short*)(s1 + wideOffset), a2 = (short*)(s2 + wideOffset), a3 = (short*)(s3 + wideOffset);
+            float* d0 = (float*)(s0 + scaleOffset), d1 = (float*)(s1 + scaleOffset), d2 = (float*)(s2 + scaleOffset), d3 = (float*)(s3 + scaleOffset);
+            for (var r = 0; r < rows; r += 2)
+            {
+                var w0 = weights + r * rowBytes;
+                // An odd last row runs as a pair with itself: both halves compute (and store) the same value.
+                var w1 = r + 1 < rows ? w0 + rowBytes : w0;
+                Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
+                Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
+                for (var b = 0; b < blocks; b++, w0 += BlockBytes, w1 += BlockBytes)
+                {
+                    var x0 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(w0 + 2)));
+                    var x1 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)(w1 + 2)));
+                    var e0 = HalfLookup.ToSingle(w0);
+                    var e1 = HalfLookup.ToSingle(w1);
+                    var o = b * Block;
+                    var a = Vector512.Load(a0 + o);
+                    c00 = Mad(x0, a, e0 * d0[b], c00);
+                    c10 = Mad(x1, a, e1 * d0[b], c10);
+                    a = Vector512.Load(a1 + o);
+                    c01 = Mad(x0, a, e0 * d1[b], c01);
+                    c11 = Mad(x1, a, e1 * d1[b], c11);
+                    a = Vector512.Load(a2 + o);
+                    c02 = Mad(x0, a, e0 * d2[b], c02);
+                    c12 = Mad(x1, a, e1 * d2[b], c12);
+                    a = Vector512.Load(a3 + o);
+                    c03 = Mad(x0, a, e0 * d3[b], c03);
+                    c13 = Mad(x1, a, e1 * d3[b], c13);
+                }
+                var yr = y + t * yStride + r;
+                yr[0] = Vector512.Sum(c00);
+                yr[yStride] = Vector512.Sum(c01);
+                yr[2 * yStride] = Vector512.Sum(c02);
+                yr[3 * yStride] = Vector512.Sum(c03);
+                if (r + 1 < rows)
+                {
+                    yr[1] = Vector512.Sum(c10);
+                    yr[yStride + 1] = Vector512.Sum(c11);
+                    yr[2 * yStride + 1] = Vector512.Sum(c12);
+                    yr[3 * yStride + 1] = Vector512.Sum(c13);
+                }
+            }
+        }
+        for (; t < tokens; t++)
+            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Mad(Vector512<short> w, Vector512<short> a, float scale, Vector512<float> acc) =>
+        Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(w, a)), Vector512.Create(scale), acc);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Step(byte* block, Vector512<short> a, float activationScale, Vector512<float> acc)
     {
@@ -79,8 +147,12 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
 
     private static int Pairs(int n) => (n / Block + 1) / 2;
 
+    // Sidecar: permuted activations and offsets (64 B per pair each), f32 block scales, then for the GEMM tile the
+    // scales spread to the lanes of a pair step and the offsets pre-multiplied by them (64 B per pair each).
     public override int ActivationBytes(int n) =>
-        AlignUp(StandardActivationBytes(n)) + Pairs(n) * 64 * 2 + AlignUp(n / Block * 4);
+        AlignUp(StandardActivationBytes(n)) + Pairs(n) * 64 * 4 + AlignUp(n / Block * 4);
+
+    private int LaneScalesOffset(int n) => AlignUp(StandardActivationBytes(n)) + Pairs(n) * 64 * 2 + AlignUp(n / Block * 4);
 
     private void Sidecar(byte* state, int n, out sbyte* permuted, out int* offsets, out float* scales)
     {
@@ -118,7 +190,109 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
         }
         for (var b = 0; b < blocks; b++)
             scales[b] = HalfLookup.ToSingle(state + b * ActivationBlockBytes);
+        var laneScales = (float*)(state + LaneScalesOffset(n));
+        var laneOffsets = laneScales + Pairs(n) * 16;
+        var scaleLanes = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+        for (var p = 0; p < Pairs(n); p++)
+        {
+            var pair = Vector128.Create(scales[2 * p], 2 * p + 1 < blocks ? scales[2 * p + 1] : 0f, 0f, 0f);
+            var lanes = Avx512F.PermuteVar16x32(pair.ToVector256Unsafe().ToVector512Unsafe(), scaleLanes);
+            lanes.Store(laneScales + 16 * p);
+            (-(lanes * Vector512.ConvertToSingle(Vector512.Load(offsets + 16 * p)))).Store(laneOffsets + 16 * p);
+        }
     }
+
+    /// <summary>
+    /// GEMM tile: four tokens × two rows. A weight block pair is unpacked once for four tokens. Per token the
+    /// integer pair sums become d_a·Σq·a − d_a·8Σa with one FMA against lane-spread activation scales and
+    /// pre-scaled offsets from the sidecar, then one FMA with the weight scales.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
+    {
+        var permutedOffset = AlignUp(StandardActivationBytes(n));
+        var offsetsOffset = permutedOffset + Pairs(n) * 64;
+        var scalesOffset = offsetsOffset + Pairs(n) * 64;
+        var laneScalesOffset = LaneScalesOffset(n);
+        var laneOffsetsOffset = laneScalesOffset + Pairs(n) * 64;
+        var blocks = n / Block;
+        var fullPairs = blocks / 2;
+        var scaleLanes = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+        var t = 0;
+        for (; t + 4 <= tokens; t += 4)
+        {
+            var s0 = states + (long)t * stateStride;
+            var s1 = s0 + stateStride;
+            var s2 = s1 + stateStride;
+            var s3 = s2 + stateStride;
+            for (var r = 0; r < rows; r += 2)
+            {
+                var row0 = weights + r * rowBytes;
+                // An odd last row runs as a pair with itself: both halves compute (and store) the same value.
+                var row1 = r + 1 < rows ? row0 + rowBytes : row0;
+                var w0 = row0;
+                var w1 = row1;
+                Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
+                Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
+                for (var p = 0; p < fullPairs; p++, w0 += 2 * WeightBlockBytes, w1 += 2 * WeightBlockBytes)
+                {
+                    var x0 = Nibbles(w0);
+                    var x1 = Nibbles(w1);
+                    var e0 = WeightScales(w0, scaleLanes);
+                    var e1 = WeightScales(w1, scaleLanes);
+                    var o = 64 * p;
+                    (c00, c10) = PairMad(x0, x1, e0, e1, s0 + permutedOffset + o, s0 + laneScalesOffset + o, s0 + laneOffsetsOffset + o, c00, c10);
+                    (c01, c11) = PairMad(x0, x1, e0, e1, s1 + permutedOffset + o, s1 + laneScalesOffset + o, s1 + laneOffsetsOffset + o, c01, c11);
+                    (c02, c12) = PairMad(x0, x1, e0, e1, s2 + permutedOffset + o, s2 + laneScalesOffset + o, s2 + laneOffsetsOffset + o, c02, c12);
+                    (c03, c13) = PairMad(x0, x1, e0, e1, s3 + permutedOffset + o, s3 + laneScalesOffset + o, s3 + laneOffsetsOffset + o, c03, c13);
+                }
+                var yr = y + t * yStride + r;
+                yr[0] = Vector512.Sum(c00) + TokenTail(row0, s0, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                yr[yStride] = Vector512.Sum(c01) + TokenTail(row0, s1, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                yr[2 * yStride] = Vector512.Sum(c02) + TokenTail(row0, s2, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                yr[3 * yStride] = Vector512.Sum(c03) + TokenTail(row0, s3, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                if (r + 1 < rows)
+                {
+                    yr[1] = Vector512.Sum(c10) + TokenTail(row1, s0, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                    yr[yStride + 1] = Vector512.Sum(c11) + TokenTail(row1, s1, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                    yr[2 * yStride + 1] = Vector512.Sum(c12) + TokenTail(row1, s2, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                    yr[3 * yStride + 1] = Vector512.Sum(c13) + TokenTail(row1, s3, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                }
+            }
+        }
+        for (; t < tokens; t++)
+            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Nibbles(byte* w)
+    {
+        var nibbles = VectorJoin.Join(Vector128.Load(w + 2), Vector128.Load(w + WeightBlockBytes + 2));
+        var low = nibbles & Vector256.Create((byte)0x0F);
+        var high = Vector256.ShiftRightLogical(nibbles.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+        return VectorJoin.Join(low, high);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> WeightScales(byte* w, Vector512<int> scaleLanes) =>
+        Avx512F.PermuteVar16x32(Vector128.Create(HalfLookup.ToSingle(w), HalfLookup.ToSingle(w + WeightBlockBytes), 0f, 0f)
+            .ToVector256Unsafe().ToVector512Unsafe(), scaleLanes);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector512<float>, Vector512<float>) PairMad(Vector512<byte> x0, Vector512<byte> x1, Vector512<float> e0, Vector512<float> e1,
+        byte* activations, byte* laneScales, byte* laneOffsets, Vector512<float> c0, Vector512<float> c1)
+    {
+        var a = Vector512.Load((sbyte*)activations);
+        var da = Vector512.Load((float*)laneScales);
+        var offset = Vector512.Load((float*)laneOffsets);
+        var s0 = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(x0, a), Vector512<short>.One)), da, offset);
+        var s1 = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(x1, a), Vector512<short>.One)), da, offset);
+        return (Avx512F.FusedMultiplyAdd(s0, e0, c0), Avx512F.FusedMultiplyAdd(s1, e1, c1));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float TokenTail(byte* row, byte* state, int permutedOffset, int offsetsOffset, int scalesOffset, int blocks) =>
+        Tail(row, (sbyte*)(state + permutedOffset), (int*)(state + offsetsOffset), (float*)(state + scalesOffset), blocks);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)

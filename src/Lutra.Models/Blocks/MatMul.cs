@@ -125,8 +125,7 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
         for (var r = start; r < end; r += RowTile)
         {
             var count = Math.Min(RowTile, end - r);
-            for (var t = 0; t < _tokens; t++)
-                kernel.MatVec(_weights + r * _rowBytes, _rowBytes, count, _states + (long)t * _stateStride, _columns, _y + (long)t * _rows + r);
+            kernel.MatMat(_weights + r * _rowBytes, _rowBytes, count, _states, _stateStride, _tokens, _columns, _y + r, _rows);
         }
     }
 }
