@@ -37,6 +37,7 @@ public sealed class InferenceState : IDisposable
         LastLogits = new float[hp.VocabSize];
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1, nameof(options.Threads));
         MatMul = new MatMulWork(new ComputePool(options.Threads));
+        AttentionWork = new AttentionWork(MatMul.Pool, hp.HeadCount, hp.HeadCountKv, hp.HeadDim, ctx);
     }
 
     /// <summary>Stops the compute threads, if any.</summary>
@@ -67,4 +68,5 @@ public sealed class InferenceState : IDisposable
     internal float[] RowScratch { get; } // one dequantized weight row (reference mode)
     internal QuantizedInput Input { get; }
     internal MatMulWork MatMul { get; }
+    internal AttentionWork AttentionWork { get; }
 }

@@ -48,6 +48,17 @@ public sealed class KvCache
 
     public KvCacheType Type { get; }
 
+    internal Half[] HalfKeys(int layer) => _kHalf![layer];
+
+    internal Half[] HalfValues(int layer) => _vHalf![layer];
+
+    internal float[] FloatKeys(int layer) => _kFloat![layer];
+
+    internal float[] FloatValues(int layer) => _vFloat![layer];
+
+    /// <summary>Every f16 bit pattern's f32 value.</summary>
+    internal static float[] HalfTable => HalfToFloat.Value;
+
     /// <summary>Stores one position's K and V (each n_embd_k_gqa values), rounding to the cache type.</summary>
     public void Store(int layer, int position, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
     {

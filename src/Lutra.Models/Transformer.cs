@@ -138,14 +138,21 @@ public sealed class Transformer : IDisposable
                 _rope.Rotate(k.Slice(t * kvDim, kvDim), headDim, cos, sin);
                 s.Cache.Store(l, startPosition + t, k.Slice(t * kvDim, kvDim), v.Slice(t * kvDim, kvDim));
             }
-            for (var t = 0; t < n; t++)
+            if (reference)
             {
-                var visible = startPosition + t + 1; // causal mask: keys at positions ≤ the query's
-                for (var h = 0; h < hp.HeadCount; h++)
+                for (var t = 0; t < n; t++)
                 {
-                    var o = t * qDim + h * headDim;
-                    s.Cache.Attend(l, h / hp.GroupSize, q.Slice(o, headDim), visible, kqScale, s.Scores, att.Slice(o, headDim));
+                    var visible = startPosition + t + 1; // causal mask: keys at positions ≤ the query's
+                    for (var h = 0; h < hp.HeadCount; h++)
+                    {
+                        var o = t * qDim + h * headDim;
+                        s.Cache.Attend(l, h / hp.GroupSize, q.Slice(o, headDim), visible, kqScale, s.Scores, att.Slice(o, headDim));
+                    }
                 }
+            }
+            else
+            {
+                s.AttentionWork.Run(s.Cache, l, q, n, startPosition, kqScale, att);
             }
             s.Input.Bind(s.Attention, n, qDim);
             MatMul.Multiply(layer.Output, s.Input, delta, reference, s.RowScratch, s.MatMul);

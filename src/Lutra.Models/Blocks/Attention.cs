@@ -1,0 +1,577 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using Lutra.Core.Threading;
+
+namespace Lutra.Models.Blocks;
+
+/// <summary>
+/// Causal multi-head attention over the KV cache, tiled with an online softmax (FlashAttention style) and split
+/// over the compute pool. A task is one KV head with a block of query tokens (every query head of the GQA group
+/// at once): each tile of <see cref="KeyTile"/> cached positions is converted to f32 once (K transposed, V
+/// position-major) and then serves every query row of the task. Decode (one token) splits long contexts into
+/// fixed chunks of <see cref="DecodeChunk"/> positions whose partial softmax states are merged afterwards; the
+/// split depends only on the length, never on the thread count, so results are the same for any thread count.
+/// <see cref="KvCache.Attend"/> stays the scalar reference.
+/// </summary>
+/// <remarks>
+/// With the F16 cache, Q is rounded to f16 before KQ as llama.cpp does. llama.cpp (non-flash) rounds the
+/// normalized weights p = e/Σe to f16 before KQV; an online softmax does not know Σe until the end, so here the
+/// unnormalized weights e = exp(w − running max) are rounded to f16 instead and the sum divides at the end. Both
+/// are one f16 rounding (relative error ≤ 2⁻¹¹) per weight; only which value gets rounded differs.
+/// </remarks>
+public sealed unsafe class AttentionWork : IComputeWork
+{
+    /// <summary>Cached positions per tile.</summary>
+    public const int KeyTile = 64;
+
+    /// <summary>Query tokens per prefill task.</summary>
+    public const int TokenBlock = 16;
+
+    /// <summary>Positions per decode task.</summary>
+    public const int DecodeChunk = 256;
+
+    private const int ScratchAlign = 64;
+
+    private readonly ComputePool _pool;
+    private readonly int _headDim;
+    private readonly int _headCount;
+    private readonly int _groupSize;
+    private readonly int _kvHeads;
+    private readonly int _maxChunks;
+    private readonly ThreadScratch[] _scratch;
+    private readonly byte[] _partialBuffer;
+    private readonly float* _partials; // decode: [head][chunk] × (m, l, acc[headDim])
+    private readonly int _partialStride;
+
+    // The current job.
+    private KvCache? _cache;
+    private int _layer;
+    private float* _q;
+    private float* _output;
+    private int _tokens;
+    private int _startPosition;
+    private float _scale;
+    private int _tokenBlocks;
+    private int _chunks;
+    private int _taskCount;
+    private int _nextTask;
+    private Phase _phase;
+    private readonly float[] _headMax;
+    private readonly double[] _headSum;
+
+    private enum Phase
+    {
+        /// <summary>F32 cache: one pass, online softmax, divided by the sum at the end.</summary>
+        Online,
+        /// <summary>F16 cache, decode chunks: max and Σ exp of each chunk.</summary>
+        Statistics,
+        /// <summary>F16 cache, decode chunks: rounded normalized weights · V with the merged statistics.</summary>
+        Weighted,
+        /// <summary>F16 cache, no split: both passes within one task.</summary>
+        TwoPass,
+    }
+
+    public AttentionWork(ComputePool pool, int headCount, int headCountKv, int headDim, int contextSize)
+    {
+        _pool = pool;
+        _headDim = headDim;
+        _headCount = headCount;
+        _kvHeads = headCountKv;
+        _groupSize = headCount / headCountKv;
+        _maxChunks = (contextSize + DecodeChunk - 1) / DecodeChunk;
+        _scratch = new ThreadScratch[pool.ThreadCount];
+        for (var i = 0; i < _scratch.Length; i++)
+            _scratch[i] = new ThreadScratch(_groupSize * TokenBlock, headDim);
+        _partialStride = headDim + 2;
+        _headMax = new float[headCount];
+        _headSum = new double[headCount];
+        _partials = (float*)Pinned(checked(headCount * _maxChunks * _partialStride * sizeof(float)), out _partialBuffer);
+    }
+
+    /// <summary>A pinned, zeroed, 64-byte aligned buffer (kept alive through <paramref name="owner"/>).</summary>
+    private static byte* Pinned(int bytes, out byte[] owner)
+    {
+        owner = GC.AllocateArray<byte>(bytes + ScratchAlign, pinned: true);
+        return (byte*)(((nint)Unsafe.AsPointer(ref owner[0]) + ScratchAlign - 1) & ~(nint)(ScratchAlign - 1));
+    }
+
+    /// <summary>
+    /// output[t][h·d..] = attention of query row t, head h (q: [tokens][n_head·head_dim]) over the cached positions
+    /// ≤ <paramref name="startPosition"/> + t of <paramref name="layer"/>.
+    /// </summary>
+    public void Run(KvCache cache, int layer, ReadOnlySpan<float> q, int tokens, int startPosition, float scale, Span<float> output)
+    {
+        var qDim = _headCount * _headDim;
+        if (q.Length < tokens * qDim || output.Length < tokens * qDim)
+            throw new ArgumentException("query or output rows are shorter than tokens × n_head × head_dim");
+        fixed (float* qp = q)
+        fixed (float* op = output)
+        {
+            _cache = cache;
+            _layer = layer;
+            _q = qp;
+            _output = op;
+            _tokens = tokens;
+            _startPosition = startPosition;
+            _scale = scale;
+            _tokenBlocks = (tokens + TokenBlock - 1) / TokenBlock;
+            _chunks = tokens == 1 ? (startPosition + 1 + DecodeChunk - 1) / DecodeChunk : 1;
+            _taskCount = _kvHeads * _tokenBlocks * _chunks;
+            try
+            {
+                // Scores × head_dim × 2 multiply-adds: small jobs are not worth waking the other threads for.
+                var serial = _pool.ThreadCount == 1 || _taskCount == 1 || (long)tokens * (startPosition + tokens) * qDim * 2 < 128 * 1024;
+                if (cache.Type == KvCacheType.F32)
+                {
+                    RunPhase(Phase.Online, serial);
+                    if (_chunks > 1)
+                        MergeOnlineChunks();
+                }
+                else if (_chunks == 1)
+                {
+                    RunPhase(Phase.TwoPass, serial);
+                }
+                else
+                {
+                    RunPhase(Phase.Statistics, serial);
+                    MergeStatistics();
+                    RunPhase(Phase.Weighted, serial);
+                    SumWeightedChunks();
+                }
+            }
+            finally
+            {
+                _cache = null;
+                _q = null;
+                _output = null;
+            }
+        }
+    }
+
+    private void RunPhase(Phase phase, bool serial)
+    {
+        _phase = phase;
+        _nextTask = 0;
+        if (serial)
+            Execute(0, 1);
+        else
+            _pool.Run(this);
+    }
+
+    public void Execute(int threadIndex, int threadCount)
+    {
+        var scratch = _scratch[threadIndex];
+        // Tasks are taken dynamically (causal blocks differ in length); each is computed whole by one thread.
+        while (true)
+        {
+            var task = Interlocked.Increment(ref _nextTask) - 1;
+            if (task >= _taskCount)
+                return;
+            var chunk = task % _chunks;
+            var block = task / _chunks % _tokenBlocks;
+            var kvHead = task / _chunks / _tokenBlocks;
+            RunTask(scratch, kvHead, block, chunk);
+        }
+    }
+
+    private void RunTask(ThreadScratch s, int kvHead, int block, int chunk)
+    {
+        var cache = _cache!;
+        var hd = _headDim;
+        var qDim = _headCount * hd;
+        var t0 = block * TokenBlock;
+        var tokenCount = Math.Min(TokenBlock, _tokens - t0);
+        var keyStart = chunk * DecodeChunk;
+        var keyLimit = _chunks > 1 ? Math.Min(keyStart + DecodeChunk, _startPosition + 1) : _startPosition + t0 + tokenCount;
+        var f16 = cache.Type == KvCacheType.F16;
+        var rows = _groupSize * tokenCount;
+
+        // Query rows: row = g·tokenCount + t (query head kvHead·G + g, token t0 + t).
+        for (var g = 0; g < _groupSize; g++)
+        {
+            var head = kvHead * _groupSize + g;
+            for (var t = 0; t < tokenCount; t++)
+            {
+                var row = g * tokenCount + t;
+                var src = _q + (long)(t0 + t) * qDim + head * hd;
+                var dst = s.Queries + row * hd;
+                for (var d = 0; d < hd; d++)
+                    dst[d] = f16 ? (float)(Half)src[d] : src[d];
+                s.Max[row] = float.NegativeInfinity;
+                s.Sum[row] = 0;
+                new Span<float>(s.Acc + row * hd, hd).Clear();
+                if (_phase == Phase.Weighted)
+                {
+                    // Decode chunks after the statistics pass: every chunk uses the head's global max and sum.
+                    s.Max[row] = _headMax[head];
+                    s.Sum[row] = _headSum[head];
+                }
+            }
+        }
+
+        switch (_phase)
+        {
+            case Phase.Online:
+                Sweep(s, Phase.Online, kvHead, t0, tokenCount, rows, keyStart, keyLimit);
+                break;
+            case Phase.Statistics:
+                Sweep(s, Phase.Statistics, kvHead, t0, tokenCount, rows, keyStart, keyLimit);
+                break;
+            case Phase.Weighted:
+                Sweep(s, Phase.Weighted, kvHead, t0, tokenCount, rows, keyStart, keyLimit);
+                break;
+            default: // both passes in this task: no chunk split
+                Sweep(s, Phase.Statistics, kvHead, t0, tokenCount, rows, keyStart, keyLimit);
+                Sweep(s, Phase.Weighted, kvHead, t0, tokenCount, rows, keyStart, keyLimit);
+                break;
+        }
+
+        for (var g = 0; g < _groupSize; g++)
+        {
+            var head = kvHead * _groupSize + g;
+            for (var t = 0; t < tokenCount; t++)
+            {
+                var row = g * tokenCount + t;
+                var acc = s.Acc + row * hd;
+                if (_chunks > 1)
+                {
+                    var slot = Slot(head, chunk);
+                    slot[0] = s.Max[row];
+                    slot[1] = (float)s.Sum[row];
+                    new Span<float>(acc, hd).CopyTo(new Span<float>(slot + 2, hd));
+                }
+                else
+                {
+                    // The weighted pass already divided by the sum; the online pass divides here.
+                    var inv = f16 ? 1f : (float)(1.0 / s.Sum[row]);
+                    var dst = _output + (long)(t0 + t) * qDim + head * hd;
+                    for (var d = 0; d < hd; d++)
+                        dst[d] = acc[d] * inv;
+                }
+            }
+        }
+    }
+
+    private void Sweep(ThreadScratch s, Phase phase, int kvHead, int t0, int tokenCount, int rows, int keyStart, int keyLimit)
+    {
+        var cache = _cache!;
+        for (var j0 = keyStart; j0 < keyLimit; j0 += KeyTile)
+        {
+            var count = Math.Min(KeyTile, keyLimit - j0);
+            LoadTile(cache, kvHead, j0, count, s, values: phase != Phase.Statistics);
+            for (var row = 0; row < rows; row++)
+            {
+                var t = row % tokenCount;
+                var visible = Math.Min(_startPosition + t0 + t + 1, keyLimit);
+                if (visible <= j0)
+                    continue;
+                var valid = Math.Min(count, visible - j0);
+                Scores(s, row);
+                switch (phase)
+                {
+                    case Phase.Statistics:
+                        AddStatistics(s, row, valid);
+                        break;
+                    case Phase.Weighted:
+                        AddWeighted(s, row, valid);
+                        break;
+                    default:
+                        AddOnline(s, row, valid);
+                        break;
+                }
+            }
+        }
+    }
+
+    /// <summary>The scaled scores of one query row against the whole loaded tile, vectorized over positions.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Scores(ThreadScratch s, int row)
+    {
+        var hd = _headDim;
+        var width = Vector<float>.Count;
+        var q = s.Queries + row * hd;
+        var w = s.Weights;
+        var kt = s.Keys;
+        var scale = new Vector<float>(_scale);
+        for (var j = 0; j < KeyTile; j += 4 * width)
+        {
+            Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (var d = 0; d < hd; d++)
+            {
+                var qd = new Vector<float>(q[d]);
+                var k = kt + d * KeyTile + j;
+                a0 = Vector.FusedMultiplyAdd(qd, Vector.Load(k), a0);
+                a1 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + width), a1);
+                a2 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + 2 * width), a2);
+                a3 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + 3 * width), a3);
+            }
+            (a0 * scale).Store(w + j);
+            (a1 * scale).Store(w + j + width);
+            (a2 * scale).Store(w + j + 2 * width);
+            (a3 * scale).Store(w + j + 3 * width);
+        }
+    }
+
+    /// <summary>Running max and Σ exp(w − max) of a row (the first of the F16 cache's two passes).</summary>
+    private static void AddStatistics(ThreadScratch s, int row, int valid)
+    {
+        var max = NewMax(s, row, valid);
+        var sum = ExpSum(s.Weights, valid, max, store: false);
+        s.Sum[row] = s.Sum[row] * MathF.Exp(s.Max[row] - max) + sum;
+        s.Max[row] = max;
+    }
+
+    /// <summary>
+    /// acc += round_f16(exp(w − max) · (1/Σ)) · V with the row's final max and sum: llama.cpp's non-flash
+    /// arithmetic, where P is normalized in f32 and rounded to f16 before KQV.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AddWeighted(ThreadScratch s, int row, int valid)
+    {
+        var w = s.Weights;
+        var width = Vector<float>.Count;
+        var max = s.Max[row];
+        var inv = (float)(1.0 / s.Sum[row]);
+        var vmax = new Vector<float>(max);
+        var vinv = new Vector<float>(inv);
+        var j = 0;
+        for (; j + width <= valid; j += width)
+            RoundToHalf(Vector.Exp(Vector.Load(w + j) - vmax) * vinv).Store(w + j);
+        for (; j < valid; j++)
+            w[j] = (float)(Half)(MathF.Exp(w[j] - max) * inv);
+        AccumulateValues(s, row, valid, 1f);
+    }
+
+    /// <summary>One-pass online softmax (the exact F32 cache rounds nothing, so the sum may divide at the end).</summary>
+    private void AddOnline(ThreadScratch s, int row, int valid)
+    {
+        var max = NewMax(s, row, valid);
+        var correction = MathF.Exp(s.Max[row] - max); // 0 on the first tile (old max = −∞)
+        var sum = ExpSum(s.Weights, valid, max, store: true);
+        s.Sum[row] = s.Sum[row] * correction + sum;
+        s.Max[row] = max;
+        AccumulateValues(s, row, valid, correction);
+    }
+
+    private static float NewMax(ThreadScratch s, int row, int valid)
+    {
+        var w = s.Weights;
+        var max = s.Max[row];
+        for (var j = 0; j < valid; j++)
+            max = MathF.Max(max, w[j]);
+        return max;
+    }
+
+    /// <summary>Σ exp(w − max) over the first <paramref name="valid"/> weights, in double like ggml's softmax sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static double ExpSum(float* w, int valid, float max, bool store)
+    {
+        var width = Vector<float>.Count;
+        var vmax = new Vector<float>(max);
+        var sum = Vector<float>.Zero;
+        var j = 0;
+        for (; j + width <= valid; j += width)
+        {
+            var e = Vector.Exp(Vector.Load(w + j) - vmax);
+            sum += e;
+            if (store)
+                e.Store(w + j);
+        }
+        var total = (double)Vector.Sum(sum);
+        for (; j < valid; j++)
+        {
+            var e = MathF.Exp(w[j] - max);
+            total += e;
+            if (store)
+                w[j] = e;
+        }
+        return total;
+    }
+
+    /// <summary>acc = acc · correction + Σ_j w[j] · V[j] over the tile's first <paramref name="valid"/> positions.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AccumulateValues(ThreadScratch s, int row, int valid, float correction)
+    {
+        var hd = _headDim;
+        var width = Vector<float>.Count;
+        var w = s.Weights;
+        var acc = s.Acc + row * hd;
+        var vr = s.Values;
+        var d0 = 0;
+        for (; d0 + width <= hd; d0 += width)
+        {
+            var o = Vector.Load(acc + d0) * correction;
+            for (var j = 0; j < valid; j++)
+                o = Vector.FusedMultiplyAdd(new Vector<float>(w[j]), Vector.Load(vr + j * hd + d0), o);
+            o.Store(acc + d0);
+        }
+        for (; d0 < hd; d0++)
+        {
+            var o = acc[d0] * correction;
+            for (var j = 0; j < valid; j++)
+                o = MathF.FusedMultiplyAdd(w[j], vr[j * hd + d0], o);
+            acc[d0] = o;
+        }
+    }
+
+    /// <summary>K of positions j0..j0+count as f32 [d][j] (stride <see cref="KeyTile"/>), V as f32 [j][d].</summary>
+    private void LoadTile(KvCache cache, int kvHead, int j0, int count, ThreadScratch s, bool values)
+    {
+        var hd = _headDim;
+        var kvDim = cache.KvDim;
+        var capacity = cache.Capacity;
+        var offset = kvHead * hd;
+        var kt = s.Keys;
+        var vr = s.Values;
+        if (cache.Type == KvCacheType.F16)
+        {
+            fixed (Half* k = cache.HalfKeys(_layer))
+            fixed (Half* vt = cache.HalfValues(_layer))
+            fixed (float* table = KvCache.HalfTable)
+            {
+                var ku = (ushort*)k;
+                var vu = (ushort*)vt;
+                for (var j = 0; j < count; j++)
+                {
+                    var src = ku + (long)(j0 + j) * kvDim + offset;
+                    for (var d = 0; d < hd; d++)
+                        kt[d * KeyTile + j] = table[src[d]];
+                }
+                for (var d = 0; values && d < hd; d++)
+                {
+                    var src = vu + (long)(offset + d) * capacity + j0;
+                    for (var j = 0; j < count; j++)
+                        vr[j * hd + d] = table[src[j]];
+                }
+            }
+        }
+        else
+        {
+            fixed (float* k = cache.FloatKeys(_layer))
+            fixed (float* vt = cache.FloatValues(_layer))
+            {
+                for (var j = 0; j < count; j++)
+                {
+                    var src = k + (long)(j0 + j) * kvDim + offset;
+                    for (var d = 0; d < hd; d++)
+                        kt[d * KeyTile + j] = src[d];
+                }
+                for (var d = 0; values && d < hd; d++)
+                {
+                    var src = vt + (long)(offset + d) * capacity + j0;
+                    for (var j = 0; j < count; j++)
+                        vr[j * hd + d] = src[j];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Rounds non-negative floats ≤ 1 to the nearest f16 value (ties to even), as (float)(Half)x does: mantissa
+    /// rounding to 10 bits for f16 normals, rounding to a multiple of 2⁻²⁴ (through an add of 0.5) for subnormals.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector<float> RoundToHalf(Vector<float> x)
+    {
+        var bits = x.As<float, uint>();
+        var normal = ((bits + new Vector<uint>(0x0FFF) + ((bits >> 13) & Vector<uint>.One)) & new Vector<uint>(0xFFFFE000u)).As<uint, float>();
+        var subnormal = x + new Vector<float>(0.5f) - new Vector<float>(0.5f);
+        return Vector.ConditionalSelect(Vector.LessThan(x, new Vector<float>(6.103515625e-05f)), subnormal, normal);
+    }
+
+    private float* Slot(int head, int chunk) => _partials + ((long)head * _maxChunks + chunk) * _partialStride;
+
+    /// <summary>F32 decode chunks: rescales every chunk's (max, sum, acc) to the common max and adds them in order.</summary>
+    private void MergeOnlineChunks()
+    {
+        var hd = _headDim;
+        for (var h = 0; h < _headCount; h++)
+        {
+            var max = float.NegativeInfinity;
+            for (var c = 0; c < _chunks; c++)
+                max = MathF.Max(max, Slot(h, c)[0]);
+            var sum = 0.0;
+            var dst = _output + h * hd;
+            new Span<float>(dst, hd).Clear();
+            for (var c = 0; c < _chunks; c++)
+            {
+                var slot = Slot(h, c);
+                var weight = MathF.Exp(slot[0] - max);
+                sum += slot[1] * (double)weight;
+                for (var d = 0; d < hd; d++)
+                    dst[d] += slot[2 + d] * weight;
+            }
+            var inv = (float)(1.0 / sum);
+            for (var d = 0; d < hd; d++)
+                dst[d] *= inv;
+        }
+    }
+
+    /// <summary>F16 decode chunks: each head's global max and Σ exp(w − max) from the chunks' statistics.</summary>
+    private void MergeStatistics()
+    {
+        for (var h = 0; h < _headCount; h++)
+        {
+            var max = float.NegativeInfinity;
+            for (var c = 0; c < _chunks; c++)
+                max = MathF.Max(max, Slot(h, c)[0]);
+            var sum = 0.0;
+            for (var c = 0; c < _chunks; c++)
+                sum += Slot(h, c)[1] * (double)MathF.Exp(Slot(h, c)[0] - max);
+            _headMax[h] = max;
+            _headSum[h] = sum;
+        }
+    }
+
+    /// <summary>F16 decode chunks: the weighted chunks are already normalized; their sum (in chunk order) is the output.</summary>
+    private void SumWeightedChunks()
+    {
+        var hd = _headDim;
+        for (var h = 0; h < _headCount; h++)
+        {
+            var dst = _output + h * hd;
+            new Span<float>(dst, hd).Clear();
+            for (var c = 0; c < _chunks; c++)
+            {
+                var slot = Slot(h, c);
+                for (var d = 0; d < hd; d++)
+                    dst[d] += slot[2 + d];
+            }
+        }
+    }
+
+    /// <summary>One thread's tile buffers and query-row states, allocated once.</summary>
+    private sealed class ThreadScratch
+    {
+        private readonly byte[] _owner;
+
+        public ThreadScratch(int rows, int headDim)
+        {
+            var floats = rows * headDim * 2 + headDim * KeyTile * 2 + KeyTile + rows + 64;
+            var bytes = checked(floats * sizeof(float) + rows * sizeof(double) + 6 * ScratchAlign);
+            var p = Pinned(bytes, out _owner);
+            Queries = Take<float>(ref p, rows * headDim);
+            Acc = Take<float>(ref p, rows * headDim);
+            Keys = Take<float>(ref p, headDim * KeyTile);
+            Values = Take<float>(ref p, headDim * KeyTile);
+            Weights = Take<float>(ref p, KeyTile);
+            Max = Take<float>(ref p, rows);
+            Sum = Take<double>(ref p, rows);
+        }
+
+        public float* Queries { get; }
+        public float* Acc { get; }
+        public float* Keys { get; }
+        public float* Values { get; }
+        public float* Weights { get; }
+        public float* Max { get; }
+        public double* Sum { get; }
+
+        private static T* Take<T>(ref byte* p, int count) where T : unmanaged
+        {
+            var result = (T*)p;
+            p += (count * sizeof(T) + ScratchAlign - 1) / ScratchAlign * ScratchAlign;
+            return result;
+        }
+    }
+}
