@@ -37,6 +37,7 @@ public sealed class InferenceState : IDisposable
         LastLogits = new float[hp.VocabSize];
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1, nameof(options.Threads));
         MatMul = new MatMulWork(new ComputePool(options.Threads));
+        Rows = new RowWork(MatMul.Pool);
         AttentionWork = new AttentionWork(MatMul.Pool, hp.HeadCount, hp.HeadCountKv, hp.HeadDim, ctx);
     }
 
@@ -69,4 +70,5 @@ public sealed class InferenceState : IDisposable
     internal QuantizedInput Input { get; }
     internal MatMulWork MatMul { get; }
     internal AttentionWork AttentionWork { get; }
+    internal RowWork Rows { get; }
 }

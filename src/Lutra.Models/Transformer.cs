@@ -120,8 +120,7 @@ public sealed class Transformer : IDisposable
             var layer = w.Layers[l];
 
             // ---- attention ----
-            for (var t = 0; t < n; t++)
-                RmsNorm.Apply(x.Slice(t * dim, dim), layer.AttnNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
+            s.Rows.RmsNormRows(s.X, layer.AttnNorm, hp.RmsEpsilon, s.Xb, n, dim);
             s.Input.Bind(s.Xb, n, dim);
             MatMul.Multiply(layer.Q, s.Input, q, reference, s.RowScratch, s.MatMul);
             MatMul.Multiply(layer.K, s.Input, k, reference, s.RowScratch, s.MatMul);
@@ -130,14 +129,7 @@ public sealed class Transformer : IDisposable
             if (layer.KBias is not null) MatMul.AddBias(k, layer.KBias);
             if (layer.VBias is not null) MatMul.AddBias(v, layer.VBias);
 
-            for (var t = 0; t < n; t++)
-            {
-                var cos = s.RopeCos.AsSpan(t * pairs, pairs);
-                var sin = s.RopeSin.AsSpan(t * pairs, pairs);
-                _rope.Rotate(q.Slice(t * qDim, qDim), headDim, cos, sin);
-                _rope.Rotate(k.Slice(t * kvDim, kvDim), headDim, cos, sin);
-                s.Cache.Store(l, startPosition + t, k.Slice(t * kvDim, kvDim), v.Slice(t * kvDim, kvDim));
-            }
+            s.Rows.RopeAndStoreRows(_rope, s.Q, s.K, s.V, s.RopeCos, s.RopeSin, s.Cache, l, startPosition, n, qDim, kvDim, headDim);
             if (reference)
             {
                 for (var t = 0; t < n; t++)
@@ -160,14 +152,13 @@ public sealed class Transformer : IDisposable
             Add(x, delta);
 
             // ---- feed-forward ----
-            for (var t = 0; t < n; t++)
-                RmsNorm.Apply(x.Slice(t * dim, dim), layer.FfnNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
+            s.Rows.RmsNormRows(s.X, layer.FfnNorm, hp.RmsEpsilon, s.Xb, n, dim);
             s.Input.Bind(s.Xb, n, dim);
             MatMul.Multiply(layer.Gate, s.Input, gate, reference, s.RowScratch, s.MatMul);
             MatMul.Multiply(layer.Up, s.Input, up, reference, s.RowScratch, s.MatMul);
             if (layer.GateBias is not null) MatMul.AddBias(gate, layer.GateBias);
             if (layer.UpBias is not null) MatMul.AddBias(up, layer.UpBias);
-            SwiGlu.Apply(gate, up);
+            s.Rows.SwiGluRows(s.Gate, s.Up, n, ff);
             s.Input.Bind(s.Gate, n, ff);
             MatMul.Multiply(layer.Down, s.Input, delta, reference, s.RowScratch, s.MatMul);
             if (layer.DownBias is not null) MatMul.AddBias(delta, layer.DownBias);
@@ -177,8 +168,7 @@ public sealed class Transformer : IDisposable
         // ---- output head: every row, or only the batch's last row ----
         if (allLogits)
         {
-            for (var t = 0; t < n; t++)
-                RmsNorm.Apply(x.Slice(t * dim, dim), w.OutputNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
+            s.Rows.RmsNormRows(s.X, w.OutputNorm, hp.RmsEpsilon, s.Xb, n, dim);
             s.Input.Bind(s.Xb, n, dim);
             MatMul.Multiply(w.Output, s.Input, logits, reference, s.RowScratch, s.MatMul);
         }

@@ -24,7 +24,7 @@ public static class MatMul
             MultiplyReference(w, input, y, rowScratch);
             return;
         }
-        var states = input.Get(w.Kernel, out var stride);
+        var states = input.Get(w.Kernel, out var stride, work.Pool);
         fixed (float* yp = y)
             work.Run(w, states, stride, input.Rows, yp);
     }
