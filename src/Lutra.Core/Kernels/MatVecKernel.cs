@@ -120,6 +120,12 @@ public static unsafe class KernelTable
     {
         switch (weightType, isa)
         {
+            case (GgmlType.F32, InstructionSet.Avx512):
+                return new FloatMatVecAvx512<F32Avx512>();
+            case (GgmlType.F16, InstructionSet.Avx512):
+                return new FloatMatVecAvx512<F16Avx512>();
+            case (GgmlType.BF16, InstructionSet.Avx512):
+                return new FloatMatVecAvx512<BF16Avx512>();
             case (GgmlType.Q8_0, InstructionSet.Avx512):
                 return new Q8_0MatVecAvx512();
             case (GgmlType.Q4_0, InstructionSet.Avx512):
@@ -210,9 +216,6 @@ public static unsafe class KernelTable
             (GgmlType.Q6_K, InstructionSet.Avx512) => &Q8_KKernels.DotQ6_KAvx512,
             (GgmlType.TQ1_0, InstructionSet.Avx512) => &Q8_KKernels.DotTQ1_0Avx512,
             (GgmlType.TQ2_0, InstructionSet.Avx512) => &Q8_KKernels.DotTQ2_0Avx512,
-            (GgmlType.F32, InstructionSet.Avx512) => &FloatKernels.DotF32Avx512,
-            (GgmlType.F16, InstructionSet.Avx512) => &FloatKernels.DotF16Avx512,
-            (GgmlType.BF16, InstructionSet.Avx512) => &FloatKernels.DotBF16Avx512,
             (GgmlType.F32, InstructionSet.Avx2) => &FloatKernelsAvx2.DotF32,
             (GgmlType.F16, InstructionSet.Avx2) => &FloatKernelsAvx2.DotF16,
             (GgmlType.BF16, InstructionSet.Avx2) => &FloatKernelsAvx2.DotBF16,
