@@ -18,7 +18,7 @@ public static unsafe class FloatKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> HalfToSingle(Vector256<ushort> h)
     {
-        var bits = Vector512.WidenLower(Vector512.Create(h, Vector256<ushort>.Zero)).AsUInt32();
+        var bits = Avx512F.ConvertToVector512UInt32(h);
         var sign = Vector512.ShiftLeft(bits & Vector512.Create(0x8000u), 16);
         var magnitude = bits & Vector512.Create(0x7FFFu);
         var scaled = Vector512.ShiftLeft(magnitude, 13).AsSingle() * Vector512.Create(5.192296858534828e33f); // 2^112
