@@ -1,5 +1,8 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Lutra.Core.Kernels;
 using Lutra.Core.Threading;
 
 namespace Lutra.Models.Blocks;
@@ -24,8 +27,11 @@ public sealed unsafe class AttentionWork : IComputeWork
     /// <summary>Cached positions per tile.</summary>
     public const int KeyTile = 64;
 
-    /// <summary>Query tokens per prefill task.</summary>
-    public const int TokenBlock = 16;
+    /// <summary>
+    /// Query rows (tokens × heads of a GQA group) per prefill task: the converted K/V tiles serve this many rows, and
+    /// a batch still yields several tasks per KV head for the threads.
+    /// </summary>
+    public const int RowsPerTask = 64;
 
     /// <summary>Positions per decode task.</summary>
     public const int DecodeChunk = 256;
@@ -38,6 +44,7 @@ public sealed unsafe class AttentionWork : IComputeWork
     private readonly int _groupSize;
     private readonly int _kvHeads;
     private readonly int _maxChunks;
+    private readonly int _tokenBlock; // query tokens per prefill task
     private readonly ThreadScratch[] _scratch;
     private readonly byte[] _partialBuffer;
     private readonly float* _partials; // decode: [head][chunk] × (m, l, acc[headDim])
@@ -79,9 +86,10 @@ public sealed unsafe class AttentionWork : IComputeWork
         _kvHeads = headCountKv;
         _groupSize = headCount / headCountKv;
         _maxChunks = (contextSize + DecodeChunk - 1) / DecodeChunk;
+        _tokenBlock = Math.Max(1, RowsPerTask / _groupSize);
         _scratch = new ThreadScratch[pool.ThreadCount];
         for (var i = 0; i < _scratch.Length; i++)
-            _scratch[i] = new ThreadScratch(_groupSize * TokenBlock, headDim);
+            _scratch[i] = new ThreadScratch(_groupSize * _tokenBlock, headDim);
         _partialStride = headDim + 2;
         _headMax = new float[headCount];
         _headSum = new double[headCount];
@@ -114,7 +122,7 @@ public sealed unsafe class AttentionWork : IComputeWork
             _tokens = tokens;
             _startPosition = startPosition;
             _scale = scale;
-            _tokenBlocks = (tokens + TokenBlock - 1) / TokenBlock;
+            _tokenBlocks = (tokens + _tokenBlock - 1) / _tokenBlock;
             _chunks = tokens == 1 ? (startPosition + 1 + DecodeChunk - 1) / DecodeChunk : 1;
             _taskCount = _kvHeads * _tokenBlocks * _chunks;
             try
@@ -179,8 +187,8 @@ public sealed unsafe class AttentionWork : IComputeWork
         var cache = _cache!;
         var hd = _headDim;
         var qDim = _headCount * hd;
-        var t0 = block * TokenBlock;
-        var tokenCount = Math.Min(TokenBlock, _tokens - t0);
+        var t0 = block * _tokenBlock;
+        var tokenCount = Math.Min(_tokenBlock, _tokens - t0);
         var keyStart = chunk * DecodeChunk;
         var keyLimit = _chunks > 1 ? Math.Min(keyStart + DecodeChunk, _startPosition + 1) : _startPosition + t0 + tokenCount;
         var f16 = cache.Type == KvCacheType.F16;
@@ -255,29 +263,61 @@ public sealed unsafe class AttentionWork : IComputeWork
     private void Sweep(ThreadScratch s, Phase phase, int kvHead, int t0, int tokenCount, int rows, int keyStart, int keyLimit)
     {
         var cache = _cache!;
-        for (var j0 = keyStart; j0 < keyLimit; j0 += KeyTile)
+        var f16 = cache.Type == KvCacheType.F16;
+        var hd = _headDim;
+        var offset = kvHead * hd;
+        var needValues = phase != Phase.Statistics;
+        fixed (Half* kh = f16 ? cache.HalfKeys(_layer) : null)
+        fixed (Half* vh = f16 ? cache.HalfValues(_layer) : null)
+        fixed (float* kf = f16 ? null : cache.FloatKeys(_layer))
+        fixed (float* vf = f16 ? null : cache.FloatValues(_layer))
         {
-            var count = Math.Min(KeyTile, keyLimit - j0);
-            LoadTile(cache, kvHead, j0, count, s, values: phase != Phase.Statistics);
-            for (var row = 0; row < rows; row++)
+            for (var j0 = keyStart; j0 < keyLimit; j0 += KeyTile)
             {
-                var t = row % tokenCount;
-                var visible = Math.Min(_startPosition + t0 + t + 1, keyLimit);
-                if (visible <= j0)
-                    continue;
-                var valid = Math.Min(count, visible - j0);
-                Scores(s, row);
-                switch (phase)
+                var count = Math.Min(KeyTile, keyLimit - j0);
+                // K: this head's [head_dim][64] tile block; V: rows of head_dim values, position-major.
+                var keyIndex = cache.KeyIndex(j0, offset);
+                var valueIndex = (long)j0 * cache.KvDim + offset;
+                float* keys, values;
+                int valueStride;
+                if (f16)
                 {
-                    case Phase.Statistics:
-                        AddStatistics(s, row, valid);
-                        break;
-                    case Phase.Weighted:
-                        AddWeighted(s, row, valid);
-                        break;
-                    default:
-                        AddOnline(s, row, valid);
-                        break;
+                    HalfConversion.ToSingle((ushort*)kh + keyIndex, s.Keys, hd * KeyTile);
+                    if (needValues)
+                    {
+                        for (var j = 0; j < count; j++)
+                            HalfConversion.ToSingle((ushort*)vh + valueIndex + (long)j * cache.KvDim, s.Values + j * hd, hd);
+                    }
+                    keys = s.Keys;
+                    values = s.Values;
+                    valueStride = hd;
+                }
+                else
+                {
+                    keys = kf + keyIndex;
+                    values = vf + valueIndex;
+                    valueStride = cache.KvDim;
+                }
+                for (var row = 0; row < rows; row++)
+                {
+                    var t = row % tokenCount;
+                    var visible = Math.Min(_startPosition + t0 + t + 1, keyLimit);
+                    if (visible <= j0)
+                        continue;
+                    var valid = Math.Min(count, visible - j0);
+                    Scores(s, row, keys);
+                    switch (phase)
+                    {
+                        case Phase.Statistics:
+                            AddStatistics(s, row, valid);
+                            break;
+                        case Phase.Weighted:
+                            AddWeighted(s, row, valid, values, valueStride);
+                            break;
+                        default:
+                            AddOnline(s, row, valid, values, valueStride);
+                            break;
+                    }
                 }
             }
         }
@@ -285,13 +325,12 @@ public sealed unsafe class AttentionWork : IComputeWork
 
     /// <summary>The scaled scores of one query row against the whole loaded tile, vectorized over positions.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Scores(ThreadScratch s, int row)
+    private void Scores(ThreadScratch s, int row, float* kt)
     {
         var hd = _headDim;
         var width = Vector<float>.Count;
         var q = s.Queries + row * hd;
         var w = s.Weights;
-        var kt = s.Keys;
         var scale = new Vector<float>(_scale);
         for (var j = 0; j < KeyTile; j += 4 * width)
         {
@@ -326,7 +365,7 @@ public sealed unsafe class AttentionWork : IComputeWork
     /// arithmetic, where P is normalized in f32 and rounded to f16 before KQV.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AddWeighted(ThreadScratch s, int row, int valid)
+    private void AddWeighted(ThreadScratch s, int row, int valid, float* values, int valueStride)
     {
         var w = s.Weights;
         var width = Vector<float>.Count;
@@ -339,18 +378,18 @@ public sealed unsafe class AttentionWork : IComputeWork
             RoundToHalf(Vector.Exp(Vector.Load(w + j) - vmax) * vinv).Store(w + j);
         for (; j < valid; j++)
             w[j] = (float)(Half)(MathF.Exp(w[j] - max) * inv);
-        AccumulateValues(s, row, valid, 1f);
+        AccumulateValues(s, row, valid, 1f, values, valueStride);
     }
 
     /// <summary>One-pass online softmax (the exact F32 cache rounds nothing, so the sum may divide at the end).</summary>
-    private void AddOnline(ThreadScratch s, int row, int valid)
+    private void AddOnline(ThreadScratch s, int row, int valid, float* values, int valueStride)
     {
         var max = NewMax(s, row, valid);
         var correction = MathF.Exp(s.Max[row] - max); // 0 on the first tile (old max = −∞)
         var sum = ExpSum(s.Weights, valid, max, store: true);
         s.Sum[row] = s.Sum[row] * correction + sum;
         s.Max[row] = max;
-        AccumulateValues(s, row, valid, correction);
+        AccumulateValues(s, row, valid, correction, values, valueStride);
     }
 
     private static float NewMax(ThreadScratch s, int row, int valid)
@@ -390,79 +429,26 @@ public sealed unsafe class AttentionWork : IComputeWork
 
     /// <summary>acc = acc · correction + Σ_j w[j] · V[j] over the tile's first <paramref name="valid"/> positions.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AccumulateValues(ThreadScratch s, int row, int valid, float correction)
+    private void AccumulateValues(ThreadScratch s, int row, int valid, float correction, float* vr, int stride)
     {
         var hd = _headDim;
         var width = Vector<float>.Count;
         var w = s.Weights;
         var acc = s.Acc + row * hd;
-        var vr = s.Values;
         var d0 = 0;
         for (; d0 + width <= hd; d0 += width)
         {
             var o = Vector.Load(acc + d0) * correction;
             for (var j = 0; j < valid; j++)
-                o = Vector.FusedMultiplyAdd(new Vector<float>(w[j]), Vector.Load(vr + j * hd + d0), o);
+                o = Vector.FusedMultiplyAdd(new Vector<float>(w[j]), Vector.Load(vr + (long)j * stride + d0), o);
             o.Store(acc + d0);
         }
         for (; d0 < hd; d0++)
         {
             var o = acc[d0] * correction;
             for (var j = 0; j < valid; j++)
-                o = MathF.FusedMultiplyAdd(w[j], vr[j * hd + d0], o);
+                o = MathF.FusedMultiplyAdd(w[j], vr[(long)j * stride + d0], o);
             acc[d0] = o;
-        }
-    }
-
-    /// <summary>K of positions j0..j0+count as f32 [d][j] (stride <see cref="KeyTile"/>), V as f32 [j][d].</summary>
-    private void LoadTile(KvCache cache, int kvHead, int j0, int count, ThreadScratch s, bool values)
-    {
-        var hd = _headDim;
-        var kvDim = cache.KvDim;
-        var capacity = cache.Capacity;
-        var offset = kvHead * hd;
-        var kt = s.Keys;
-        var vr = s.Values;
-        if (cache.Type == KvCacheType.F16)
-        {
-            fixed (Half* k = cache.HalfKeys(_layer))
-            fixed (Half* vt = cache.HalfValues(_layer))
-            fixed (float* table = KvCache.HalfTable)
-            {
-                var ku = (ushort*)k;
-                var vu = (ushort*)vt;
-                for (var j = 0; j < count; j++)
-                {
-                    var src = ku + (long)(j0 + j) * kvDim + offset;
-                    for (var d = 0; d < hd; d++)
-                        kt[d * KeyTile + j] = table[src[d]];
-                }
-                for (var d = 0; values && d < hd; d++)
-                {
-                    var src = vu + (long)(offset + d) * capacity + j0;
-                    for (var j = 0; j < count; j++)
-                        vr[j * hd + d] = table[src[j]];
-                }
-            }
-        }
-        else
-        {
-            fixed (float* k = cache.FloatKeys(_layer))
-            fixed (float* vt = cache.FloatValues(_layer))
-            {
-                for (var j = 0; j < count; j++)
-                {
-                    var src = k + (long)(j0 + j) * kvDim + offset;
-                    for (var d = 0; d < hd; d++)
-                        kt[d * KeyTile + j] = src[d];
-                }
-                for (var d = 0; values && d < hd; d++)
-                {
-                    var src = vt + (long)(offset + d) * capacity + j0;
-                    for (var j = 0; j < count; j++)
-                        vr[j * hd + d] = src[j];
-                }
-            }
         }
     }
 
@@ -572,6 +558,33 @@ public sealed unsafe class AttentionWork : IComputeWork
             var result = (T*)p;
             p += (count * sizeof(T) + ScratchAlign - 1) / ScratchAlign * ScratchAlign;
             return result;
+        }
+    }
+}
+
+/// <summary>f16 → f32 for KV tiles: AVX-512 or AVX2 bit-exact widening where available, else the lookup table.</summary>
+internal static unsafe class HalfConversion
+{
+    public static void ToSingle(ushort* src, float* dst, int count)
+    {
+        var i = 0;
+        if (Avx512F.IsSupported && Vector512.IsHardwareAccelerated)
+        {
+            for (; i + 16 <= count; i += 16)
+                FloatKernels.HalfToSingle(Vector256.Load(src + i)).Store(dst + i);
+        }
+        else if (Avx2.IsSupported)
+        {
+            for (; i + 8 <= count; i += 8)
+                FloatKernelsAvx2.HalfToSingle(Vector128.Load(src + i)).Store(dst + i);
+        }
+        if (i < count)
+        {
+            fixed (float* table = KvCache.HalfTable)
+            {
+                for (; i < count; i++)
+                    dst[i] = table[src[i]];
+            }
         }
     }
 }
