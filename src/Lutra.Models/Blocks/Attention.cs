@@ -24,8 +24,8 @@ namespace Lutra.Models.Blocks;
 /// </remarks>
 public sealed unsafe class AttentionWork : IComputeWork
 {
-    /// <summary>Cached positions per tile.</summary>
-    public const int KeyTile = 64;
+    /// <summary>Cached positions per tile: the K cache's tile (read in place for the F32 cache); a multiple of four vectors.</summary>
+    public const int KeyTile = KvCache.Tile;
 
     /// <summary>
     /// Query rows (tokens × heads of a GQA group) per prefill task: the converted K/V tiles serve this many rows, and
@@ -323,7 +323,10 @@ public sealed unsafe class AttentionWork : IComputeWork
         }
     }
 
-    /// <summary>The scaled scores of one query row against the whole loaded tile, vectorized over positions.</summary>
+    /// <summary>
+    /// The scaled scores of one query row against the whole loaded tile, vectorized over positions, in eight
+    /// independent accumulator chains (FMA latency would otherwise bound the loop).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Scores(ThreadScratch s, int row, float* kt)
     {
@@ -332,13 +335,49 @@ public sealed unsafe class AttentionWork : IComputeWork
         var q = s.Queries + row * hd;
         var w = s.Weights;
         var scale = new Vector<float>(_scale);
+        if (8 * width > KeyTile)
+        {
+            // 512-bit Vector<T>: the tile is four vectors wide.
+            ScoresFourWide(q, kt, w, scale);
+            return;
+        }
+        for (var j = 0; j < KeyTile; j += 8 * width)
+        {
+            Vector<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+            var k = kt + j;
+            for (var d = 0; d < hd; d++, k += KeyTile)
+            {
+                var qd = new Vector<float>(q[d]);
+                a0 = Vector.FusedMultiplyAdd(qd, Vector.Load(k), a0);
+                a1 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + width), a1);
+                a2 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + 2 * width), a2);
+                a3 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + 3 * width), a3);
+                a4 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + 4 * width), a4);
+                a5 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + 5 * width), a5);
+                a6 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + 6 * width), a6);
+                a7 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + 7 * width), a7);
+            }
+            (a0 * scale).Store(w + j);
+            (a1 * scale).Store(w + j + width);
+            (a2 * scale).Store(w + j + 2 * width);
+            (a3 * scale).Store(w + j + 3 * width);
+            (a4 * scale).Store(w + j + 4 * width);
+            (a5 * scale).Store(w + j + 5 * width);
+            (a6 * scale).Store(w + j + 6 * width);
+            (a7 * scale).Store(w + j + 7 * width);
+        }
+    }
+
+    private void ScoresFourWide(float* q, float* kt, float* w, Vector<float> scale)
+    {
+        var width = Vector<float>.Count;
         for (var j = 0; j < KeyTile; j += 4 * width)
         {
             Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (var d = 0; d < hd; d++)
+            var k = kt + j;
+            for (var d = 0; d < _headDim; d++, k += KeyTile)
             {
                 var qd = new Vector<float>(q[d]);
-                var k = kt + d * KeyTile + j;
                 a0 = Vector.FusedMultiplyAdd(qd, Vector.Load(k), a0);
                 a1 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + width), a1);
                 a2 = Vector.FusedMultiplyAdd(qd, Vector.Load(k + 2 * width), a2);
@@ -427,7 +466,10 @@ public sealed unsafe class AttentionWork : IComputeWork
         return total;
     }
 
-    /// <summary>acc = acc · correction + Σ_j w[j] · V[j] over the tile's first <paramref name="valid"/> positions.</summary>
+    /// <summary>
+    /// acc = acc · correction + Σ_j w[j] · V[j] over the tile's first <paramref name="valid"/> positions; four
+    /// vectors of channels per pass over the positions, so four FMA chains run side by side.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AccumulateValues(ThreadScratch s, int row, int valid, float correction, float* vr, int stride)
     {
@@ -435,10 +477,31 @@ public sealed unsafe class AttentionWork : IComputeWork
         var width = Vector<float>.Count;
         var w = s.Weights;
         var acc = s.Acc + row * hd;
+        var c = new Vector<float>(correction);
         var d0 = 0;
+        for (; d0 + 4 * width <= hd; d0 += 4 * width)
+        {
+            var o0 = Vector.Load(acc + d0) * c;
+            var o1 = Vector.Load(acc + d0 + width) * c;
+            var o2 = Vector.Load(acc + d0 + 2 * width) * c;
+            var o3 = Vector.Load(acc + d0 + 3 * width) * c;
+            var v = vr + d0;
+            for (var j = 0; j < valid; j++, v += stride)
+            {
+                var p = new Vector<float>(w[j]);
+                o0 = Vector.FusedMultiplyAdd(p, Vector.Load(v), o0);
+                o1 = Vector.FusedMultiplyAdd(p, Vector.Load(v + width), o1);
+                o2 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 2 * width), o2);
+                o3 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 3 * width), o3);
+            }
+            o0.Store(acc + d0);
+            o1.Store(acc + d0 + width);
+            o2.Store(acc + d0 + 2 * width);
+            o3.Store(acc + d0 + 3 * width);
+        }
         for (; d0 + width <= hd; d0 += width)
         {
-            var o = Vector.Load(acc + d0) * correction;
+            var o = Vector.Load(acc + d0) * c;
             for (var j = 0; j < valid; j++)
                 o = Vector.FusedMultiplyAdd(new Vector<float>(w[j]), Vector.Load(vr + (long)j * stride + d0), o);
             o.Store(acc + d0);
