@@ -57,14 +57,23 @@ public class AttentionTests
         work.Run(cache, 1, q, tokens, start, scale, actual);
 
         // F32: only the summation order differs. F16: the same f16 roundings of Q and of the normalized weights as
-        // the reference; a float-order difference can move a weight across an f16 rounding boundary (one f16 ulp,
-        // 2^-11 relative), which the F16 bound allows for a few weights.
-        var tolerance = type == KvCacheType.F32 ? 2e-6f * maxV : 5e-5f * maxV;
+        // the reference; a last-bit difference (exp, summation order) can move a weight across an f16 rounding
+        // boundary, one f16 ulp (2^-11 relative) of that weight. So: nearly every output within the tight bound, the
+        // rare flips within one f16 ulp of the largest weight. (Rounding unnormalized weights instead, as an online
+        // softmax would, moves most outputs by ~2e-4 and fails the count.)
+        var tight = type == KvCacheType.F32 ? 2e-6f * maxV : 5e-5f * maxV;
+        var loose = type == KvCacheType.F32 ? tight : 5e-4f * maxV;
+        var beyondTight = 0;
         for (var i = 0; i < actual.Length; i++)
         {
-            Assert.True(Math.Abs(actual[i] - expected[i]) <= tolerance,
+            var error = Math.Abs(actual[i] - expected[i]);
+            if (error > tight)
+                beyondTight++;
+            Assert.True(error <= loose,
                 $"{type} heads {heads}/{kvHeads} d={headDim} length {length} tokens {tokens} threads {threads}: [{i}] reference {expected[i]}, tiled {actual[i]}");
         }
+        Assert.True(beyondTight <= Math.Max(1, actual.Length / 200),
+            $"{type} heads {heads}/{kvHeads} d={headDim} length {length} tokens {tokens}: {beyondTight} of {actual.Length} outputs beyond {tight}");
     }
 
     [Theory]
@@ -143,6 +152,25 @@ public class AttentionTests
             var rounded = AttentionWork.RoundToHalf(new Vector<float>(values.AsSpan(i, Vector<float>.Count)));
             for (var l = 0; l < Vector<float>.Count; l++)
                 Assert.Equal((float)(Half)values[i + l], rounded[l]);
+        }
+    }
+
+    [Fact]
+    public void ExpNonPositive_is_within_two_ulps_of_MathF_Exp()
+    {
+        var width = Vector<float>.Count;
+        var x = new float[width];
+        for (var i = 0; i <= 2_000_000; i += width)
+        {
+            for (var l = 0; l < width; l++)
+                x[l] = -(i + l) * 5e-5f; // 0 down to −100, past the underflow
+            var e = AttentionWork.ExpNonPositive(new Vector<float>(x));
+            for (var l = 0; l < width; l++)
+            {
+                var expected = MathF.Exp(x[l]);
+                var ulps = Math.Abs(BitConverter.SingleToInt32Bits(expected) - BitConverter.SingleToInt32Bits(e[l]));
+                Assert.True(ulps <= 2 || Math.Abs(expected - e[l]) < 1e-37f, $"exp({x[l]:R}) = {expected:R}, got {e[l]:R} ({ulps} ulps)");
+            }
         }
     }
 }

@@ -414,7 +414,7 @@ public sealed unsafe class AttentionWork : IComputeWork
         var vinv = new Vector<float>(inv);
         var j = 0;
         for (; j + width <= valid; j += width)
-            RoundToHalf(Vector.Exp(Vector.Load(w + j) - vmax) * vinv).Store(w + j);
+            RoundToHalf(ExpNonPositive(Vector.Load(w + j) - vmax) * vinv).Store(w + j);
         for (; j < valid; j++)
             w[j] = (float)(Half)(MathF.Exp(w[j] - max) * inv);
         AccumulateValues(s, row, valid, 1f, values, valueStride);
@@ -434,10 +434,41 @@ public sealed unsafe class AttentionWork : IComputeWork
     private static float NewMax(ThreadScratch s, int row, int valid)
     {
         var w = s.Weights;
-        var max = s.Max[row];
-        for (var j = 0; j < valid; j++)
-            max = MathF.Max(max, w[j]);
-        return max;
+        var width = Vector<float>.Count;
+        var max = new Vector<float>(s.Max[row]);
+        var j = 0;
+        for (; j + width <= valid; j += width)
+            max = Vector.Max(max, Vector.Load(w + j));
+        var result = max[0];
+        for (var l = 1; l < width; l++)
+            result = MathF.Max(result, max[l]);
+        for (; j < valid; j++)
+            result = MathF.Max(result, w[j]);
+        return result;
+    }
+
+    /// <summary>
+    /// exp(x) for x ≤ 0 (scores minus their max), Cephes-style: x = n·ln2 + r with |r| ≤ ln2/2, a degree-6
+    /// polynomial for e^r (about 1 ulp, like expf), then 2^n through the exponent bits; below −87.3 the result is 0.
+    /// Inlined and allocation-free, unlike Vector.Exp, whose generic core was seen running unoptimized here.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector<float> ExpNonPositive(Vector<float> x)
+    {
+        var underflow = Vector.LessThan(x, new Vector<float>(-87.33654f));
+        x = Vector.Max(x, new Vector<float>(-87.33654f));
+        var n = Vector.Floor(Vector.FusedMultiplyAdd(x, new Vector<float>(1.44269504088896341f), new Vector<float>(0.5f)));
+        var r = Vector.FusedMultiplyAdd(n, new Vector<float>(-0.693359375f), x);
+        r = Vector.FusedMultiplyAdd(n, new Vector<float>(2.12194440e-4f), r);
+        var p = new Vector<float>(1.9875691500E-4f);
+        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(1.3981999507E-3f));
+        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(8.3334519073E-3f));
+        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(4.1665795894E-2f));
+        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(1.6666665459E-1f));
+        p = Vector.FusedMultiplyAdd(p, r, new Vector<float>(5.0000001201E-1f));
+        var y = Vector.FusedMultiplyAdd(p, r * r, r + Vector<float>.One);
+        var scale = ((Vector.ConvertToInt32(n) + new Vector<int>(127)) << 23).As<int, float>();
+        return Vector.ConditionalSelect(underflow.As<int, float>(), Vector<float>.Zero, y * scale);
     }
 
     /// <summary>Σ exp(w − max) over the first <paramref name="valid"/> weights, in double like ggml's softmax sum.</summary>
@@ -450,7 +481,7 @@ public sealed unsafe class AttentionWork : IComputeWork
         var j = 0;
         for (; j + width <= valid; j += width)
         {
-            var e = Vector.Exp(Vector.Load(w + j) - vmax);
+            var e = ExpNonPositive(Vector.Load(w + j) - vmax);
             sum += e;
             if (store)
                 e.Store(w + j);
