@@ -40,20 +40,15 @@ public sealed unsafe class Q8_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q8_
         var wide = (short*)(state + AlignUp(StandardActivationBytes(n)));
         var scales = (float*)(wide + n);
         var blocks = n / Block;
-        // One row at a time so the weights stream sequentially (see Q4_0MatVecAvx512.MatVec).
+        // One row at a time so the weights stream sequentially (see Q4_0MatVecAvx512.MatVec). One accumulator in
+        // block order, like the GEMM tile: a token's result is bit-identical alone or in a batch.
         for (var r = 0; r < rows; r++)
         {
             var w = weights + r * rowBytes;
-            Vector512<float> acc0 = default, acc1 = default;
-            var b = 0;
-            for (; b + 1 < blocks; b += 2, w += 2 * BlockBytes)
-            {
-                acc0 = Step(w, Vector512.Load(wide + b * Block), scales[b], acc0);
-                acc1 = Step(w + BlockBytes, Vector512.Load(wide + b * Block + Block), scales[b + 1], acc1);
-            }
-            if (b < blocks)
-                acc0 = Step(w, Vector512.Load(wide + b * Block), scales[b], acc0);
-            y[r] = Vector512.Sum(acc0 + acc1);
+            Vector512<float> acc = default;
+            for (var b = 0; b < blocks; b++, w += BlockBytes)
+                acc = Step(w, Vector512.Load(wide + b * Block), scales[b], acc);
+            y[r] = Vector512.Sum(acc);
         }
     }
 
@@ -301,45 +296,28 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
         var permuted = (sbyte*)(state + AlignUp(StandardActivationBytes(n)));
         var offsets = (int*)(permuted + Pairs(n) * 64);
         var scales = (float*)(offsets + Pairs(n) * 16);
+        var laneScales = (float*)(state + LaneScalesOffset(n));
+        var laneOffsets = laneScales + Pairs(n) * 16;
         var blocks = n / Block;
         var fullPairs = blocks / 2;
         // Lane → block of a pair step's int32 sums: [b₀ ×4, b₁ ×4, b₀ ×4, b₁ ×4].
         var scaleLanes = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
         // One row at a time: the weights then stream from memory sequentially. Interleaving several rows
         // (to share activation loads) measured at half the read bandwidth here; the activations stay in L1/L2.
+        // The arithmetic and its order are the GEMM tile's (one accumulator, same FMAs), so a token's result is
+        // bit-identical whether it is evaluated alone or in a batch.
         for (var r = 0; r < rows; r++)
         {
             var w = weights + r * rowBytes;
-            Vector512<float> acc0 = default, acc1 = default;
-            var p = 0;
-            for (; p + 1 < fullPairs; p += 2, w += 4 * WeightBlockBytes)
+            Vector512<float> acc = default;
+            for (var p = 0; p < fullPairs; p++, w += 2 * WeightBlockBytes)
             {
-                acc0 = PairStep(w, Vector512.Load(permuted + 64 * p), Vector512.Load(offsets + 16 * p),
-                    Vector128.LoadUnsafe(ref *(scales + 2 * p)), scaleLanes, acc0);
-                acc1 = PairStep(w + 2 * WeightBlockBytes, Vector512.Load(permuted + 64 * p + 64), Vector512.Load(offsets + 16 * p + 16),
-                    Vector128.LoadUnsafe(ref *(scales + 2 * p + 2)), scaleLanes, acc1);
+                var sums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Nibbles(w), Vector512.Load(permuted + 64 * p)), Vector512<short>.One);
+                var scaled = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sums), Vector512.Load(laneScales + 16 * p), Vector512.Load(laneOffsets + 16 * p));
+                acc = Avx512F.FusedMultiplyAdd(scaled, WeightScales(w, scaleLanes), acc);
             }
-            if (p < fullPairs)
-            {
-                acc0 = PairStep(w, Vector512.Load(permuted + 64 * p), Vector512.Load(offsets + 16 * p),
-                    Vector128.LoadUnsafe(ref *(scales + 2 * p)), scaleLanes, acc0);
-            }
-            y[r] = Vector512.Sum(acc0 + acc1) + Tail(weights + r * rowBytes, permuted, offsets, scales, blocks);
+            y[r] = Vector512.Sum(acc) + Tail(weights + r * rowBytes, permuted, offsets, scales, blocks);
         }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> PairStep(byte* w, Vector512<sbyte> a, Vector512<int> offset, Vector128<float> activationScales,
-        Vector512<int> scaleLanes, Vector512<float> acc)
-    {
-        var nibbles = VectorJoin.Join(Vector128.Load(w + 2), Vector128.Load(w + WeightBlockBytes + 2));
-        var low = nibbles & Vector256.Create((byte)0x0F);
-        var high = Vector256.ShiftRightLogical(nibbles.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
-        var sums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(VectorJoin.Join(low, high), a), Vector512<short>.One) - offset;
-        // d_w·d_a for both blocks in lanes 0 and 1, then spread to the lanes each block's sums occupy.
-        var weightScales = Vector128.Create(HalfLookup.ToSingle(w), HalfLookup.ToSingle(w + WeightBlockBytes), 0f, 0f);
-        var scale = Avx512F.PermuteVar16x32((weightScales * activationScales).ToVector256Unsafe().ToVector512Unsafe(), scaleLanes);
-        return Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sums), scale, acc);
     }
 
     // Inlined on purpose: a call here would force the four accumulators out of registers inside the loop
