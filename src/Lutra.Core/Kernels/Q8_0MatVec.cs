@@ -213,6 +213,9 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
         var blocks = n / Block;
         var fullPairs = blocks / 2;
         var scaleLanes = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+        // Loop constants as locals: created inside the inlined helpers they were re-broadcast every block pair.
+        var mask = Vector256.Create((byte)0x0F);
+        var ones = Vector512<short>.One;
         var t = 0;
         for (; t + 4 <= tokens; t += 4)
         {
@@ -231,15 +234,15 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
                 Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
                 for (var p = 0; p < fullPairs; p++, w0 += 2 * WeightBlockBytes, w1 += 2 * WeightBlockBytes)
                 {
-                    var x0 = Nibbles(w0);
-                    var x1 = Nibbles(w1);
+                    var x0 = Nibbles(w0, mask);
+                    var x1 = Nibbles(w1, mask);
                     var e0 = WeightScales(w0, scaleLanes);
                     var e1 = WeightScales(w1, scaleLanes);
                     var o = 64 * p;
-                    (c00, c10) = PairMad(x0, x1, e0, e1, s0 + permutedOffset + o, s0 + laneScalesOffset + o, s0 + laneOffsetsOffset + o, c00, c10);
-                    (c01, c11) = PairMad(x0, x1, e0, e1, s1 + permutedOffset + o, s1 + laneScalesOffset + o, s1 + laneOffsetsOffset + o, c01, c11);
-                    (c02, c12) = PairMad(x0, x1, e0, e1, s2 + permutedOffset + o, s2 + laneScalesOffset + o, s2 + laneOffsetsOffset + o, c02, c12);
-                    (c03, c13) = PairMad(x0, x1, e0, e1, s3 + permutedOffset + o, s3 + laneScalesOffset + o, s3 + laneOffsetsOffset + o, c03, c13);
+                    (c00, c10) = PairMad(x0, x1, e0, e1, s0 + permutedOffset + o, s0 + laneScalesOffset + o, s0 + laneOffsetsOffset + o, ones, c00, c10);
+                    (c01, c11) = PairMad(x0, x1, e0, e1, s1 + permutedOffset + o, s1 + laneScalesOffset + o, s1 + laneOffsetsOffset + o, ones, c01, c11);
+                    (c02, c12) = PairMad(x0, x1, e0, e1, s2 + permutedOffset + o, s2 + laneScalesOffset + o, s2 + laneOffsetsOffset + o, ones, c02, c12);
+                    (c03, c13) = PairMad(x0, x1, e0, e1, s3 + permutedOffset + o, s3 + laneScalesOffset + o, s3 + laneOffsetsOffset + o, ones, c03, c13);
                 }
                 var yr = y + t * yStride + r;
                 yr[0] = Vector512.Sum(c00) + TokenTail(row0, s0, permutedOffset, offsetsOffset, scalesOffset, blocks);
@@ -260,11 +263,11 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Nibbles(byte* w)
+    private static Vector512<byte> Nibbles(byte* w, Vector256<byte> mask)
     {
         var nibbles = VectorJoin.Join(Vector128.Load(w + 2), Vector128.Load(w + WeightBlockBytes + 2));
-        var low = nibbles & Vector256.Create((byte)0x0F);
-        var high = Vector256.ShiftRightLogical(nibbles.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
+        var low = nibbles & mask;
+        var high = Vector256.ShiftRightLogical(nibbles.AsUInt16(), 4).AsByte() & mask;
         return VectorJoin.Join(low, high);
     }
 
@@ -275,13 +278,13 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (Vector512<float>, Vector512<float>) PairMad(Vector512<byte> x0, Vector512<byte> x1, Vector512<float> e0, Vector512<float> e1,
-        byte* activations, byte* laneScales, byte* laneOffsets, Vector512<float> c0, Vector512<float> c1)
+        byte* activations, byte* laneScales, byte* laneOffsets, Vector512<short> ones, Vector512<float> c0, Vector512<float> c1)
     {
         var a = Vector512.Load((sbyte*)activations);
         var da = Vector512.Load((float*)laneScales);
         var offset = Vector512.Load((float*)laneOffsets);
-        var s0 = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(x0, a), Vector512<short>.One)), da, offset);
-        var s1 = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(x1, a), Vector512<short>.One)), da, offset);
+        var s0 = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(x0, a), ones)), da, offset);
+        var s1 = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(x1, a), ones)), da, offset);
         return (Avx512F.FusedMultiplyAdd(s0, e0, c0), Avx512F.FusedMultiplyAdd(s1, e1, c1));
     }
 
@@ -302,6 +305,7 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
         var fullPairs = blocks / 2;
         // Lane → block of a pair step's int32 sums: [b₀ ×4, b₁ ×4, b₀ ×4, b₁ ×4].
         var scaleLanes = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+        var mask = Vector256.Create((byte)0x0F);
         // One row at a time: the weights then stream from memory sequentially. Interleaving several rows
         // (to share activation loads) measured at half the read bandwidth here; the activations stay in L1/L2.
         // The arithmetic and its order are the GEMM tile's (one accumulator, same FMAs), so a token's result is
@@ -312,7 +316,7 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
             Vector512<float> acc = default;
             for (var p = 0; p < fullPairs; p++, w += 2 * WeightBlockBytes)
             {
-                var sums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Nibbles(w), Vector512.Load(permuted + 64 * p)), Vector512<short>.One);
+                var sums = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Nibbles(w, mask), Vector512.Load(permuted + 64 * p)), Vector512<short>.One);
                 var scaled = Avx512F.FusedMultiplyAdd(Vector512.ConvertToSingle(sums), Vector512.Load(laneScales + 16 * p), Vector512.Load(laneOffsets + 16 * p));
                 acc = Avx512F.FusedMultiplyAdd(scaled, WeightScales(w, scaleLanes), acc);
             }
