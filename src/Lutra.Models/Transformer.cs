@@ -1,3 +1,4 @@
+using Lutra.Core.Kernels;
 using Lutra.Gguf;
 using Lutra.Models.Blocks;
 
@@ -130,7 +131,8 @@ public sealed class Transformer : IDisposable
             if (layer.VBias is not null) MatMul.AddBias(v, layer.VBias);
 
             s.Rows.RopeAndStoreRows(_rope, s.Q, s.K, s.V, s.RopeCos, s.RopeSin, s.Cache, l, startPosition, n, qDim, kvDim, headDim);
-            if (reference)
+            // The scalar instruction set (LUTRA_ISA=scalar) means the plain reference arithmetic, attention included.
+            if (reference || KernelIsa.Selected == InstructionSet.Scalar)
             {
                 for (var t = 0; t < n; t++)
                 {

@@ -1,7 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using Lutra.Core.Kernels;
 using Lutra.Core.Threading;
 
@@ -656,18 +655,21 @@ public sealed unsafe class AttentionWork : IComputeWork
     }
 }
 
-/// <summary>f16 → f32 for KV tiles: AVX-512 or AVX2 bit-exact widening where available, else the lookup table.</summary>
+/// <summary>
+/// f16 → f32 for KV tiles: the AVX-512 or AVX2 bit-exact widening when the selected instruction set has it (so
+/// LUTRA_ISA exercises every path), else the lookup table.
+/// </summary>
 internal static unsafe class HalfConversion
 {
     public static void ToSingle(ushort* src, float* dst, int count)
     {
         var i = 0;
-        if (Avx512F.IsSupported && Vector512.IsHardwareAccelerated)
+        if (KernelIsa.Selected >= InstructionSet.Avx512)
         {
             for (; i + 16 <= count; i += 16)
                 FloatKernels.HalfToSingle(Vector256.Load(src + i)).Store(dst + i);
         }
-        else if (Avx2.IsSupported)
+        else if (KernelIsa.Selected >= InstructionSet.Avx2)
         {
             for (; i + 8 <= count; i += 8)
                 FloatKernelsAvx2.HalfToSingle(Vector128.Load(src + i)).Store(dst + i);
