@@ -30,10 +30,22 @@ public unsafe class MatMatTests
 
     [Theory]
     [MemberData(nameof(TypesAndIsas))]
-    public void MatMat_matches_MatVec_for_every_token_and_row(GgmlType type, InstructionSet isa)
+    public void MatMat_matches_MatVec_for_every_token_and_row(GgmlType type, InstructionSet isa) => Check(KernelTable.Get(type, isa));
+
+    [Fact]
+    public void Both_AVX512_Q4_0_kernels_match_whichever_the_table_picks()
     {
+        if (!KernelIsa.IsSupported(InstructionSet.Avx512))
+            Assert.Skip("this CPU has no AVX-512");
+        Check(new Q4_0MatVecAvx512());
+        if (System.Runtime.Intrinsics.X86.AvxVnni.IsSupported)
+            Check(new Q4_0MatVecAvxVnni());
+    }
+
+    private static void Check(MatVecKernel kernel)
+    {
+        var type = kernel.WeightType;
         var info = QuantTypes.Get(type);
-        var kernel = KernelTable.Get(type, isa);
         var rng = new Random(7);
         // Odd and even block counts (the pair tail), rows around the 2-row tile, tokens around the 4-token tile.
         foreach (var (blocks, rows, tokens) in new[] { (1, 1, 2), (2, 3, 4), (3, 4, 5), (7, 5, 8), (8, 16, 9), (33, 7, 3) })

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics.X86;
 using Lutra.Core.Quants;
 
 namespace Lutra.Core.Kernels;
@@ -129,7 +130,7 @@ public static unsafe class KernelTable
             case (GgmlType.Q8_0, InstructionSet.Avx512):
                 return new Q8_0MatVecAvx512();
             case (GgmlType.Q4_0, InstructionSet.Avx512):
-                return new Q4_0MatVecAvx512();
+                return AvxVnni.IsSupported ? new Q4_0MatVecAvxVnni() : new Q4_0MatVecAvx512();
             case (GgmlType.Q4_1, InstructionSet.Avx512):
                 return new Block32MatVecAvx512<Q4_1Avx512>();
             case (GgmlType.Q5_0, InstructionSet.Avx512):

@@ -140,26 +140,47 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
     private const int WeightBlockBytes = 18;
     private const int ActivationBlockBytes = 34;
 
-    private static int Pairs(int n) => (n / Block + 1) / 2;
+    internal static int Pairs(int n) => (n / Block + 1) / 2;
 
     // Sidecar: permuted activations and offsets (64 B per pair each), f32 block scales, then for the GEMM tile the
     // scales spread to the lanes of a pair step and the offsets pre-multiplied by them (64 B per pair each).
     public override int ActivationBytes(int n) =>
         AlignUp(StandardActivationBytes(n)) + Pairs(n) * 64 * 4 + AlignUp(n / Block * 4);
 
-    private int LaneScalesOffset(int n) => AlignUp(StandardActivationBytes(n)) + Pairs(n) * 64 * 2 + AlignUp(n / Block * 4);
-
-    private void Sidecar(byte* state, int n, out sbyte* permuted, out int* offsets, out float* scales)
-    {
-        permuted = (sbyte*)(state + AlignUp(StandardActivationBytes(n)));
-        offsets = (int*)(permuted + Pairs(n) * 64);
-        scales = (float*)(offsets + Pairs(n) * 16);
-    }
+    private int LaneScalesOffset(int n) => PairSidecarEnd(n, StandardActivationBytes(n));
 
     public override void PrepareActivations(float* x, int n, byte* state)
     {
+        var standard = StandardActivationBytes(n);
+        PreparePairs(x, n, state, standard);
+        var blocks = n / Block;
+        var scales = (float*)(state + AlignUp(standard) + Pairs(n) * 128);
+        var offsets = (int*)(state + AlignUp(standard) + Pairs(n) * 64);
+        var laneScales = (float*)(state + LaneScalesOffset(n));
+        var laneOffsets = laneScales + Pairs(n) * 16;
+        var scaleLanes = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+        for (var p = 0; p < Pairs(n); p++)
+        {
+            var pair = Vector128.Create(scales[2 * p], 2 * p + 1 < blocks ? scales[2 * p + 1] : 0f, 0f, 0f);
+            var lanes = Avx512F.PermuteVar16x32(pair.ToVector256Unsafe().ToVector512Unsafe(), scaleLanes);
+            lanes.Store(laneScales + 16 * p);
+            (-(lanes * Vector512.ConvertToSingle(Vector512.Load(offsets + 16 * p)))).Store(laneOffsets + 16 * p);
+        }
+    }
+
+    /// <summary>Bytes of the standard row plus the shared sidecar part (permuted activations, offsets, f32 scales).</summary>
+    internal static int PairSidecarEnd(int n, int standardBytes) => AlignUp(standardBytes) + Pairs(n) * 64 * 2 + AlignUp(n / Block * 4);
+
+    /// <summary>
+    /// The standard Q8_0 row and the sidecar part shared with <see cref="Q4_0MatVecAvxVnni"/>: each block pair's
+    /// activations permuted to [lo₀ lo₁ hi₀ hi₁], the 8·Σa lane sums, and the block scales as f32.
+    /// </summary>
+    internal static void PreparePairs(float* x, int n, byte* state, int standardBytes)
+    {
         Q8_0Kernels.QuantizeRowAvx512(x, state, n);
-        Sidecar(state, n, out var permuted, out var offsets, out var scales);
+        var permuted = (sbyte*)(state + AlignUp(standardBytes));
+        var offsets = (int*)(permuted + Pairs(n) * 64);
+        var scales = (float*)(offsets + Pairs(n) * 16);
         var blocks = n / Block;
         var eights = Vector512.Create((byte)8);
         for (var p = 0; p < Pairs(n); p++)
@@ -185,16 +206,6 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
         }
         for (var b = 0; b < blocks; b++)
             scales[b] = HalfLookup.ToSingle(state + b * ActivationBlockBytes);
-        var laneScales = (float*)(state + LaneScalesOffset(n));
-        var laneOffsets = laneScales + Pairs(n) * 16;
-        var scaleLanes = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-        for (var p = 0; p < Pairs(n); p++)
-        {
-            var pair = Vector128.Create(scales[2 * p], 2 * p + 1 < blocks ? scales[2 * p + 1] : 0f, 0f, 0f);
-            var lanes = Avx512F.PermuteVar16x32(pair.ToVector256Unsafe().ToVector512Unsafe(), scaleLanes);
-            lanes.Store(laneScales + 16 * p);
-            (-(lanes * Vector512.ConvertToSingle(Vector512.Load(offsets + 16 * p)))).Store(laneOffsets + 16 * p);
-        }
     }
 
     /// <summary>
@@ -289,7 +300,7 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float TokenTail(byte* row, byte* state, int permutedOffset, int offsetsOffset, int scalesOffset, int blocks) =>
+    internal static float TokenTail(byte* row, byte* state, int permutedOffset, int offsetsOffset, int scalesOffset, int blocks) =>
         Tail(row, (sbyte*)(state + permutedOffset), (int*)(state + offsetsOffset), (float*)(state + scalesOffset), blocks);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -327,7 +338,7 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
     // Inlined on purpose: a call here would force the four accumulators out of registers inside the loop
     // (every vector register is caller-saved).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Tail(byte* row, sbyte* permuted, int* offsets, float* scales, int blocks)
+    internal static float Tail(byte* row, sbyte* permuted, int* offsets, float* scales, int blocks)
     {
         if ((blocks & 1) == 0)
             return 0;
@@ -340,5 +351,161 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
         var sums = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(VectorJoin.Join(low, high), Vector256.Load(permuted + 64 * p)), Vector256<short>.One)
             - Vector256.Load(offsets + 16 * p);
         return Vector256.Sum(sums) * (HalfLookup.ToSingle(w) * scales[b]);
+    }
+}
+
+/// <summary>
+/// Q4_0 weights · Q8_0 activations on AVX-512 machines that also have AVX-VNNI (Zen 4, Sapphire Rapids, …; .NET
+/// exposes vpdpbusd only in its 256-bit VEX form). Per block pair, two vpdpbusd into one int32 vector seeded with
+/// −8·Σa: the four-byte sums of the low and the high nibbles land in the same lanes, so the pair comes out as
+/// [b₀ ×4, b₁ ×4] with the offset already applied, and the float work (convert, activation scale, FMA with the
+/// weight scales) runs on eight lanes. MatVec and the GEMM tile (four tokens × two rows) do the same arithmetic in
+/// the same order, so a token's result does not depend on batching.
+/// </summary>
+public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4_0, InstructionSet.Avx512, "AVX-VNNI dpbusd, 4 tokens x 2 rows")
+{
+    private const int Block = 32;
+    private const int WeightBlockBytes = 18;
+
+    private static int Pairs(int n) => Q4_0MatVecAvx512.Pairs(n);
+
+    // Sidecar: the part shared with Q4_0MatVecAvx512 (permuted activations, offsets, f32 scales; the odd-block tail
+    // uses them), then per pair −8·Σa as eight int32 lanes and the activation scales spread to [d₀ ×4, d₁ ×4].
+    public override int ActivationBytes(int n) => Q4_0MatVecAvx512.PairSidecarEnd(n, StandardActivationBytes(n)) + Pairs(n) * 64;
+
+    private int LanesOffset(int n) => Q4_0MatVecAvx512.PairSidecarEnd(n, StandardActivationBytes(n));
+
+    public override void PrepareActivations(float* x, int n, byte* state)
+    {
+        var standard = StandardActivationBytes(n);
+        Q4_0MatVecAvx512.PreparePairs(x, n, state, standard);
+        var offsets = (int*)(state + AlignUp(standard) + Pairs(n) * 64);
+        var scales = (float*)(offsets + Pairs(n) * 16);
+        var negativeOffsets = (int*)(state + LanesOffset(n));
+        var laneScales = (float*)(negativeOffsets + Pairs(n) * 8);
+        var blocks = n / Block;
+        for (var p = 0; p < Pairs(n); p++)
+        {
+            // vpdpbusd lane k sums bytes 4k..4k+3 of the low half and of the high half: lanes k and k + 8 of the
+            // 512-bit offset sums.
+            var sums = Vector512.Load(offsets + 16 * p);
+            (-(sums.GetLower() + sums.GetUpper())).Store(negativeOffsets + 8 * p);
+            var d1 = 2 * p + 1 < blocks ? scales[2 * p + 1] : 0f;
+            Vector256.Create(scales[2 * p], scales[2 * p], scales[2 * p], scales[2 * p], d1, d1, d1, d1).Store(laneScales + 8 * p);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
+    {
+        var standard = StandardActivationBytes(n);
+        var permuted = (sbyte*)(state + AlignUp(standard));
+        var offsets = (int*)(permuted + Pairs(n) * 64);
+        var scales = (float*)(offsets + Pairs(n) * 16);
+        var negativeOffsets = (int*)(state + LanesOffset(n));
+        var laneScales = (float*)(negativeOffsets + Pairs(n) * 8);
+        var blocks = n / Block;
+        var fullPairs = blocks / 2;
+        var mask = Vector256.Create((byte)0x0F);
+        var scaleLanes = Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1);
+        for (var r = 0; r < rows; r++)
+        {
+            var w = weights + r * rowBytes;
+            Vector256<float> acc = default;
+            for (var p = 0; p < fullPairs; p++, w += 2 * WeightBlockBytes)
+            {
+                var (low, high) = Nibbles(w, mask);
+                var a = permuted + 64 * p;
+                var sums = AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(Vector256.Load(negativeOffsets + 8 * p), low, Vector256.Load(a)),
+                    high, Vector256.Load(a + 32));
+                acc = Fma.MultiplyAdd(Vector256.ConvertToSingle(sums) * Vector256.Load(laneScales + 8 * p), WeightScales(w, scaleLanes), acc);
+            }
+            y[r] = Vector256.Sum(acc) + Q4_0MatVecAvx512.Tail(weights + r * rowBytes, permuted, offsets, scales, blocks);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
+    {
+        var standard = StandardActivationBytes(n);
+        var permutedOffset = AlignUp(standard);
+        var offsetsOffset = permutedOffset + Pairs(n) * 64;
+        var scalesOffset = offsetsOffset + Pairs(n) * 64;
+        var negativeOffset = LanesOffset(n);
+        var laneScalesOffset = negativeOffset + Pairs(n) * 32;
+        var blocks = n / Block;
+        var fullPairs = blocks / 2;
+        var mask = Vector256.Create((byte)0x0F);
+        var scaleLanes = Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1);
+        var t = 0;
+        for (; t + 4 <= tokens; t += 4)
+        {
+            var s0 = states + (long)t * stateStride;
+            var s1 = s0 + stateStride;
+            var s2 = s1 + stateStride;
+            var s3 = s2 + stateStride;
+            for (var r = 0; r < rows; r += 2)
+            {
+                var row0 = weights + r * rowBytes;
+                // An odd last row runs as a pair with itself: both halves compute (and store) the same value.
+                var row1 = r + 1 < rows ? row0 + rowBytes : row0;
+                var w0 = row0;
+                var w1 = row1;
+                Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;
+                Vector256<float> c10 = default, c11 = default, c12 = default, c13 = default;
+                for (var p = 0; p < fullPairs; p++, w0 += 2 * WeightBlockBytes, w1 += 2 * WeightBlockBytes)
+                {
+                    var (low0, high0) = Nibbles(w0, mask);
+                    var (low1, high1) = Nibbles(w1, mask);
+                    var e0 = WeightScales(w0, scaleLanes);
+                    var e1 = WeightScales(w1, scaleLanes);
+                    var a = 64 * p;
+                    var o = 32 * p;
+                    (c00, c10) = PairMad(low0, high0, low1, high1, e0, e1, s0 + permutedOffset + a, s0 + negativeOffset + o, s0 + laneScalesOffset + o, c00, c10);
+                    (c01, c11) = PairMad(low0, high0, low1, high1, e0, e1, s1 + permutedOffset + a, s1 + negativeOffset + o, s1 + laneScalesOffset + o, c01, c11);
+                    (c02, c12) = PairMad(low0, high0, low1, high1, e0, e1, s2 + permutedOffset + a, s2 + negativeOffset + o, s2 + laneScalesOffset + o, c02, c12);
+                    (c03, c13) = PairMad(low0, high0, low1, high1, e0, e1, s3 + permutedOffset + a, s3 + negativeOffset + o, s3 + laneScalesOffset + o, c03, c13);
+                }
+                var yr = y + t * yStride + r;
+                yr[0] = Vector256.Sum(c00) + Q4_0MatVecAvx512.TokenTail(row0, s0, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                yr[yStride] = Vector256.Sum(c01) + Q4_0MatVecAvx512.TokenTail(row0, s1, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                yr[2 * yStride] = Vector256.Sum(c02) + Q4_0MatVecAvx512.TokenTail(row0, s2, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                yr[3 * yStride] = Vector256.Sum(c03) + Q4_0MatVecAvx512.TokenTail(row0, s3, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                if (r + 1 < rows)
+                {
+                    yr[1] = Vector256.Sum(c10) + Q4_0MatVecAvx512.TokenTail(row1, s0, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                    yr[yStride + 1] = Vector256.Sum(c11) + Q4_0MatVecAvx512.TokenTail(row1, s1, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                    yr[2 * yStride + 1] = Vector256.Sum(c12) + Q4_0MatVecAvx512.TokenTail(row1, s2, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                    yr[3 * yStride + 1] = Vector256.Sum(c13) + Q4_0MatVecAvx512.TokenTail(row1, s3, permutedOffset, offsetsOffset, scalesOffset, blocks);
+                }
+            }
+        }
+        for (; t < tokens; t++)
+            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
+    }
+
+    /// <summary>A block pair's nibbles: [lo₀ lo₁] and [hi₀ hi₁], the order of the permuted activations' two halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<byte> Low, Vector256<byte> High) Nibbles(byte* w, Vector256<byte> mask)
+    {
+        var bytes = VectorJoin.Join(Vector128.Load(w + 2), Vector128.Load(w + WeightBlockBytes + 2));
+        return (bytes & mask, Vector256.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & mask);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WeightScales(byte* w, Vector256<int> scaleLanes) =>
+        Avx2.PermuteVar8x32(Vector128.Create(HalfLookup.ToSingle(w), HalfLookup.ToSingle(w + WeightBlockBytes), 0f, 0f).ToVector256Unsafe(), scaleLanes);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float>, Vector256<float>) PairMad(Vector256<byte> low0, Vector256<byte> high0, Vector256<byte> low1, Vector256<byte> high1,
+        Vector256<float> e0, Vector256<float> e1, byte* activations, byte* negativeOffsets, byte* laneScales, Vector256<float> c0, Vector256<float> c1)
+    {
+        var aLow = Vector256.Load((sbyte*)activations);
+        var aHigh = Vector256.Load((sbyte*)activations + 32);
+        var seed = Vector256.Load((int*)negativeOffsets);
+        var da = Vector256.Load((float*)laneScales);
+        var sums0 = AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(seed, low0, aLow), high0, aHigh);
+        var sums1 = AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(seed, low1, aLow), high1, aHigh);
+        return (Fma.MultiplyAdd(Vector256.ConvertToSingle(sums0) * da, e0, c0), Fma.MultiplyAdd(Vector256.ConvertToSingle(sums1) * da, e1, c1));
     }
 }
