@@ -370,8 +370,11 @@ public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4
     private static int Pairs(int n) => Q4_0MatVecAvx512.Pairs(n);
 
     // Sidecar: the part shared with Q4_0MatVecAvx512 (permuted activations, offsets, f32 scales; the odd-block tail
-    // uses them), then per pair −8·Σa as eight int32 lanes and the activation scales spread to [d₀ ×4, d₁ ×4].
-    public override int ActivationBytes(int n) => Q4_0MatVecAvx512.PairSidecarEnd(n, StandardActivationBytes(n)) + Pairs(n) * 64;
+    // uses them), then one 128-byte record per pair, so a token's step reads from one advancing pointer: the permuted
+    // activations [lo₀ lo₁ | hi₀ hi₁] (64 B), −8·Σa as eight int32 lanes and the activation scales as [d₀ ×4, d₁ ×4].
+    private const int RecordBytes = 128;
+
+    public override int ActivationBytes(int n) => Q4_0MatVecAvx512.PairSidecarEnd(n, StandardActivationBytes(n)) + Pairs(n) * RecordBytes;
 
     private int LanesOffset(int n) => Q4_0MatVecAvx512.PairSidecarEnd(n, StandardActivationBytes(n));
 
@@ -379,19 +382,21 @@ public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4
     {
         var standard = StandardActivationBytes(n);
         Q4_0MatVecAvx512.PreparePairs(x, n, state, standard);
-        var offsets = (int*)(state + AlignUp(standard) + Pairs(n) * 64);
+        var permuted = state + AlignUp(standard);
+        var offsets = (int*)(permuted + Pairs(n) * 64);
         var scales = (float*)(offsets + Pairs(n) * 16);
-        var negativeOffsets = (int*)(state + LanesOffset(n));
-        var laneScales = (float*)(negativeOffsets + Pairs(n) * 8);
+        var records = state + LanesOffset(n);
         var blocks = n / Block;
         for (var p = 0; p < Pairs(n); p++)
         {
+            var record = records + RecordBytes * p;
+            Vector512.Load(permuted + 64 * p).Store(record);
             // vpdpbusd lane k sums bytes 4k..4k+3 of the low half and of the high half: lanes k and k + 8 of the
             // 512-bit offset sums.
             var sums = Vector512.Load(offsets + 16 * p);
-            (-(sums.GetLower() + sums.GetUpper())).Store(negativeOffsets + 8 * p);
+            (-(sums.GetLower() + sums.GetUpper())).Store((int*)(record + 64));
             var d1 = 2 * p + 1 < blocks ? scales[2 * p + 1] : 0f;
-            Vector256.Create(scales[2 * p], scales[2 * p], scales[2 * p], scales[2 * p], d1, d1, d1, d1).Store(laneScales + 8 * p);
+            Vector256.Create(scales[2 * p], scales[2 * p], scales[2 * p], scales[2 * p], d1, d1, d1, d1).Store((float*)(record + 96));
         }
     }
 
@@ -402,8 +407,7 @@ public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4
         var permuted = (sbyte*)(state + AlignUp(standard));
         var offsets = (int*)(permuted + Pairs(n) * 64);
         var scales = (float*)(offsets + Pairs(n) * 16);
-        var negativeOffsets = (int*)(state + LanesOffset(n));
-        var laneScales = (float*)(negativeOffsets + Pairs(n) * 8);
+        var records = state + LanesOffset(n);
         var blocks = n / Block;
         var fullPairs = blocks / 2;
         var mask = Vector256.Create((byte)0x0F);
@@ -411,14 +415,12 @@ public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4
         for (var r = 0; r < rows; r++)
         {
             var w = weights + r * rowBytes;
+            var record = records;
             Vector256<float> acc = default;
-            for (var p = 0; p < fullPairs; p++, w += 2 * WeightBlockBytes)
+            for (var p = 0; p < fullPairs; p++, w += 2 * WeightBlockBytes, record += RecordBytes)
             {
                 var (low, high) = Nibbles(w, mask);
-                var a = permuted + 64 * p;
-                var sums = AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(Vector256.Load(negativeOffsets + 8 * p), low, Vector256.Load(a)),
-                    high, Vector256.Load(a + 32));
-                acc = Fma.MultiplyAdd(Vector256.ConvertToSingle(sums) * Vector256.Load(laneScales + 8 * p), WeightScales(w, scaleLanes), acc);
+                acc = Mad(low, high, WeightScales(w, scaleLanes), record, acc);
             }
             y[r] = Vector256.Sum(acc) + Q4_0MatVecAvx512.Tail(weights + r * rowBytes, permuted, offsets, scales, blocks);
         }
@@ -431,8 +433,7 @@ public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4
         var permutedOffset = AlignUp(standard);
         var offsetsOffset = permutedOffset + Pairs(n) * 64;
         var scalesOffset = offsetsOffset + Pairs(n) * 64;
-        var negativeOffset = LanesOffset(n);
-        var laneScalesOffset = negativeOffset + Pairs(n) * 32;
+        var recordsOffset = LanesOffset(n);
         var blocks = n / Block;
         var fullPairs = blocks / 2;
         var mask = Vector256.Create((byte)0x0F);
@@ -451,20 +452,24 @@ public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4
                 var row1 = r + 1 < rows ? row0 + rowBytes : row0;
                 var w0 = row0;
                 var w1 = row1;
+                byte* r0 = s0 + recordsOffset, r1 = s1 + recordsOffset, r2 = s2 + recordsOffset, r3 = s3 + recordsOffset;
                 Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;
                 Vector256<float> c10 = default, c11 = default, c12 = default, c13 = default;
-                for (var p = 0; p < fullPairs; p++, w0 += 2 * WeightBlockBytes, w1 += 2 * WeightBlockBytes)
+                for (var p = 0; p < fullPairs; p++, w0 += 2 * WeightBlockBytes, w1 += 2 * WeightBlockBytes,
+                     r0 += RecordBytes, r1 += RecordBytes, r2 += RecordBytes, r3 += RecordBytes)
                 {
                     var (low0, high0) = Nibbles(w0, mask);
                     var (low1, high1) = Nibbles(w1, mask);
                     var e0 = WeightScales(w0, scaleLanes);
                     var e1 = WeightScales(w1, scaleLanes);
-                    var a = 64 * p;
-                    var o = 32 * p;
-                    (c00, c10) = PairMad(low0, high0, low1, high1, e0, e1, s0 + permutedOffset + a, s0 + negativeOffset + o, s0 + laneScalesOffset + o, c00, c10);
-                    (c01, c11) = PairMad(low0, high0, low1, high1, e0, e1, s1 + permutedOffset + a, s1 + negativeOffset + o, s1 + laneScalesOffset + o, c01, c11);
-                    (c02, c12) = PairMad(low0, high0, low1, high1, e0, e1, s2 + permutedOffset + a, s2 + negativeOffset + o, s2 + laneScalesOffset + o, c02, c12);
-                    (c03, c13) = PairMad(low0, high0, low1, high1, e0, e1, s3 + permutedOffset + a, s3 + negativeOffset + o, s3 + laneScalesOffset + o, c03, c13);
+                    c00 = Mad(low0, high0, e0, r0, c00);
+                    c10 = Mad(low1, high1, e1, r0, c10);
+                    c01 = Mad(low0, high0, e0, r1, c01);
+                    c11 = Mad(low1, high1, e1, r1, c11);
+                    c02 = Mad(low0, high0, e0, r2, c02);
+                    c12 = Mad(low1, high1, e1, r2, c12);
+                    c03 = Mad(low0, high0, e0, r3, c03);
+                    c13 = Mad(low1, high1, e1, r3, c13);
                 }
                 var yr = y + t * yStride + r;
                 yr[0] = Vector256.Sum(c00) + Q4_0MatVecAvx512.TokenTail(row0, s0, permutedOffset, offsetsOffset, scalesOffset, blocks);
@@ -496,16 +501,12 @@ public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4
     private static Vector256<float> WeightScales(byte* w, Vector256<int> scaleLanes) =>
         Avx2.PermuteVar8x32(Vector128.Create(HalfLookup.ToSingle(w), HalfLookup.ToSingle(w + WeightBlockBytes), 0f, 0f).ToVector256Unsafe(), scaleLanes);
 
+    /// <summary>acc += (Σ(q − 8)·a · d_a) ⊙ d_w for one block pair of one row and one token's record.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<float>, Vector256<float>) PairMad(Vector256<byte> low0, Vector256<byte> high0, Vector256<byte> low1, Vector256<byte> high1,
-        Vector256<float> e0, Vector256<float> e1, byte* activations, byte* negativeOffsets, byte* laneScales, Vector256<float> c0, Vector256<float> c1)
+    private static Vector256<float> Mad(Vector256<byte> low, Vector256<byte> high, Vector256<float> weightScales, byte* record, Vector256<float> acc)
     {
-        var aLow = Vector256.Load((sbyte*)activations);
-        var aHigh = Vector256.Load((sbyte*)activations + 32);
-        var seed = Vector256.Load((int*)negativeOffsets);
-        var da = Vector256.Load((float*)laneScales);
-        var sums0 = AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(seed, low0, aLow), high0, aHigh);
-        var sums1 = AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(seed, low1, aLow), high1, aHigh);
-        return (Fma.MultiplyAdd(Vector256.ConvertToSingle(sums0) * da, e0, c0), Fma.MultiplyAdd(Vector256.ConvertToSingle(sums1) * da, e1, c1));
+        var sums = AvxVnni.MultiplyWideningAndAdd(AvxVnni.MultiplyWideningAndAdd(Vector256.Load((int*)(record + 64)), low, Vector256.Load((sbyte*)record)),
+            high, Vector256.Load((sbyte*)record + 32));
+        return Fma.MultiplyAdd(Vector256.ConvertToSingle(sums) * Vector256.Load((float*)(record + 96)), weightScales, acc);
     }
 }
