@@ -37,6 +37,8 @@ public sealed class InferenceState : IDisposable
         LastLogits = new float[hp.VocabSize];
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1, nameof(options.Threads));
         MatMul = new MatMulWork(new ComputePool(options.Threads));
+        Rows = new RowWork(MatMul.Pool);
+        AttentionWork = new AttentionWork(MatMul.Pool, hp.HeadCount, hp.HeadCountKv, hp.HeadDim, ctx);
     }
 
     /// <summary>Stops the compute threads, if any.</summary>
@@ -67,4 +69,6 @@ public sealed class InferenceState : IDisposable
     internal float[] RowScratch { get; } // one dequantized weight row (reference mode)
     internal QuantizedInput Input { get; }
     internal MatMulWork MatMul { get; }
+    internal AttentionWork AttentionWork { get; }
+    internal RowWork Rows { get; }
 }

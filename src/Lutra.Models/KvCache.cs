@@ -13,12 +13,18 @@ public enum KvCacheType
 }
 
 /// <summary>
-/// Per-layer key/value cache of one generation context, allocated once. K rows are per position
-/// ([pos][n_embd_k_gqa]); V is stored transposed ([channel][pos]) as llama.cpp does, so the
-/// probability-weighted sum over positions reads contiguous memory.
+/// Per-layer key/value cache of one generation context, allocated once. The layout serves the tiled attention
+/// (<see cref="Blocks.AttentionWork"/>): K is stored in tiles of <see cref="Tile"/> positions, transposed within a
+/// tile ([pos / 64][channel][pos % 64]), so a KV head's keys for one tile are one contiguous [head_dim][64] block
+/// that scores 64 positions per vector pass; V is position-major ([pos][n_embd_v_gqa]), so a position's values
+/// for a head are contiguous. llama.cpp keeps K position-major and V transposed; only the storage order differs,
+/// the stored values (f16-rounded or exact) are the same.
 /// </summary>
 public sealed class KvCache
 {
+    /// <summary>Positions per K tile.</summary>
+    public const int Tile = 64;
+
     private readonly Half[][]? _kHalf, _vHalf;
     private readonly float[][]? _kFloat, _vFloat;
 
@@ -28,7 +34,7 @@ public sealed class KvCache
         Capacity = capacity;
         KvDim = kvDim;
         Type = type;
-        var size = checked(capacity * kvDim);
+        var size = checked((capacity + Tile - 1) / Tile * Tile * kvDim);
         if (type == KvCacheType.F16)
         {
             _kHalf = NewLayers<Half>(layers, size);
@@ -48,30 +54,46 @@ public sealed class KvCache
 
     public KvCacheType Type { get; }
 
+    /// <summary>Index of K channel <paramref name="channel"/> at <paramref name="position"/> in a layer's K array.</summary>
+    internal int KeyIndex(int position, int channel) => position / Tile * Tile * KvDim + channel * Tile + position % Tile;
+
+    internal Half[] HalfKeys(int layer) => _kHalf![layer];
+
+    internal Half[] HalfValues(int layer) => _vHalf![layer];
+
+    internal float[] FloatKeys(int layer) => _kFloat![layer];
+
+    internal float[] FloatValues(int layer) => _vFloat![layer];
+
+    /// <summary>Every f16 bit pattern's f32 value.</summary>
+    internal static float[] HalfTable => HalfToFloat.Value;
+
     /// <summary>Stores one position's K and V (each n_embd_k_gqa values), rounding to the cache type.</summary>
     public void Store(int layer, int position, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
     {
+        var key = KeyIndex(position, 0);
         if (_kHalf is not null)
         {
-            var kRow = _kHalf[layer].AsSpan(position * KvDim, KvDim);
+            var kt = _kHalf[layer];
             for (var i = 0; i < KvDim; i++)
-                kRow[i] = (Half)k[i];
-            var vt = _vHalf![layer];
+                kt[key + i * Tile] = (Half)k[i];
+            var vRow = _vHalf![layer].AsSpan(position * KvDim, KvDim);
             for (var i = 0; i < KvDim; i++)
-                vt[i * Capacity + position] = (Half)v[i];
+                vRow[i] = (Half)v[i];
         }
         else
         {
-            k[..KvDim].CopyTo(_kFloat![layer].AsSpan(position * KvDim, KvDim));
-            var vt = _vFloat![layer];
+            var kt = _kFloat![layer];
             for (var i = 0; i < KvDim; i++)
-                vt[i * Capacity + position] = v[i];
+                kt[key + i * Tile] = k[i];
+            v[..KvDim].CopyTo(_vFloat![layer].AsSpan(position * KvDim, KvDim));
         }
     }
 
     /// <summary>
-    /// One query head against positions [0, <paramref name="length"/>) of KV head <paramref name="kvHead"/>:
-    /// output = softmax(q·K / sqrt(d)) · V, with llama.cpp's roundings for the F16 cache (formats.md §5.4).
+    /// The scalar reference for one query head against positions [0, <paramref name="length"/>) of KV head
+    /// <paramref name="kvHead"/>: output = softmax(q·K / sqrt(d)) · V, with llama.cpp's roundings for the F16 cache
+    /// (formats.md §5.4).
     /// </summary>
     /// <param name="scores">Scratch of at least <paramref name="length"/> floats.</param>
     public void Attend(int layer, int kvHead, ReadOnlySpan<float> q, int length, float scale, Span<float> scores, Span<float> output)
@@ -82,29 +104,26 @@ public sealed class KvCache
         if (_kHalf is not null)
         {
             var k = _kHalf[layer];
-            var toFloat = HalfToFloat.Value;
             // Q is converted to f16 (the vec_dot_type of an F16 K) before KQ; so is P before KQV.
             Span<float> qh = stackalloc float[headDim];
             for (var d = 0; d < headDim; d++)
                 qh[d] = (float)(Half)q[d];
             for (var j = 0; j < length; j++)
             {
-                var kRow = MemoryMarshal.Cast<Half, ushort>(k.AsSpan(j * KvDim + offset, headDim));
                 var s = 0f;
                 for (var d = 0; d < headDim; d++)
-                    s += qh[d] * toFloat[kRow[d]];
+                    s += qh[d] * (float)k[KeyIndex(j, offset + d)];
                 p[j] = s;
             }
             Softmax(p, scale);
             for (var j = 0; j < length; j++)
                 p[j] = (float)(Half)p[j];
-            var vt = _vHalf![layer];
+            var v = _vHalf![layer];
             for (var d = 0; d < headDim; d++)
             {
-                var vRow = MemoryMarshal.Cast<Half, ushort>(vt.AsSpan((offset + d) * Capacity, length));
                 var o = 0f;
                 for (var j = 0; j < length; j++)
-                    o += p[j] * toFloat[vRow[j]];
+                    o += p[j] * (float)v[j * KvDim + offset + d];
                 output[d] = o;
             }
         }
@@ -113,20 +132,18 @@ public sealed class KvCache
             var k = _kFloat![layer];
             for (var j = 0; j < length; j++)
             {
-                var kRow = k.AsSpan(j * KvDim + offset, headDim);
                 var s = 0f;
                 for (var d = 0; d < headDim; d++)
-                    s += q[d] * kRow[d];
+                    s += q[d] * k[KeyIndex(j, offset + d)];
                 p[j] = s;
             }
             Softmax(p, scale);
-            var vt = _vFloat![layer];
+            var v = _vFloat![layer];
             for (var d = 0; d < headDim; d++)
             {
-                var vRow = vt.AsSpan((offset + d) * Capacity, length);
                 var o = 0f;
                 for (var j = 0; j < length; j++)
-                    o += p[j] * vRow[j];
+                    o += p[j] * v[j * KvDim + offset + d];
                 output[d] = o;
             }
         }

@@ -1,3 +1,4 @@
+using Lutra.Core.Kernels;
 using Lutra.Gguf;
 using Lutra.Models.Blocks;
 
@@ -120,8 +121,7 @@ public sealed class Transformer : IDisposable
             var layer = w.Layers[l];
 
             // ---- attention ----
-            for (var t = 0; t < n; t++)
-                RmsNorm.Apply(x.Slice(t * dim, dim), layer.AttnNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
+            s.Rows.RmsNormRows(s.X, layer.AttnNorm, hp.RmsEpsilon, s.Xb, n, dim);
             s.Input.Bind(s.Xb, n, dim);
             MatMul.Multiply(layer.Q, s.Input, q, reference, s.RowScratch, s.MatMul);
             MatMul.Multiply(layer.K, s.Input, k, reference, s.RowScratch, s.MatMul);
@@ -130,22 +130,23 @@ public sealed class Transformer : IDisposable
             if (layer.KBias is not null) MatMul.AddBias(k, layer.KBias);
             if (layer.VBias is not null) MatMul.AddBias(v, layer.VBias);
 
-            for (var t = 0; t < n; t++)
+            s.Rows.RopeAndStoreRows(_rope, s.Q, s.K, s.V, s.RopeCos, s.RopeSin, s.Cache, l, startPosition, n, qDim, kvDim, headDim);
+            // The scalar instruction set (LUTRA_ISA=scalar) means the plain reference arithmetic, attention included.
+            if (reference || KernelIsa.Selected == InstructionSet.Scalar)
             {
-                var cos = s.RopeCos.AsSpan(t * pairs, pairs);
-                var sin = s.RopeSin.AsSpan(t * pairs, pairs);
-                _rope.Rotate(q.Slice(t * qDim, qDim), headDim, cos, sin);
-                _rope.Rotate(k.Slice(t * kvDim, kvDim), headDim, cos, sin);
-                s.Cache.Store(l, startPosition + t, k.Slice(t * kvDim, kvDim), v.Slice(t * kvDim, kvDim));
-            }
-            for (var t = 0; t < n; t++)
-            {
-                var visible = startPosition + t + 1; // causal mask: keys at positions ≤ the query's
-                for (var h = 0; h < hp.HeadCount; h++)
+                for (var t = 0; t < n; t++)
                 {
-                    var o = t * qDim + h * headDim;
-                    s.Cache.Attend(l, h / hp.GroupSize, q.Slice(o, headDim), visible, kqScale, s.Scores, att.Slice(o, headDim));
+                    var visible = startPosition + t + 1; // causal mask: keys at positions ≤ the query's
+                    for (var h = 0; h < hp.HeadCount; h++)
+                    {
+                        var o = t * qDim + h * headDim;
+                        s.Cache.Attend(l, h / hp.GroupSize, q.Slice(o, headDim), visible, kqScale, s.Scores, att.Slice(o, headDim));
+                    }
                 }
+            }
+            else
+            {
+                s.AttentionWork.Run(s.Cache, l, q, n, startPosition, kqScale, att);
             }
             s.Input.Bind(s.Attention, n, qDim);
             MatMul.Multiply(layer.Output, s.Input, delta, reference, s.RowScratch, s.MatMul);
@@ -153,14 +154,13 @@ public sealed class Transformer : IDisposable
             Add(x, delta);
 
             // ---- feed-forward ----
-            for (var t = 0; t < n; t++)
-                RmsNorm.Apply(x.Slice(t * dim, dim), layer.FfnNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
+            s.Rows.RmsNormRows(s.X, layer.FfnNorm, hp.RmsEpsilon, s.Xb, n, dim);
             s.Input.Bind(s.Xb, n, dim);
             MatMul.Multiply(layer.Gate, s.Input, gate, reference, s.RowScratch, s.MatMul);
             MatMul.Multiply(layer.Up, s.Input, up, reference, s.RowScratch, s.MatMul);
             if (layer.GateBias is not null) MatMul.AddBias(gate, layer.GateBias);
             if (layer.UpBias is not null) MatMul.AddBias(up, layer.UpBias);
-            SwiGlu.Apply(gate, up);
+            s.Rows.SwiGluRows(s.Gate, s.Up, n, ff);
             s.Input.Bind(s.Gate, n, ff);
             MatMul.Multiply(layer.Down, s.Input, delta, reference, s.RowScratch, s.MatMul);
             if (layer.DownBias is not null) MatMul.AddBias(delta, layer.DownBias);
@@ -170,8 +170,7 @@ public sealed class Transformer : IDisposable
         // ---- output head: every row, or only the batch's last row ----
         if (allLogits)
         {
-            for (var t = 0; t < n; t++)
-                RmsNorm.Apply(x.Slice(t * dim, dim), w.OutputNorm, hp.RmsEpsilon, xb.Slice(t * dim, dim));
+            s.Rows.RmsNormRows(s.X, w.OutputNorm, hp.RmsEpsilon, s.Xb, n, dim);
             s.Input.Bind(s.Xb, n, dim);
             MatMul.Multiply(w.Output, s.Input, logits, reference, s.RowScratch, s.MatMul);
         }
@@ -191,6 +190,7 @@ public sealed class Transformer : IDisposable
 
     public void Dispose()
     {
+        Weights.Dispose();
         if (_ownsFile)
             _file.Dispose();
     }

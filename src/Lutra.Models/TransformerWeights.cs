@@ -4,7 +4,7 @@ using Lutra.Gguf;
 namespace Lutra.Models;
 
 /// <summary>All weights of a llama-family model, looked up by name and shape-checked like llama.cpp's loader.</summary>
-public sealed class TransformerWeights
+public sealed class TransformerWeights : IDisposable
 {
     public required WeightMatrix TokenEmbedding { get; init; } // [n_embd, n_vocab]
     public required float[] OutputNorm { get; init; }         // [n_embd]
@@ -29,6 +29,14 @@ public sealed class TransformerWeights
                 yield return l.Down;
             }
         }
+    }
+
+    /// <summary>Frees the repacked copies some kernels keep; the mapped weights belong to the file.</summary>
+    public void Dispose()
+    {
+        TokenEmbedding.Dispose();
+        foreach (var m in Matrices)
+            m.Dispose();
     }
 
     public static TransformerWeights Load(GgufFile file, HyperParameters hp)

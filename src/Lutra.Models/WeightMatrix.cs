@@ -1,5 +1,6 @@
 using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
+using Lutra.Core.Tensors;
 using Lutra.Gguf;
 
 namespace Lutra.Models;
@@ -7,10 +8,13 @@ namespace Lutra.Models;
 /// <summary>
 /// A 2-D weight read in place from the memory-mapped GGUF file, still in its stored ggml type.
 /// <see cref="Rows"/> outputs of <see cref="Columns"/> inputs each (GGUF ne = [Columns, Rows]).
+/// Where a kernel with a private layout exists for the type (the ternary lookup-table kernels), the matrix
+/// keeps a repacked copy for it; the mapped bytes still serve dequantization and reference mode.
 /// </summary>
-public sealed unsafe class WeightMatrix
+public sealed unsafe class WeightMatrix : IDisposable
 {
     private readonly byte* _data;
+    private readonly NativeBuffer? _repacked;
 
     public WeightMatrix(string name, GgmlType type, int columns, int rows, byte* data)
     {
@@ -24,6 +28,21 @@ public sealed unsafe class WeightMatrix
         RowBytes = checked((int)info.RowBytes(columns));
         _data = data;
         Kernel = KernelTable.Get(type);
+        KernelData = data;
+        if (KernelTable.GetRepacking(type, KernelIsa.Selected) is { } repacking)
+        {
+            var buffer = new NativeBuffer((long)rows * RowBytes);
+            if (repacking.TryPrepareWeights(data, RowBytes, rows, columns, buffer.Pointer))
+            {
+                _repacked = buffer;
+                Kernel = repacking;
+                KernelData = buffer.Pointer;
+            }
+            else
+            {
+                buffer.Dispose();
+            }
+        }
     }
 
     public string Name { get; }
@@ -37,6 +56,11 @@ public sealed unsafe class WeightMatrix
 
     /// <summary>First byte of row 0 in the memory map.</summary>
     public byte* Data => _data;
+
+    /// <summary>The weights as <see cref="Kernel"/> reads them: the memory map, or the kernel's repacked copy.</summary>
+    public byte* KernelData { get; }
+
+    public void Dispose() => _repacked?.Dispose();
 
     public ReadOnlySpan<byte> Row(int row) => new(_data + (long)row * RowBytes, RowBytes);
 

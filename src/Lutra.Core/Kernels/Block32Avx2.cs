@@ -67,6 +67,54 @@ internal sealed unsafe class Block32MatVecAvx2<TBlock>() : MatVecKernel(TBlock.T
         }
     }
 
+    /// <summary>
+    /// GEMM tile: four tokens × one row. The four steps of a block read the same weight bytes with no store in
+    /// between, so the JIT decodes the block once (CSE) and only the MAD and scaling run per token.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
+    {
+        var standard = StandardActivationBytes(n);
+        var blocks = n / Block;
+        var t = 0;
+        for (; t + 4 <= tokens; t += 4)
+        {
+            var s0 = Block32Sidecar.At(states + (long)t * stateStride, standard, n, 32, 32);
+            var s1 = Block32Sidecar.At(states + (long)(t + 1) * stateStride, standard, n, 32, 32);
+            var s2 = Block32Sidecar.At(states + (long)(t + 2) * stateStride, standard, n, 32, 32);
+            var s3 = Block32Sidecar.At(states + (long)(t + 3) * stateStride, standard, n, 32, 32);
+            for (var r = 0; r < rows; r++)
+            {
+                var w = weights + r * rowBytes;
+                Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+                float m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+                for (var b = 0; b < blocks; b++, w += TBlock.BlockBytes)
+                {
+                    var q = Block * b;
+                    c0 = Step(w, Vector256.Load(s0.Quants + q), TBlock.Offset != 0 ? Vector256.Load(s0.Offsets + 8 * b) : default, s0.Scales[b], c0);
+                    c1 = Step(w, Vector256.Load(s1.Quants + q), TBlock.Offset != 0 ? Vector256.Load(s1.Offsets + 8 * b) : default, s1.Scales[b], c1);
+                    c2 = Step(w, Vector256.Load(s2.Quants + q), TBlock.Offset != 0 ? Vector256.Load(s2.Offsets + 8 * b) : default, s2.Scales[b], c2);
+                    c3 = Step(w, Vector256.Load(s3.Quants + q), TBlock.Offset != 0 ? Vector256.Load(s3.Offsets + 8 * b) : default, s3.Scales[b], c3);
+                    if (TBlock.HasMin)
+                    {
+                        var min = HalfLookup.ToSingle(w + 2);
+                        m0 += min * s0.Sums[b];
+                        m1 += min * s1.Sums[b];
+                        m2 += min * s2.Sums[b];
+                        m3 += min * s3.Sums[b];
+                    }
+                }
+                var yr = y + t * yStride + r;
+                yr[0] = Vector256.Sum(c0) + m0;
+                yr[yStride] = Vector256.Sum(c1) + m1;
+                yr[2 * yStride] = Vector256.Sum(c2) + m2;
+                yr[3 * yStride] = Vector256.Sum(c3) + m3;
+            }
+        }
+        for (; t < tokens; t++)
+            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Step(byte* block, Vector256<sbyte> a, Vector256<int> offset, float activationScale, Vector256<float> acc)
     {

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics.X86;
 using Lutra.Core.Quants;
 
 namespace Lutra.Core.Kernels;
@@ -61,6 +62,17 @@ public abstract unsafe class MatVecKernel
     /// kernels that do not repack, does nothing and returns false.
     /// </summary>
     public virtual bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) => false;
+
+    /// <summary>
+    /// y[t·<paramref name="yStride"/> + r] = row r · x_t for <paramref name="rows"/> rows and <paramref name="tokens"/>
+    /// prepared inputs (state t at <paramref name="states"/> + t·<paramref name="stateStride"/>). Kernels with a
+    /// GEMM micro-kernel decode each weight block once for several tokens; the default runs MatVec per token.
+    /// </summary>
+    public virtual void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
+    {
+        for (var t = 0; t < tokens; t++)
+            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
+    }
 
     public override string ToString() =>
         $"{QuantTypes.Get(WeightType).Name} x {QuantTypes.Get(ActivationType).Name}: {Name}";
@@ -135,7 +147,12 @@ public static unsafe class KernelTable
     /// <see cref="MatVecKernel.RowTile"/>; a matrix it refuses stays with the GGUF-layout kernel.
     /// </summary>
     public static MatVecKernel? GetRepacking(GgmlType weightType, InstructionSet isa) =>
-        RepackingCache.GetOrAdd((weightType, isa), static key => CreateRepacking(key.Item1, key.Item2));
+        RepackingEnabled ? RepackingCache.GetOrAdd((weightType, isa), static key => CreateRepacking(key.Item1, key.Item2)) : null;
+
+    /// <summary><c>LUTRA_REPACK=0</c> turns off every kernel that repacks weights (the lookup-table kernels), for A/B runs and tests.</summary>
+    public const string RepackVariable = "LUTRA_REPACK";
+
+    private static readonly bool RepackingEnabled = Environment.GetEnvironmentVariable(RepackVariable) != "0";
 
     private static MatVecKernel? CreateRepacking(GgmlType weightType, InstructionSet isa) => (weightType, isa) switch
     {
@@ -148,10 +165,16 @@ public static unsafe class KernelTable
     {
         switch (weightType, isa)
         {
+            case (GgmlType.F32, InstructionSet.Avx512):
+                return new FloatMatVecAvx512<F32Avx512>();
+            case (GgmlType.F16, InstructionSet.Avx512):
+                return new FloatMatVecAvx512<F16Avx512>();
+            case (GgmlType.BF16, InstructionSet.Avx512):
+                return new FloatMatVecAvx512<BF16Avx512>();
             case (GgmlType.Q8_0, InstructionSet.Avx512):
                 return new Q8_0MatVecAvx512();
             case (GgmlType.Q4_0, InstructionSet.Avx512):
-                return new Q4_0MatVecAvx512();
+                return AvxVnni.IsSupported ? new Q4_0MatVecAvxVnni() : new Q4_0MatVecAvx512();
             case (GgmlType.Q4_1, InstructionSet.Avx512):
                 return new Block32MatVecAvx512<Q4_1Avx512>();
             case (GgmlType.Q5_0, InstructionSet.Avx512):
@@ -241,9 +264,6 @@ public static unsafe class KernelTable
         {
             (GgmlType.TQ1_0, InstructionSet.Avx512) => &Q8_KKernels.DotTQ1_0Avx512,
             (GgmlType.TQ2_0, InstructionSet.Avx512) => &Q8_KKernels.DotTQ2_0Avx512,
-            (GgmlType.F32, InstructionSet.Avx512) => &FloatKernels.DotF32Avx512,
-            (GgmlType.F16, InstructionSet.Avx512) => &FloatKernels.DotF16Avx512,
-            (GgmlType.BF16, InstructionSet.Avx512) => &FloatKernels.DotBF16Avx512,
             (GgmlType.F32, InstructionSet.Avx2) => &FloatKernelsAvx2.DotF32,
             (GgmlType.F16, InstructionSet.Avx2) => &FloatKernelsAvx2.DotF16,
             (GgmlType.BF16, InstructionSet.Avx2) => &FloatKernelsAvx2.DotBF16,

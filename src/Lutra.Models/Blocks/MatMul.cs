@@ -24,7 +24,7 @@ public static class MatMul
             MultiplyReference(w, input, y, rowScratch);
             return;
         }
-        var states = input.Get(w.Kernel, out var stride);
+        var states = input.Get(w.Kernel, out var stride, work.Pool);
         fixed (float* yp = y)
             work.Run(w, states, stride, input.Rows, yp);
     }
@@ -86,7 +86,7 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     internal void Run(WeightMatrix w, byte* states, int stateStride, int tokens, float* y)
     {
         _kernel = w.Kernel;
-        _weights = w.Data;
+        _weights = w.KernelData;
         _rowBytes = w.RowBytes;
         _rows = w.Rows;
         _columns = w.Columns;
@@ -113,7 +113,9 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
 
     public void Execute(int threadIndex, int threadCount)
     {
-        var (start, end) = ComputePool.Partition(_rows, threadIndex, threadCount, RowTile);
+        // Repacking kernels read whole tiles of rows: split (and step) at their tile size.
+        var tile = Math.Max(RowTile, _kernel!.RowTile);
+        var (start, end) = ComputePool.Partition(_rows, threadIndex, threadCount, tile);
         if (start >= end)
             return;
         var kernel = _kernel!;
@@ -122,11 +124,10 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
             kernel.MatVec(_weights + start * _rowBytes, _rowBytes, end - start, _states, _columns, _y + start);
             return;
         }
-        for (var r = start; r < end; r += RowTile)
+        for (var r = start; r < end; r += tile)
         {
-            var count = Math.Min(RowTile, end - r);
-            for (var t = 0; t < _tokens; t++)
-                kernel.MatVec(_weights + r * _rowBytes, _rowBytes, count, _states + (long)t * _stateStride, _columns, _y + (long)t * _rows + r);
+            var count = Math.Min(tile, end - r);
+            kernel.MatMat(_weights + r * _rowBytes, _rowBytes, count, _states, _stateStride, _tokens, _columns, _y + r, _rows);
         }
     }
 }

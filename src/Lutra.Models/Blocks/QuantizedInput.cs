@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Lutra.Core.Kernels;
+using Lutra.Core.Threading;
 
 namespace Lutra.Models.Blocks;
 
@@ -9,12 +10,16 @@ namespace Lutra.Models.Blocks;
 /// of them (llama.cpp converts once per mul_mat; the bytes are the same). Buffers are pinned, 64-byte aligned
 /// and allocated once, for the largest row and batch the context will see.
 /// </summary>
-public sealed unsafe class QuantizedInput
+public sealed unsafe class QuantizedInput : IComputeWork
 {
     private readonly MatVecKernel[] _kernels;
     private readonly byte[][] _buffers;
     private readonly bool[] _ready;
     private float[] _source = [];
+    // The preparation in flight (split over the pool by rows).
+    private MatVecKernel? _preparing;
+    private byte* _target;
+    private int _stride;
 
     public QuantizedInput(IEnumerable<MatVecKernel> kernels, int maxRows, int maxColumns)
     {
@@ -46,7 +51,8 @@ public sealed unsafe class QuantizedInput
     /// The bound rows prepared for <paramref name="kernel"/>: <see cref="Rows"/> states of <paramref name="stride"/>
     /// bytes each. The pointer stays valid for the life of this object (the buffer is pinned).
     /// </summary>
-    public byte* Get(MatVecKernel kernel, out int stride)
+    /// <param name="pool">Threads that share the conversion of a batch; null converts on the calling thread.</param>
+    public byte* Get(MatVecKernel kernel, out int stride, ComputePool? pool = null)
     {
         var slot = Array.IndexOf(_kernels, kernel);
         if (slot < 0)
@@ -56,13 +62,32 @@ public sealed unsafe class QuantizedInput
         var aligned = (byte*)(((nint)Unsafe.AsPointer(ref buffer[0]) + 63) & ~(nint)63);
         if (!_ready[slot])
         {
-            fixed (float* x = _source)
+            _preparing = kernel;
+            _target = aligned;
+            _stride = stride;
+            try
             {
-                for (var r = 0; r < Rows; r++)
-                    kernel.PrepareActivations(x + r * Columns, Columns, aligned + r * stride);
+                if (pool is null || pool.ThreadCount == 1 || Rows < RowWork.MinParallelRows)
+                    Execute(0, 1);
+                else
+                    pool.Run(this);
+            }
+            finally
+            {
+                _preparing = null;
             }
             _ready[slot] = true;
         }
         return aligned;
+    }
+
+    public void Execute(int threadIndex, int threadCount)
+    {
+        var (start, end) = ComputePool.Partition(Rows, threadIndex, threadCount);
+        fixed (float* x = _source)
+        {
+            for (var r = start; r < end; r++)
+                _preparing!.PrepareActivations(x + r * Columns, Columns, _target + r * _stride);
+        }
     }
 }
