@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using Lutra.Core.Diagnostics;
 using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
+using Lutra.Core.Tensors;
 using Lutra.Core.Threading;
 
 namespace Lutra.Cli.Commands;
@@ -24,8 +25,8 @@ internal static unsafe class KernelBench
         using (var pool = new ComputePool(1))
             probe = BandwidthProbe.MeasureReadGBps(pool);
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"read bandwidth probe, 1 thread: {probe:F1} GB/s; GEMV of {MatrixBytes >> 20} MiB, {Columns} columns, median of {repetitions}"));
-        Console.Out.WriteLine($"| type | {string.Join(" | ", isas)} |");
-        Console.Out.WriteLine($"| --- |{string.Concat(isas.Select(_ => " ---: |"))}");
+        Console.Out.WriteLine($"| type | {string.Join(" | ", isas)} | repacked (LUT) |");
+        Console.Out.WriteLine($"| --- |{string.Concat(isas.Select(_ => " ---: |"))} ---: |");
         foreach (var type in types)
         {
             var info = QuantTypes.Get(type);
@@ -35,7 +36,8 @@ internal static unsafe class KernelBench
             try
             {
                 FillWeights(type, weights, rowBytes, rows);
-                var cells = isas.Select(isa => Measure(KernelTable.Get(type, isa), weights, rowBytes, rows, repetitions, probe));
+                var cells = isas.Select(isa => Measure(KernelTable.Get(type, isa), weights, rowBytes, rows, repetitions, probe)).ToList();
+                cells.Add(MeasureRepacked(type, weights, rowBytes, rows, repetitions, probe));
                 Console.Out.WriteLine($"| {info.Name} | {string.Join(" | ", cells)} |");
             }
             finally
@@ -44,6 +46,18 @@ internal static unsafe class KernelBench
             }
         }
         return 0;
+    }
+
+    /// <summary>The kernel with a private weight layout (lookup tables), if one serves this type here.</summary>
+    private static string MeasureRepacked(GgmlType type, byte* weights, long rowBytes, int rows, int repetitions, double probe)
+    {
+        var kernel = KernelTable.GetRepacking(type, KernelIsa.Selected);
+        if (kernel is null)
+            return "–";
+        using var packed = new NativeBuffer(rowBytes * rows);
+        if (!kernel.TryPrepareWeights(weights, rowBytes, rows, Columns, packed.Pointer))
+            return "not representable";
+        return Measure(kernel, packed.Pointer, rowBytes, rows, repetitions, probe);
     }
 
     private static void FillWeights(GgmlType type, byte* weights, long rowBytes, int rows)
