@@ -121,4 +121,24 @@ public sealed class ActivationQuantizerTests
         Assert.Equal(0x3F80, BitConverter.ToUInt16(act, 0));
         Assert.Equal(0x3F82, BitConverter.ToUInt16(act, 2));
     }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.TQ2_0)]
+    public void Weight_only_types_are_not_activation_formats(GgmlType type)
+    {
+        var e = Assert.Throws<NotSupportedException>(() => QuantReference.QuantizeActivations(type, new float[256], new byte[1024]));
+        Assert.Contains("not an activation format", e.Message);
+    }
+
+    [Fact]
+    public void Every_weight_type_pairs_with_a_type_that_quantizes_activations()
+    {
+        foreach (var info in QuantTypes.All.Where(i => i.IsSupported))
+        {
+            var act = QuantReference.ActivationType(info.Type);
+            Assert.NotNull(QuantTypes.Get(act).Reference!.QuantizeActivations);
+        }
+    }
 }
