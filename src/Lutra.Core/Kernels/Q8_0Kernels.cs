@@ -11,7 +11,6 @@ public static unsafe class Q8_0Kernels
 {
     public const int BlockSize = 32;
     public const int Q8_0BlockBytes = 34;
-    public const int Q4_0BlockBytes = 18;
 
     /// <summary>
     /// Quantizes <paramref name="n"/> floats to Q8_0 blocks exactly as llama.cpp's x86 build does: d = amax/127

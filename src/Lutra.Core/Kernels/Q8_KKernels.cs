@@ -74,7 +74,6 @@ public static unsafe class Q8_KKernels
         return MathF.Max(MathF.Max(m4[0], m4[1]), MathF.Max(m4[2], m4[3]));
     }
 
-    private static Vector512<byte> Bytes64(Vector256<byte> lower, Vector256<byte> upper) => VectorJoin.Join(lower, upper);
 
     // Unsigned weight codes × signed activations, pairs summed to int16 (vpmaddubsw), then pairs of int16 times
     // a per-lane int16 factor summed to int32 (vpmaddwd). Callers keep |pair| · factor · 2 inside int32.
@@ -101,8 +100,8 @@ public static unsafe class Q8_KKernels
             for (var h = 0; h < 2; h++)
             {
                 var q = Vector256.Load(w + 32 * h);
-                var first = Bytes64(q & mask, Vector256.ShiftRightLogical(q.AsUInt16(), 2).AsByte() & mask);
-                var second = Bytes64(Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask,
+                var first = VectorJoin.Join(q & mask, Vector256.ShiftRightLogical(q.AsUInt16(), 2).AsByte() & mask);
+                var second = VectorJoin.Join(Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask,
                     Vector256.ShiftRightLogical(q.AsUInt16(), 6).AsByte() & mask);
                 acc += MulAdd(first, (sbyte*)(a + Q8_KQs + 128 * h), ones);
                 acc += MulAdd(second, (sbyte*)(a + Q8_KQs + 128 * h + 64), ones);
