@@ -48,9 +48,6 @@ public sealed class ComputePool : IDisposable
     /// <summary>Threads taking part in each job, including the caller.</summary>
     public int ThreadCount { get; }
 
-    /// <summary>A sensible default: one thread per core (llama.cpp uses physical cores; .NET sees logical ones).</summary>
-    public static int DefaultThreadCount => Math.Max(1, Environment.ProcessorCount);
-
     /// <summary>
     /// Runs <paramref name="work"/> on every thread (the caller is thread 0) and returns when all are done.
     /// Not re-entrant: one job at a time per pool. An exception on any thread is rethrown here.
