@@ -29,7 +29,7 @@ public sealed unsafe class WeightMatrix : IDisposable
         _data = data;
         Kernel = KernelTable.Get(type);
         KernelData = data;
-        if (KernelTable.GetRepacking(type, KernelIsa.Selected) is { } repacking)
+        foreach (var repacking in KernelTable.RepackingKernels(type, KernelIsa.Selected))
         {
             var buffer = new NativeBuffer((long)rows * RowBytes);
             if (repacking.TryPrepareWeights(data, RowBytes, rows, columns, buffer.Pointer))
@@ -37,11 +37,9 @@ public sealed unsafe class WeightMatrix : IDisposable
                 _repacked = buffer;
                 Kernel = repacking;
                 KernelData = buffer.Pointer;
+                break;
             }
-            else
-            {
-                buffer.Dispose();
-            }
+            buffer.Dispose();
         }
     }
 

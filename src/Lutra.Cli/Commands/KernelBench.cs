@@ -25,7 +25,7 @@ internal static unsafe class KernelBench
         using (var pool = new ComputePool(1))
             probe = BandwidthProbe.MeasureReadGBps(pool);
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"read bandwidth probe, 1 thread: {probe:F1} GB/s; GEMV of {MatrixBytes >> 20} MiB, {Columns} columns, median of {repetitions}"));
-        Console.Out.WriteLine($"| type | {string.Join(" | ", isas)} | repacked (LUT) |");
+        Console.Out.WriteLine($"| type | {string.Join(" | ", isas)} | repacked layouts |");
         Console.Out.WriteLine($"| --- |{string.Concat(isas.Select(_ => " ---: |"))} ---: |");
         foreach (var type in types)
         {
@@ -48,16 +48,18 @@ internal static unsafe class KernelBench
         return 0;
     }
 
-    /// <summary>The kernel with a private weight layout (lookup tables), if one serves this type here.</summary>
+    /// <summary>The kernels with a private weight layout (lookup tables, interleaved rows) that serve this type here.</summary>
     private static string MeasureRepacked(GgmlType type, byte* weights, long rowBytes, int rows, int repetitions, double probe)
     {
-        var kernel = KernelTable.GetRepacking(type, KernelIsa.Selected);
-        if (kernel is null)
-            return "–";
-        using var packed = new NativeBuffer(rowBytes * rows);
-        if (!kernel.TryPrepareWeights(weights, rowBytes, rows, Columns, packed.Pointer))
-            return "not representable";
-        return Measure(kernel, packed.Pointer, rowBytes, rows, repetitions, probe);
+        var cells = new List<string>();
+        foreach (var kernel in KernelTable.RepackingKernels(type, KernelIsa.Selected))
+        {
+            using var packed = new NativeBuffer(rowBytes * rows);
+            cells.Add(kernel.TryPrepareWeights(weights, rowBytes, rows, Columns, packed.Pointer)
+                ? $"{kernel.Name}: {Measure(kernel, packed.Pointer, rowBytes, rows, repetitions, probe)}"
+                : $"{kernel.Name}: not representable");
+        }
+        return cells.Count == 0 ? "–" : string.Join("; ", cells);
     }
 
     private static void FillWeights(GgmlType type, byte* weights, long rowBytes, int rows)

@@ -124,7 +124,7 @@ public sealed unsafe class RowDotMatVec : MatVecKernel
 }
 
 /// <summary>The CPU kernel table: which kernel serves each (weight type, instruction set).</summary>
-public static unsafe class KernelTable
+public static unsafe partial class KernelTable
 {
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GgmlType, InstructionSet), MatVecKernel> Cache = new();
 
@@ -138,28 +138,47 @@ public static unsafe class KernelTable
     public static MatVecKernel Get(GgmlType weightType, InstructionSet isa) =>
         Cache.GetOrAdd((weightType, isa), static key => Create(key.Item1, key.Item2));
 
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GgmlType, InstructionSet), MatVecKernel?> RepackingCache = new();
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(GgmlType, InstructionSet), MatVecKernel[]> RepackingCache = new();
 
     /// <summary>
-    /// The kernel over a load-time repacked layout for <paramref name="weightType"/> at <paramref name="isa"/>, or
-    /// null when there is none. It beats <see cref="Get(GgmlType, InstructionSet)"/> where it exists, but only for
-    /// weights passed through its <see cref="MatVecKernel.TryPrepareWeights"/> and row ranges on its
-    /// <see cref="MatVecKernel.RowTile"/>; a matrix it refuses stays with the GGUF-layout kernel.
+    /// The kernels over load-time repacked layouts for <paramref name="weightType"/> at <paramref name="isa"/>
+    /// (lookup-table and row-interleaved kernels), best first; empty when there is none. Each serves only weights
+    /// passed through its <see cref="MatVecKernel.TryPrepareWeights"/> and row ranges on its
+    /// <see cref="MatVecKernel.RowTile"/>; a matrix every candidate refuses stays with
+    /// <see cref="Get(GgmlType, InstructionSet)"/>.
     /// </summary>
-    public static MatVecKernel? GetRepacking(GgmlType weightType, InstructionSet isa) =>
-        RepackingEnabled ? RepackingCache.GetOrAdd((weightType, isa), static key => CreateRepacking(key.Item1, key.Item2)) : null;
+    public static IReadOnlyList<MatVecKernel> RepackingKernels(GgmlType weightType, InstructionSet isa) =>
+        RepackingEnabled ? RepackingCache.GetOrAdd((weightType, isa), static key => CreateRepacking(key.Item1, key.Item2)) : [];
 
     /// <summary><c>LUTRA_REPACK=0</c> turns off every kernel that repacks weights (the lookup-table kernels), for A/B runs and tests.</summary>
     public const string RepackVariable = "LUTRA_REPACK";
 
     private static readonly bool RepackingEnabled = Environment.GetEnvironmentVariable(RepackVariable) != "0";
 
-    private static MatVecKernel? CreateRepacking(GgmlType weightType, InstructionSet isa) => (weightType, isa) switch
+    private static MatVecKernel[] CreateRepacking(GgmlType weightType, InstructionSet isa)
     {
-        (GgmlType.TQ1_0, InstructionSet.Avx512) when TernaryLutMatVecAvx512.IsSupported => new TQ1_0LutMatVecAvx512(),
-        (GgmlType.TQ2_0, InstructionSet.Avx512) when TernaryLutMatVecAvx512.IsSupported => new TQ2_0LutMatVecAvx512(),
-        _ => null,
-    };
+        var kernels = new List<MatVecKernel>();
+        AddTernaryLutKernels(kernels, weightType, isa);
+        AddBitSerialLutKernels(kernels, weightType, isa);
+        AddInterleavedKernels(kernels, weightType, isa);
+        return [.. kernels];
+    }
+
+    private static void AddTernaryLutKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
+    {
+        if (isa != InstructionSet.Avx512 || !TernaryLutMatVecAvx512.IsSupported)
+            return;
+        if (weightType == GgmlType.TQ1_0)
+            kernels.Add(new TQ1_0LutMatVecAvx512());
+        else if (weightType == GgmlType.TQ2_0)
+            kernels.Add(new TQ2_0LutMatVecAvx512());
+    }
+
+    /// <summary>T-MAC bit-serial lookup-table kernels (Kernels/Lut).</summary>
+    static partial void AddBitSerialLutKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa);
+
+    /// <summary>Row-interleaved multiply-add kernels (Kernels/Interleaved).</summary>
+    static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa);
 
     private static MatVecKernel Create(GgmlType weightType, InstructionSet isa)
     {
