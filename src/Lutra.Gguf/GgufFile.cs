@@ -140,6 +140,30 @@ public sealed unsafe class GgufFile : IDisposable
         return new ReadOnlySpan<byte>(GetTensorPointer(info), (int)info.ByteSize);
     }
 
+    /// <summary>
+    /// Tells the OS that this process no longer needs the mapped pages wholly inside [<paramref name="start"/>,
+    /// <paramref name="start"/> + <paramref name="length"/>): used once a matrix has a repacked copy, so the
+    /// weights are not resident twice. The map is read-only and file-backed, so a page read again later
+    /// (dequantization, reference mode) faults back in from the file. Linux only (madvise MADV_DONTNEED);
+    /// elsewhere, and for in-memory files (whose bytes have no file behind them), it does nothing.
+    /// Returns the bytes released.
+    /// </summary>
+    public long ReleaseMappedPages(byte* start, long length)
+    {
+        ObjectDisposedException.ThrowIf(_base == null, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (start < _base || length > Length || start - _base > Length - length)
+            throw new ArgumentOutOfRangeException(nameof(start), "the range is not inside the mapped file");
+        if (_map is null || !OperatingSystem.IsLinux())
+            return 0;
+        var page = (nuint)Environment.SystemPageSize;
+        var first = ((nuint)start + page - 1) & ~(page - 1);
+        var end = ((nuint)start + (nuint)length) & ~(page - 1);
+        if (end <= first)
+            return 0;
+        return LinuxMemory.DontNeed(first, end - first) ? (long)(end - first) : 0;
+    }
+
     /// <summary>A byte range of the whole file (e.g. to copy the header verbatim).</summary>
     public ReadOnlySpan<byte> GetBytes(long offset, int count)
     {

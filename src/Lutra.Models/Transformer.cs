@@ -1,6 +1,7 @@
 using Lutra.Core.Kernels;
 using Lutra.Gguf;
 using Lutra.Models.Blocks;
+using Lutra.Models.Tuning;
 
 namespace Lutra.Models;
 
@@ -15,7 +16,7 @@ public sealed class Transformer : IDisposable
     private readonly bool _ownsFile;
     private readonly Rope _rope;
 
-    private Transformer(GgufFile file, bool ownsFile)
+    private Transformer(GgufFile file, bool ownsFile, KernelOptions kernels)
     {
         _file = file;
         _ownsFile = ownsFile;
@@ -25,8 +26,28 @@ public sealed class Transformer : IDisposable
             throw new GgufFormatException($"tensor '{embedding.Name}' must be 2-D [n_embd, n_vocab]");
         HyperParameters = HyperParameters.FromMetadata(file.Metadata, (int)embedding.Shape[1]);
         Weights = TransformerWeights.Load(file, HyperParameters);
+        try
+        {
+            var matrices = Weights.Matrices.Distinct().ToArray();
+            Kernels = KernelSelector.Apply(matrices, kernels, ModelIdentity(file));
+            // A repacked copy replaces the mapped weights for every product; dropping the mapped pages keeps the
+            // weights resident once (they fault back in from the file for dequantization or reference mode).
+            unsafe
+            {
+                foreach (var m in matrices.Where(m => m.RepackedBytes > 0))
+                    file.ReleaseMappedPages(m.Data, m.ByteSize);
+            }
+        }
+        catch
+        {
+            Weights.Dispose();
+            throw;
+        }
         _rope = new Rope(HyperParameters, Weights.RopeFreqs);
     }
+
+    /// <summary>The kernel chosen for each weight shape at load, and how.</summary>
+    public KernelSelection Kernels { get; }
 
     public HyperParameters HyperParameters { get; }
 
@@ -39,12 +60,13 @@ public sealed class Transformer : IDisposable
 
     public int VocabSize => HyperParameters.VocabSize;
 
-    public static Transformer Load(string path)
+    /// <summary>Maps <paramref name="path"/> and picks the weights' kernels (<paramref name="kernels"/>: default options when null).</summary>
+    public static Transformer Load(string path, KernelOptions? kernels = null)
     {
         var file = GgufFile.Open(path);
         try
         {
-            return new Transformer(file, ownsFile: true);
+            return new Transformer(file, ownsFile: true, kernels ?? new KernelOptions());
         }
         catch
         {
@@ -54,7 +76,19 @@ public sealed class Transformer : IDisposable
     }
 
     /// <summary>Builds the model over an open file; the caller keeps ownership of <paramref name="file"/>.</summary>
-    public static Transformer FromFile(GgufFile file) => new(file, ownsFile: false);
+    public static Transformer FromFile(GgufFile file, KernelOptions? kernels = null) => new(file, ownsFile: false, kernels ?? new KernelOptions());
+
+    /// <summary>
+    /// A mapped file is named by its full path, size and last write: replacing or rewriting the file changes it.
+    /// An in-memory file has no stable identity and is never cached.
+    /// </summary>
+    private static string? ModelIdentity(GgufFile file)
+    {
+        if (file.Path is null)
+            return null;
+        var info = new FileInfo(file.Path);
+        return info.Exists ? $"{info.FullName}|{file.Length}|{info.LastWriteTimeUtc.Ticks}" : null;
+    }
 
     public InferenceState CreateState(InferenceOptions? options = null) => new(HyperParameters, Weights, options ?? new InferenceOptions());
 

@@ -8,13 +8,14 @@ namespace Lutra.Models;
 /// <summary>
 /// A 2-D weight read in place from the memory-mapped GGUF file, still in its stored ggml type.
 /// <see cref="Rows"/> outputs of <see cref="Columns"/> inputs each (GGUF ne = [Columns, Rows]).
-/// Where a kernel with a private layout exists for the type (the ternary lookup-table kernels), the matrix
-/// keeps a repacked copy for it; the mapped bytes still serve dequantization and reference mode.
+/// It starts on the GGUF-layout kernel of its type; when the model's kernel selection picks a repacking kernel
+/// (lookup-table or row-interleaved), the matrix keeps a repacked copy for it and the mapped bytes only serve
+/// dequantization and reference mode.
 /// </summary>
 public sealed unsafe class WeightMatrix : IDisposable
 {
     private readonly byte* _data;
-    private readonly NativeBuffer? _repacked;
+    private NativeBuffer? _repacked;
 
     public WeightMatrix(string name, GgmlType type, int columns, int rows, byte* data)
     {
@@ -29,18 +30,6 @@ public sealed unsafe class WeightMatrix : IDisposable
         _data = data;
         Kernel = KernelTable.Get(type);
         KernelData = data;
-        foreach (var repacking in KernelTable.RepackingKernels(type, KernelIsa.Selected))
-        {
-            var buffer = new NativeBuffer((long)rows * RowBytes);
-            if (repacking.TryPrepareWeights(data, RowBytes, rows, columns, buffer.Pointer))
-            {
-                _repacked = buffer;
-                Kernel = repacking;
-                KernelData = buffer.Pointer;
-                break;
-            }
-            buffer.Dispose();
-        }
     }
 
     public string Name { get; }
@@ -49,16 +38,56 @@ public sealed unsafe class WeightMatrix : IDisposable
     public int Rows { get; }
     public int RowBytes { get; }
 
-    /// <summary>The CPU kernel that multiplies this matrix (chosen once, from the type and instruction set).</summary>
-    public MatVecKernel Kernel { get; }
+    /// <summary>The CPU kernel that multiplies this matrix (chosen once, at load).</summary>
+    public MatVecKernel Kernel { get; private set; }
 
     /// <summary>First byte of row 0 in the memory map.</summary>
     public byte* Data => _data;
 
     /// <summary>The weights as <see cref="Kernel"/> reads them: the memory map, or the kernel's repacked copy.</summary>
-    public byte* KernelData { get; }
+    public byte* KernelData { get; private set; }
 
-    public void Dispose() => _repacked?.Dispose();
+    /// <summary>Bytes of the repacked copy (0 when the kernel reads the memory map).</summary>
+    public long RepackedBytes => _repacked?.Length ?? 0;
+
+    /// <summary>Bytes of the weights: rows × row bytes.</summary>
+    public long ByteSize => (long)Rows * RowBytes;
+
+    /// <summary>
+    /// Switches to <paramref name="kernel"/>: a GGUF-layout kernel reads the map (<paramref name="repacked"/> null);
+    /// a repacking kernel reads <paramref name="repacked"/>, which it already prepared and this matrix now owns.
+    /// </summary>
+    internal void Use(MatVecKernel kernel, NativeBuffer? repacked)
+    {
+        if (kernel.WeightType != Type)
+            throw new ArgumentException($"{Name}: kernel {kernel} does not multiply {QuantTypes.Get(Type).Name}", nameof(kernel));
+        if (kernel.RepacksWeights != repacked is not null || (repacked is not null && repacked.Length != ByteSize))
+            throw new ArgumentException($"{Name}: kernel {kernel} needs {(kernel.RepacksWeights ? "a repacked copy" : "the mapped weights")}", nameof(repacked));
+        if (!ReferenceEquals(repacked, _repacked))
+            _repacked?.Dispose();
+        _repacked = repacked;
+        Kernel = kernel;
+        KernelData = repacked is null ? _data : repacked.Pointer;
+    }
+
+    /// <summary>
+    /// Repacks the weights for <paramref name="kernel"/> into a new buffer; null (nothing allocated stays) when
+    /// the kernel's layout cannot represent them. The caller owns the buffer until it passes it to <see cref="Use"/>.
+    /// </summary>
+    internal NativeBuffer? TryRepack(MatVecKernel kernel)
+    {
+        var buffer = new NativeBuffer(ByteSize);
+        if (kernel.TryPrepareWeights(_data, RowBytes, Rows, Columns, buffer.Pointer))
+            return buffer;
+        buffer.Dispose();
+        return null;
+    }
+
+    public void Dispose()
+    {
+        _repacked?.Dispose();
+        _repacked = null;
+    }
 
     public ReadOnlySpan<byte> Row(int row) => new(_data + (long)row * RowBytes, RowBytes);
 

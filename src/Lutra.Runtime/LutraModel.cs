@@ -59,7 +59,8 @@ public sealed class LutraModel : IDisposable
     public static LutraModel Load(string path, LutraModelOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        return new LutraModel(Transformer.Load(path), path, options ?? new LutraModelOptions());
+        options ??= new LutraModelOptions();
+        return new LutraModel(Transformer.Load(path, options.Kernels), path, options);
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Lutra.Models;
 using Lutra.Runtime.Chat;
 using Lutra.Runtime.Tokenization;
 
@@ -11,4 +12,7 @@ public sealed record LutraModelOptions
 
     /// <summary>Use this renderer instead of the model's own chat template.</summary>
     public IChatPromptRenderer? ChatRenderer { get; init; }
+
+    /// <summary>How the weights' kernels are chosen at load (tuned by default); shared by every context.</summary>
+    public KernelOptions? Kernels { get; init; }
 }

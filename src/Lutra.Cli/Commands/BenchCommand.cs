@@ -10,6 +10,7 @@ using Lutra.Core.Threading;
 using Lutra.Gguf;
 using Lutra.Models;
 using Lutra.Models.Synthetic;
+using Lutra.Models.Tuning;
 
 namespace Lutra.Cli.Commands;
 
@@ -38,16 +39,18 @@ internal static class BenchCommand
             Description = "instead of models: GEMV speed of each kernel vs the bandwidth probe, for the listed types (comma-separated, or 'all')",
             Arity = ArgumentArity.ZeroOrOne,
         };
+        var kernelChoice = new KernelFlags(listOfChoices: true);
         var command = new Command("bench", "Measure prompt and generation speed against the machine's memory-bandwidth roofline.")
         {
             models, synthetic, prompt, gen, threads, reps, json, kernels,
         };
+        kernelChoice.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() => parse.GetResult(kernels) is not null
             ? KernelBench.Run(ParseKernelTypes(parse.GetValue(kernels)), KernelIsa.Supported.Where(i => i != InstructionSet.Scalar).ToArray(),
                 Math.Max(parse.GetValue(reps), 5))
             : Run(
             parse.GetValue(models) ?? [], parse.GetValue(synthetic) ?? [], parse.GetValue(prompt), parse.GetValue(gen),
-            ParseThreads(parse.GetValue(threads)!), parse.GetValue(reps), parse.GetValue(json))));
+            ParseThreads(parse.GetValue(threads)!), parse.GetValue(reps), parse.GetValue(json), kernelChoice.ReadList(parse), kernelChoice.NoTune(parse))));
         return command;
     }
 
@@ -71,7 +74,8 @@ internal static class BenchCommand
         return counts.Length > 0 ? counts : throw new ArgumentException("--threads needs at least one count");
     }
 
-    private static int Run(string[] models, string[] synthetic, int nPrompt, int nGen, int[] threadCounts, int reps, bool json)
+    private static int Run(string[] models, string[] synthetic, int nPrompt, int nGen, int[] threadCounts, int reps, bool json,
+        KernelPreference[] choices, bool noTune)
     {
         if (models.Length == 0 && synthetic.Length == 0)
             throw new ArgumentException("give a model with -m or a synthetic one with --synthetic SHAPE:TYPE (e.g. llama-1b:Q4_0)");
@@ -96,19 +100,27 @@ internal static class BenchCommand
             var path = spec.Synthetic is null ? spec.Path! : WriteSynthetic(spec.Synthetic);
             try
             {
-                using var model = Transformer.Load(path);
                 var label = spec.Synthetic ?? Path.GetFileNameWithoutExtension(path);
-                var facts = ModelFacts.Of(model);
-                Console.Error.WriteLine($"{label}: {string.Join("; ", facts.Kernels)}");
                 foreach (var t in threadCounts)
                 {
                     using var pool = new ComputePool(t);
                     var before = BandwidthProbe.MeasureReadGBps(pool, repetitions: 10);
                     var measured = new List<BenchRow>();
-                    if (nPrompt > 0)
-                        measured.Add(Measure(model, label, facts, t, nPrompt, 0, reps));
-                    if (nGen > 0)
-                        measured.Add(Measure(model, label, facts, t, 0, nGen, reps));
+                    // One load per kernel choice, tuned at this thread count: the choices are measured on the same
+                    // file, between the same two probes. A synthetic file is new each run, so it is never cached.
+                    foreach (var choice in choices)
+                    {
+                        var options = KernelFlags.Options(choice, noTune, t);
+                        using var model = Transformer.Load(path, spec.Synthetic is null ? options : options with { CachePath = null });
+                        var facts = ModelFacts.Of(model);
+                        PrintKernels(label, t, model);
+                        if (nPrompt > 0)
+                            measured.Add(Measure(model, label, facts, t, nPrompt, 0, reps));
+                        if (nGen > 0)
+                            measured.Add(Measure(model, label, facts, t, 0, nGen, reps));
+                        if (ResidentMiB() is double rss)
+                            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  resident after the runs: {rss:F0} MiB"));
+                    }
                     // On a shared machine one probe can catch a neighbour's burst (seen here: two threads reading
                     // 35 GB/s once and 70 GB/s the next time), so the ceiling is the better of a probe just
                     // before and one just after the rows.
@@ -186,10 +198,50 @@ internal static class BenchCommand
         // Generation reads every weight once per token; a prompt batch reads them once for the whole batch.
         var bytesPerToken = nPrompt > 0 ? (double)facts.WeightBytes / nPrompt : facts.WeightBytes;
         var achieved = bytesPerToken * mean / 1e9;
+        var selection = model.Kernels;
         var row = new BenchRow(label, facts.FileBytes, facts.Parameters, threads, nPrompt, nGen, "f16", KernelIsa.Selected.ToString(),
+            Name(selection.Preference), selection.Elapsed.TotalMilliseconds, selection.Tuning.TotalMilliseconds, facts.Shapes,
             mean, sd, (long)bytesPerToken, achieved, ProbeGbps: 0, RooflinePct: 0, rates);
         return row;
     }
+
+    /// <summary>This process's resident memory (VmRSS, Linux), so a repacked copy that doubled the weights would show.</summary>
+    private static double? ResidentMiB()
+    {
+        const string status = "/proc/self/status";
+        if (!File.Exists(status))
+            return null;
+        var line = File.ReadLines(status).FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        var kb = line?.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
+        return long.TryParse(kb, NumberStyles.None, CultureInfo.InvariantCulture, out var k) ? k / 1024.0 : null;
+    }
+
+    private static string Name(KernelPreference preference) => preference.ToString().ToLowerInvariant();
+
+    /// <summary>The kernel of every weight shape, and for tuned shapes each candidate's time (stderr).</summary>
+    private static void PrintKernels(string label, int threads, Transformer model)
+    {
+        var selection = model.Kernels;
+        var tuned = selection.TunedShapes;
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{label} --kernel {Name(selection.Preference)} -t {threads}: kernels chosen and weights repacked in {selection.Elapsed.TotalSeconds:F2} s, of which {selection.Tuning.TotalSeconds:F2} s timing {tuned} shape{(tuned == 1 ? "" : "s")}"));
+        foreach (var c in selection.Choices)
+        {
+            var timings = c.Timings.Count > 0
+                ? " (" + string.Join(", ", c.Timings.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Kernel.Name} {t.Microseconds:F0} µs"))) + ")"
+                : "";
+            Console.Error.WriteLine($"  {c.Shape} x{c.MatrixCount}: {c.Kernel} [{Source(c.Source)}]{timings}");
+        }
+    }
+
+    private static string Source(KernelChoiceSource source) => source switch
+    {
+        KernelChoiceSource.OnlyCandidate => "only candidate",
+        KernelChoiceSource.Preference => "forced",
+        KernelChoiceSource.Tuned => "tuned",
+        KernelChoiceSource.Cached => "tune cache",
+        _ => "untuned",
+    };
 
     private static void PrintHeader()
     {
@@ -201,14 +253,14 @@ internal static class BenchCommand
     {
         var test = r.NPrompt > 0 ? $"pp{r.NPrompt}" : $"tg{r.NGen}";
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {r.Model} | {r.ModelSize / 1048576.0:F1} MiB | {r.ModelNParams / 1e6:F1} M | {r.Kernels} | {r.NThreads} | {test} | {r.AvgTs:F2} ± {r.StddevTs:F2} | {r.WeightBytesPerToken / 1e6:F1} MB | {r.AchievedGbps:F1} | {r.ProbeGbps:F1} | {r.RooflinePct:F0} % |"));
+            $"| {r.Model} | {r.ModelSize / 1048576.0:F1} MiB | {r.ModelNParams / 1e6:F1} M | {r.Kernels} {r.KernelChoice} | {r.NThreads} | {test} | {r.AvgTs:F2} ± {r.StddevTs:F2} | {r.WeightBytesPerToken / 1e6:F1} MB | {r.AchievedGbps:F1} | {r.ProbeGbps:F1} | {r.RooflinePct:F0} % |"));
     }
 
     /// <summary>A model to measure: a file, or a synthetic SHAPE:TYPE built into a temporary file.</summary>
     private sealed record ModelSpec(string? Path, string? Synthetic);
 
     /// <summary>What a bench row needs to know about a model, computed once.</summary>
-    private sealed record ModelFacts(long FileBytes, long Parameters, long WeightBytes, string[] Kernels)
+    private sealed record ModelFacts(long FileBytes, long Parameters, long WeightBytes, KernelShapeRow[] Shapes)
     {
         public static ModelFacts Of(Transformer model)
         {
@@ -218,9 +270,10 @@ internal static class BenchCommand
             var weightBytes = matrices.Sum(m => (long)m.Rows * m.RowBytes);
             if (!matrices.Contains(w.TokenEmbedding))
                 weightBytes += w.TokenEmbedding.RowBytes;
-            var kernels = matrices.Select(m => m.Kernel.ToString()).Distinct().Order().ToArray();
+            var shapes = model.Kernels.Choices.Select(c => new KernelShapeRow(c.Shape, c.MatrixCount, c.Kernel.ToString(), Source(c.Source),
+                c.Timings.Select(t => new KernelTimingRow(t.Kernel.ToString(), t.Microseconds)).ToArray())).ToArray();
             var file = model.File;
-            return new ModelFacts(file.Tensors.Sum(t => t.ByteSize), file.Tensors.Sum(t => t.ElementCount), weightBytes, kernels);
+            return new ModelFacts(file.Tensors.Sum(t => t.ByteSize), file.Tensors.Sum(t => t.ElementCount), weightBytes, shapes);
         }
     }
 }
@@ -235,6 +288,10 @@ internal sealed record BenchRow(
     [property: JsonPropertyName("n_gen")] int NGen,
     [property: JsonPropertyName("type_k")] string TypeK,
     [property: JsonPropertyName("kernels")] string Kernels,
+    [property: JsonPropertyName("kernel_choice")] string KernelChoice,
+    [property: JsonPropertyName("kernel_choice_ms")] double KernelChoiceMs,
+    [property: JsonPropertyName("kernel_tuning_ms")] double KernelTuningMs,
+    [property: JsonPropertyName("kernel_shapes")] KernelShapeRow[] KernelShapes,
     [property: JsonPropertyName("avg_ts")] double AvgTs,
     [property: JsonPropertyName("stddev_ts")] double StddevTs,
     [property: JsonPropertyName("weight_bytes_per_token")] long WeightBytesPerToken,
@@ -242,6 +299,18 @@ internal sealed record BenchRow(
     [property: JsonPropertyName("probe_gbps")] double ProbeGbps,
     [property: JsonPropertyName("roofline_pct")] double RooflinePct,
     [property: JsonPropertyName("samples_ts")] double[] SamplesTs);
+
+/// <summary>The kernel a bench row's model used for one weight shape, and why.</summary>
+internal sealed record KernelShapeRow(
+    [property: JsonPropertyName("shape")] string Shape,
+    [property: JsonPropertyName("matrices")] int Matrices,
+    [property: JsonPropertyName("kernel")] string Kernel,
+    [property: JsonPropertyName("source")] string Source,
+    [property: JsonPropertyName("candidates_us")] KernelTimingRow[] Candidates);
+
+internal sealed record KernelTimingRow(
+    [property: JsonPropertyName("kernel")] string Kernel,
+    [property: JsonPropertyName("us")] double Microseconds);
 
 [JsonSourceGenerationOptions(WriteIndented = true)]
 [JsonSerializable(typeof(List<BenchRow>))]

@@ -19,11 +19,13 @@ internal static class ChatCommand
         var cacheV = InferenceFlags.CacheTypeV();
         var threads = InferenceFlags.Threads();
         var sampling = new SamplingFlags();
+        var kernels = new KernelFlags();
         var command = new Command("chat", "Chat with the model interactively (empty line or end of input quits)") { model, system, predict, context, cacheK, cacheV, threads };
         sampling.AddTo(command);
+        kernels.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
-            using var lutra = LutraModel.Load(parse.GetValue(model)!);
+            using var lutra = LutraModel.Load(parse.GetValue(model)!, kernels.ModelOptions(parse, threads));
             _ = lutra.ChatRenderer; // fail before the first question when the template cannot be rendered
             var s = sampling.Read(parse);
             var options = new ChatOptions

@@ -19,11 +19,13 @@ internal static class LogitsCommand
         var cacheV = InferenceFlags.CacheTypeV();
         var threads = InferenceFlags.Threads();
         var reference = new Option<bool>("--reference") { Description = "Exact f32 arithmetic: dequantized weights, unrounded activations, f32 KV cache" };
+        var kernels = new KernelFlags();
         var command = new Command("logits", "Write the logits of every position of one batch of token ids") { model, tokens, output, context, cacheK, cacheV, threads, reference };
+        kernels.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
             var ids = ParseIds(parse.GetValue(tokens)!);
-            using var lutra = LutraModel.Load(parse.GetValue(model)!);
+            using var lutra = LutraModel.Load(parse.GetValue(model)!, kernels.ModelOptions(parse, threads));
             var options = InferenceFlags.Options(parse, lutra, context, cacheK, cacheV, threads);
             options = options with
             {

@@ -13,14 +13,16 @@ internal static class PerplexityCommand
         var file = new Option<string>("--file", "-f") { Description = "Text file to score", Required = true };
         var context = InferenceFlags.ContextSize(512);
         var threads = InferenceFlags.Threads();
+        var kernels = new KernelFlags();
         var command = new Command("perplexity", "Perplexity of a text file (chunks of the context size, second half of each scored)") { model, file, context, threads };
+        kernels.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
             var text = File.ReadAllText(parse.GetValue(file)!);
             if (text.EndsWith('\n'))
                 text = text[..^1]; // like llama.cpp's -f loader
             var n = parse.GetValue(context);
-            using var lutra = LutraModel.Load(parse.GetValue(model)!);
+            using var lutra = LutraModel.Load(parse.GetValue(model)!, kernels.ModelOptions(parse, threads));
             var tokenizer = lutra.Tokenizer;
             var ids = tokenizer.Encode(text, addSpecial: true, parseSpecial: false);
             Console.Error.WriteLine($"tokenized the text: {ids.Length} tokens, {ids.Length / Math.Max(n, 1)} chunks of {n}");

@@ -19,11 +19,13 @@ internal static class RunCommand
         var cacheK = InferenceFlags.CacheTypeK();
         var cacheV = InferenceFlags.CacheTypeV();
         var threads = InferenceFlags.Threads();
+        var kernels = new KernelFlags();
         var command = new Command("run", "Generate text after a prompt; the continuation is streamed to stdout") { model, prompt, predict, context, cacheK, cacheV, threads };
         sampling.AddTo(command);
+        kernels.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
-            using var lutra = LutraModel.Load(parse.GetValue(model)!);
+            using var lutra = LutraModel.Load(parse.GetValue(model)!, kernels.ModelOptions(parse, threads));
             using var ctx = lutra.CreateContext(InferenceFlags.Options(parse, lutra, context, cacheK, cacheV, threads));
             var options = new GenerationOptions { MaxTokens = parse.GetValue(predict), Sampling = sampling.Read(parse) };
             using var cancel = new CancellationTokenSource();
@@ -128,6 +130,59 @@ internal static class InferenceFlags
             throw new ArgumentException("different K and V cache types are not supported");
         return kt;
     }
+}
+
+/// <summary>How the weights' kernels are chosen at load: --kernel and --no-tune (shared by every command that loads a model).</summary>
+internal sealed class KernelFlags
+{
+    public const string ChoiceHelp = "auto (time the candidates of each weight shape at load, keep the fastest), mad (GGUF-layout kernels only) " +
+        "or repacked (first repacking kernel that accepts each matrix)";
+
+    private readonly Option<string?> _kernel = new("--kernel") { Description = $"Weight kernels: {ChoiceHelp}; default auto, or ${KernelOptions.PreferenceVariable}" };
+
+    private readonly Option<bool> _noTune = new("--no-tune")
+    {
+        Description = "With auto: time nothing at load; use the tune cache's decision, else the first accepting repacked kernel",
+    };
+
+    public KernelFlags(bool listOfChoices = false)
+    {
+        if (listOfChoices)
+            _kernel.Description = $"Comma-separated kernel choices, one row each: {ChoiceHelp}";
+    }
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(_kernel);
+        command.Options.Add(_noTune);
+    }
+
+    /// <summary>The load options for one choice; the tuner times at <paramref name="threads"/>.</summary>
+    public static KernelOptions Options(KernelPreference? preference, bool noTune, int threads)
+    {
+        var defaults = new KernelOptions();
+        return defaults with { Preference = preference ?? defaults.Preference, Tune = !noTune, Threads = threads };
+    }
+
+    public KernelOptions Read(ParseResult parse, int threads) =>
+        Options(parse.GetValue(_kernel) is { } text ? KernelOptions.ParsePreference(text, "--kernel") : null, parse.GetValue(_noTune), threads);
+
+    /// <summary>Every choice of a comma-separated --kernel list (bench); the default choice when absent.</summary>
+    public KernelPreference[] ReadList(ParseResult parse)
+    {
+        var text = parse.GetValue(_kernel);
+        if (text is null)
+            return [new KernelOptions().Preference];
+        var choices = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(c => KernelOptions.ParsePreference(c, "--kernel")).Distinct().ToArray();
+        return choices.Length > 0 ? choices : throw new ArgumentException($"--kernel needs at least one of: {ChoiceHelp}");
+    }
+
+    public bool NoTune(ParseResult parse) => parse.GetValue(_noTune);
+
+    /// <summary>The model load options for a command that runs at one thread count.</summary>
+    public LutraModelOptions ModelOptions(ParseResult parse, Option<int> threads) =>
+        new() { Kernels = Read(parse, InferenceFlags.ReadThreads(parse, threads)) };
 }
 
 /// <summary>llama.cpp's sampling flags.</summary>

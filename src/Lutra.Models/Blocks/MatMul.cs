@@ -83,13 +83,21 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
 
     public ComputePool Pool { get; } = pool;
 
-    internal void Run(WeightMatrix w, byte* states, int stateStride, int tokens, float* y)
+    internal void Run(WeightMatrix w, byte* states, int stateStride, int tokens, float* y) =>
+        Run(w.Kernel, w.KernelData, w.RowBytes, w.Rows, w.Columns, states, stateStride, tokens, y);
+
+    /// <summary>
+    /// <paramref name="kernel"/> over <paramref name="rows"/> rows at <paramref name="weights"/> (in the kernel's
+    /// layout), split over the pool exactly as a forward pass splits it: the kernel tuner times candidates here.
+    /// </summary>
+    internal void Run(MatVecKernel kernel, byte* weights, long rowBytes, int rows, int columns, byte* states, int stateStride, int tokens,
+        float* y)
     {
-        _kernel = w.Kernel;
-        _weights = w.KernelData;
-        _rowBytes = w.RowBytes;
-        _rows = w.Rows;
-        _columns = w.Columns;
+        _kernel = kernel;
+        _weights = weights;
+        _rowBytes = rowBytes;
+        _rows = rows;
+        _columns = columns;
         _states = states;
         _stateStride = stateStride;
         _tokens = tokens;

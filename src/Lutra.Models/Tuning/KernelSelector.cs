@@ -1,0 +1,172 @@
+using System.Diagnostics;
+using Lutra.Core.Kernels;
+using Lutra.Core.Quants;
+using Lutra.Core.Tensors;
+
+namespace Lutra.Models.Tuning;
+
+/// <summary>Times one candidate kernel on one real weight matrix.</summary>
+internal unsafe interface ICandidateTimer
+{
+    /// <summary>Seconds one product of the whole <paramref name="matrix"/> takes with <paramref name="kernel"/> reading <paramref name="weights"/>.</summary>
+    double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights);
+}
+
+/// <summary>
+/// Gives every weight matrix its kernel at load. The candidates for a matrix are the GGUF-layout multiply-add
+/// kernel (MAD) and each repacking kernel whose layout accepts it. With <see cref="KernelPreference.Auto"/>,
+/// each distinct (type, rows, columns) with more than one candidate is decided once, on its first matrix: from
+/// the tune cache, or by timing every candidate on that matrix and ranking them; the shape's other matrices
+/// take the fastest candidate that accepts them. Only the winner's repacked copy is kept.
+/// </summary>
+internal sealed class KernelSelector(
+    KernelOptions options,
+    string? modelIdentity,
+    string cpuIdentity,
+    Func<GgmlType, MatVecKernel> mad,
+    Func<GgmlType, IReadOnlyList<MatVecKernel>> repacking,
+    ICandidateTimer timer)
+{
+    /// <summary>The model's kernels at the process-wide instruction set, timed on a pool of <see cref="KernelOptions.Threads"/>.</summary>
+    public static KernelSelection Apply(IReadOnlyList<WeightMatrix> matrices, KernelOptions options, string? modelIdentity)
+    {
+        using var timer = new PoolCandidateTimer(options.Threads);
+        var isa = KernelIsa.Selected;
+        var selector = new KernelSelector(options, modelIdentity, CpuIdentity.Value, t => KernelTable.Get(t, isa),
+            t => KernelTable.RepackingKernels(t, isa), timer);
+        return selector.Apply(matrices);
+    }
+
+    public KernelSelection Apply(IReadOnlyList<WeightMatrix> matrices)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1, nameof(options.Threads));
+        var clock = Stopwatch.StartNew();
+        var cache = options.Preference == KernelPreference.Auto && options.CachePath is not null && modelIdentity is not null
+            ? new TuneCache(options.CachePath)
+            : null;
+        var cached = cache?.Read() ?? [];
+        var decided = new List<TuneDecision>();
+        var choices = new List<KernelChoice>();
+        var tuning = TimeSpan.Zero;
+        foreach (var group in matrices.Distinct().GroupBy(m => (m.Type, m.Rows, m.Columns)))
+        {
+            var shape = group.ToArray();
+            var (type, rows, columns) = group.Key;
+            var gguf = mad(type);
+            var repackers = repacking(type);
+            KernelChoice Choice(KernelChoiceSource source, IReadOnlyList<CandidateTiming>? timings = null) =>
+                new(type, rows, columns, shape.Length, shape[0].Kernel, source, timings ?? []);
+
+            if (repackers.Count == 0 || options.Preference == KernelPreference.Mad)
+            {
+                foreach (var m in shape)
+                    m.Use(gguf, null);
+                choices.Add(Choice(repackers.Count == 0 ? KernelChoiceSource.OnlyCandidate : KernelChoiceSource.Preference));
+                continue;
+            }
+            MatVecKernel[] staticOrder = [.. repackers, gguf];
+            if (options.Preference == KernelPreference.Repacked)
+            {
+                UseFirstAccepting(shape, staticOrder);
+                choices.Add(Choice(KernelChoiceSource.Preference));
+                continue;
+            }
+
+            MatVecKernel[] candidates = [gguf, .. repackers];
+            var key = new TuneKey(modelIdentity ?? "", cpuIdentity, options.Threads, KernelChoice.ShapeName(type, rows, columns),
+                candidates.Select(Id).ToArray());
+            if (cached.FirstOrDefault(d => d.Key.Equals(key)) is { } hit)
+            {
+                var ranking = hit.Ranking.Select(name => candidates.First(k => Id(k) == name)).ToArray();
+                UseFirstAccepting(shape, ranking);
+                var stored = ranking.Length > 1 ? ranking.Select((k, i) => new CandidateTiming(k, hit.Microseconds[i])).ToArray() : null;
+                choices.Add(Choice(ranking.Length > 1 ? KernelChoiceSource.Cached : KernelChoiceSource.OnlyCandidate, stored));
+                continue;
+            }
+            if (!options.Tune)
+            {
+                UseFirstAccepting(shape, staticOrder);
+                choices.Add(Choice(KernelChoiceSource.Untuned));
+                continue;
+            }
+
+            var tuningStart = Stopwatch.GetTimestamp();
+            var timings = TuneOn(shape[0], candidates);
+            tuning += Stopwatch.GetElapsedTime(tuningStart);
+            UseFirstAccepting(shape.AsSpan(1), timings.Select(t => t.Kernel).ToArray());
+            decided.Add(new TuneDecision(key, timings.Select(t => Id(t.Kernel)).ToArray(), timings.Select(t => t.Microseconds).ToArray()));
+            choices.Add(Choice(timings.Count > 1 ? KernelChoiceSource.Tuned : KernelChoiceSource.OnlyCandidate, timings.Count > 1 ? timings : null));
+        }
+        // Shapes no repacking kernel accepted are stored too: the next load skips the trial repacking.
+        cache?.Store(decided);
+        return new KernelSelection(options.Preference, choices, clock.Elapsed, tuning, cache?.Path);
+    }
+
+    /// <summary>The name a kernel has in the tune cache: its type, activation type, description and instruction set.</summary>
+    internal static string Id(MatVecKernel kernel) => $"{kernel} [{kernel.Isa}]";
+
+    /// <summary>Each matrix takes the first kernel of <paramref name="ranking"/> that accepts it, MAD at the latest.</summary>
+    private void UseFirstAccepting(ReadOnlySpan<WeightMatrix> shape, IReadOnlyList<MatVecKernel> ranking)
+    {
+        foreach (var m in shape)
+        {
+            var placed = false;
+            foreach (var kernel in ranking)
+            {
+                if (!kernel.RepacksWeights)
+                {
+                    m.Use(kernel, null);
+                    placed = true;
+                    break;
+                }
+                if (m.TryRepack(kernel) is { } buffer)
+                {
+                    m.Use(kernel, buffer);
+                    placed = true;
+                    break;
+                }
+            }
+            if (!placed)
+                m.Use(mad(m.Type), null);
+        }
+    }
+
+    /// <summary>
+    /// Times every candidate that accepts <paramref name="sample"/> and leaves the fastest in place (its repacked
+    /// copy kept, the others freed). Returns the accepting candidates fastest first; a tie keeps list order, so
+    /// MAD, listed first, wins ties and no copy is kept for nothing. A single acceptor is not timed.
+    /// </summary>
+    private unsafe List<CandidateTiming> TuneOn(WeightMatrix sample, MatVecKernel[] candidates)
+    {
+        var prepared = new List<(MatVecKernel Kernel, NativeBuffer? Copy)>();
+        try
+        {
+            foreach (var kernel in candidates)
+            {
+                if (!kernel.RepacksWeights)
+                    prepared.Add((kernel, null));
+                else if (sample.TryRepack(kernel) is { } copy)
+                    prepared.Add((kernel, copy));
+            }
+            if (prepared.Count == 1)
+            {
+                sample.Use(prepared[0].Kernel, null);
+                return [new CandidateTiming(prepared[0].Kernel, 0)];
+            }
+            var timed = prepared
+                .Select((p, i) => (Index: i, Seconds: timer.Seconds(sample, p.Kernel, p.Copy is null ? sample.Data : p.Copy.Pointer)))
+                .ToList()
+                .OrderBy(t => t.Seconds)
+                .ToList();
+            var best = prepared[timed[0].Index];
+            sample.Use(best.Kernel, best.Copy);
+            prepared[timed[0].Index] = (best.Kernel, null); // now the matrix's
+            return timed.Select(t => new CandidateTiming(prepared[t.Index].Kernel, t.Seconds * 1e6)).ToList();
+        }
+        finally
+        {
+            foreach (var p in prepared)
+                p.Copy?.Dispose();
+        }
+    }
+}
