@@ -18,9 +18,9 @@ internal static class ReferenceLogits
         MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(SharedData.Require($"reference/logits/{fileName}"))).ToArray();
 
     /// <summary>All-position logits of one batch, as llama.cpp's reference run evaluated them.</summary>
-    public static float[] Evaluate(string modelFile, int[] tokens, InferenceOptions options)
+    public static float[] Evaluate(string modelFile, int[] tokens, InferenceOptions options, KernelOptions? kernels = null)
     {
-        using var model = Transformer.Load(SharedData.Model(modelFile));
+        using var model = Transformer.Load(SharedData.Model(modelFile), kernels);
         using var state = model.CreateState(options with { ContextSize = Math.Max(512, tokens.Length), BatchSize = tokens.Length });
         var logits = new float[tokens.Length * model.VocabSize];
         model.Forward(state, tokens, 0, allLogits: true, logits);

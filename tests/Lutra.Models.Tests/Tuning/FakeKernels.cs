@@ -1,0 +1,79 @@
+using Lutra.Core.Kernels;
+using Lutra.Core.Quants;
+using Lutra.Core.Tensors;
+using Lutra.Models.Tuning;
+
+namespace Lutra.Models.Tests.Tuning;
+
+/// <summary>
+/// A stand-in kernel over f32 weights. A repacking one copies the weights, refusing matrices whose first weight
+/// <see cref="Refuses"/> names, so a test can tell which matrices a candidate accepts.
+/// </summary>
+internal sealed unsafe class FakeKernel(string name, bool repacks, GgmlType type = GgmlType.F32) : MatVecKernel(type, InstructionSet.Scalar, name)
+{
+    public Func<float, bool> Refuses { get; init; } = _ => false;
+
+    public override bool RepacksWeights => repacks;
+
+    public override void PrepareActivations(float* x, int n, byte* state) => Buffer.MemoryCopy(x, state, n * 4L, n * 4L);
+
+    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
+    {
+        for (var r = 0; r < rows; r++)
+        {
+            var row = (float*)(weights + r * rowBytes);
+            var sum = 0f;
+            for (var i = 0; i < n; i++)
+                sum += row[i] * ((float*)state)[i];
+            y[r] = sum;
+        }
+    }
+
+    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
+    {
+        if (!repacks || Refuses(*(float*)source))
+            return false;
+        Buffer.MemoryCopy(source, destination, rows * rowBytes, rows * rowBytes);
+        return true;
+    }
+}
+
+/// <summary>Answers a fixed time per kernel name and records every measurement asked for.</summary>
+internal sealed unsafe class FakeTimer(params (string Kernel, double Seconds)[] times) : ICandidateTimer
+{
+    public List<(string Matrix, string Kernel)> Calls { get; } = [];
+
+    public double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights)
+    {
+        Calls.Add((matrix.Name, kernel.Name));
+        // The weights handed over are the ones the kernel reads: the map for MAD, a faithful copy otherwise.
+        Assert.Equal(0, new ReadOnlySpan<byte>(weights, (int)matrix.ByteSize).SequenceCompareTo(new ReadOnlySpan<byte>(matrix.Data, (int)matrix.ByteSize)));
+        return times.Single(t => t.Kernel == kernel.Name).Seconds;
+    }
+}
+
+/// <summary>Small f32 matrices whose weights all equal a chosen value, over memory the fixture owns.</summary>
+internal sealed unsafe class FakeMatrices : IDisposable
+{
+    private readonly List<NativeBuffer> _buffers = [];
+    private readonly List<WeightMatrix> _matrices = [];
+
+    public WeightMatrix Add(string name, int rows, int columns, float value, GgmlType type = GgmlType.F32)
+    {
+        var bytes = (long)rows * QuantTypes.Get(type).RowBytes(columns);
+        var buffer = new NativeBuffer(bytes);
+        new Span<float>(buffer.Pointer, (int)(bytes / 4)).Fill(value);
+        _buffers.Add(buffer);
+        var m = new WeightMatrix(name, type, columns, rows, buffer.Pointer);
+        _matrices.Add(m);
+        return m;
+    }
+
+    public void Dispose()
+    {
+        foreach (var m in _matrices)
+            m.Dispose();
+        foreach (var b in _buffers)
+            b.Dispose();
+    }
+}

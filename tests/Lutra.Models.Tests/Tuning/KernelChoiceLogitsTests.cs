@@ -1,0 +1,59 @@
+using Lutra.Core.Kernels;
+using Lutra.Models.Tuning;
+using Lutra.Tests;
+
+namespace Lutra.Models.Tests.Tuning;
+
+/// <summary>Whichever kernels a model is given, its logits stay within llama.cpp's (shared/reference/README.md §2).</summary>
+public class KernelChoiceLogitsTests
+{
+    [Theory]
+    [InlineData("tiny-synth-TQ1_0", KernelPreference.Mad)]
+    [InlineData("tiny-synth-TQ1_0", KernelPreference.Repacked)]
+    [InlineData("tiny-synth-TQ2_0", KernelPreference.Mad)]
+    [InlineData("tiny-synth-TQ2_0", KernelPreference.Repacked)]
+    [InlineData("tiny-synth-TQ2_0", KernelPreference.Auto)]
+    [InlineData("tiny-synth-Q4_0", KernelPreference.Repacked)]
+    [InlineData("tiny-synth-Q4_1", KernelPreference.Repacked)]
+    [InlineData("tiny-synth-Q8_0", KernelPreference.Repacked)]
+    [InlineData("tiny-synth-Q2_K", KernelPreference.Repacked)]
+    public void Forced_kernels_match_llama_cpp(string stem, KernelPreference preference)
+    {
+        ReferenceLogits.RequireKernels(stem + ".gguf");
+        var kernels = new KernelOptions { Preference = preference, CachePath = null };
+        var tokens = ReferenceLogits.Tokens(stem);
+        var ours = ReferenceLogits.Evaluate(stem + ".gguf", tokens, new InferenceOptions(), kernels);
+        var c = ReferenceLogits.Compare(ours, ReferenceLogits.Read(stem + ".logits.f32"), 512);
+        // The bar of LogitsTests.Quantized_model_matches_llama_cpp_within_activation_rounding_noise.
+        Assert.True(c.MeanAbs <= 0.1, c.ToString());
+        Assert.True(c.Top1Agreement >= 0.95 || c.DecisiveDisagreements == 0, c.ToString());
+    }
+
+    private static bool Accepts(WeightMatrix m, MatVecKernel kernel)
+    {
+        using var copy = m.TryRepack(kernel);
+        return copy is not null;
+    }
+
+    [Theory]
+    [InlineData("tiny-synth-TQ2_0")]
+    [InlineData("tiny-synth-Q4_0")]
+    public void The_preference_decides_which_kind_of_kernel_each_matrix_gets(string stem)
+    {
+        var path = SharedData.Model(stem + ".gguf");
+        using (var mad = Transformer.Load(path, new KernelOptions { Preference = KernelPreference.Mad, CachePath = null }))
+        {
+            Assert.All(mad.Weights.Matrices, m => Assert.False(m.Kernel.RepacksWeights, m.ToString()));
+            Assert.All(mad.Weights.Matrices, m => Assert.Equal(0, m.RepackedBytes));
+            Assert.All(mad.Kernels.Choices, c => Assert.NotEqual(KernelChoiceSource.Tuned, c.Source));
+        }
+        using var repacked = Transformer.Load(path, new KernelOptions { Preference = KernelPreference.Repacked, CachePath = null });
+        foreach (var m in repacked.Weights.Matrices)
+        {
+            // Where this build has a repacking kernel whose layout takes the matrix, the matrix is on one.
+            var expectRepacked = KernelTable.RepackingKernels(m.Type, KernelIsa.Selected).Any(k => Accepts(m, k));
+            Assert.Equal(expectRepacked, m.Kernel.RepacksWeights);
+            Assert.Equal(expectRepacked ? m.ByteSize : 0, m.RepackedBytes);
+        }
+    }
+}

@@ -1,0 +1,216 @@
+using Lutra.Core.Kernels;
+using Lutra.Core.Quants;
+using Lutra.Models.Tuning;
+
+namespace Lutra.Models.Tests.Tuning;
+
+public sealed class KernelSelectorTests : IDisposable
+{
+    private const string Cpu = "test cpu";
+    private readonly FakeMatrices _matrices = new();
+    private readonly string _cacheDirectory = Path.Combine(Path.GetTempPath(), $"lutra-tune-{Guid.NewGuid():N}");
+    private readonly FakeKernel _mad = new("mad", repacks: false);
+    private readonly FakeKernel _madF16 = new("mad f16", repacks: false, GgmlType.F16);
+    private readonly FakeKernel _lutA = new("lut a", repacks: true);
+    private readonly FakeKernel _lutB = new("lut b", repacks: true);
+
+    public void Dispose()
+    {
+        _matrices.Dispose();
+        if (Directory.Exists(_cacheDirectory))
+            Directory.Delete(_cacheDirectory, recursive: true);
+    }
+
+    private string CachePath => Path.Combine(_cacheDirectory, "tune.json");
+
+    private KernelSelection Select(WeightMatrix[] matrices, ICandidateTimer timer, KernelOptions? options = null, string? model = "model.gguf|1|2",
+        params FakeKernel[] repackers)
+    {
+        options ??= new KernelOptions { Preference = KernelPreference.Auto, CachePath = null };
+        var selector = new KernelSelector(options, model, Cpu, t => t == GgmlType.F16 ? _madF16 : _mad,
+            t => t == GgmlType.F32 ? repackers : [], timer);
+        return selector.Apply(matrices);
+    }
+
+    private WeightMatrix[] Layers(int count, int rows = 8, int columns = 64) =>
+        Enumerable.Range(0, count).Select(i => _matrices.Add($"blk.{i}", rows, columns, i + 1)).ToArray();
+
+    [Fact]
+    public void The_fastest_candidate_wins_and_every_matrix_of_the_shape_uses_it()
+    {
+        var layers = Layers(3);
+        var timer = new FakeTimer(("mad", 3e-6), ("lut a", 2e-6), ("lut b", 1e-6));
+        var selection = Select(layers, timer, repackers: [_lutA, _lutB]);
+
+        Assert.All(layers, m => Assert.Same(_lutB, m.Kernel));
+        Assert.All(layers, m => Assert.Equal(m.ByteSize, m.RepackedBytes));
+        // Timed once per candidate, on the shape's first matrix only.
+        Assert.Equal(["mad", "lut a", "lut b"], timer.Calls.Select(c => c.Kernel));
+        Assert.All(timer.Calls, c => Assert.Equal("blk.0", c.Matrix));
+        var choice = Assert.Single(selection.Choices);
+        Assert.Equal(KernelChoiceSource.Tuned, choice.Source);
+        Assert.Equal(3, choice.MatrixCount);
+        Assert.Equal(["lut b", "lut a", "mad"], choice.Timings.Select(t => t.Kernel.Name));
+        Assert.Equal(1, selection.TunedShapes);
+    }
+
+    [Fact]
+    public void A_faster_mad_keeps_the_mapped_weights_and_no_copy()
+    {
+        var layers = Layers(2);
+        Select(layers, new FakeTimer(("mad", 1e-6), ("lut a", 2e-6)), repackers: [_lutA]);
+        Assert.All(layers, m => Assert.Same(_mad, m.Kernel));
+        Assert.All(layers, m => Assert.Equal(0, m.RepackedBytes));
+        Assert.All(layers, m => Assert.True(SameWeights(m)));
+    }
+
+    private static unsafe bool SameWeights(WeightMatrix m) => m.KernelData == m.Data;
+
+    [Fact]
+    public void A_tie_goes_to_mad()
+    {
+        var layers = Layers(1);
+        Select(layers, new FakeTimer(("mad", 1e-6), ("lut a", 1e-6)), repackers: [_lutA]);
+        Assert.Same(_mad, layers[0].Kernel);
+    }
+
+    [Fact]
+    public void Shapes_with_one_candidate_are_not_timed()
+    {
+        var f16 = _matrices.Add("f16", 8, 64, 1, GgmlType.F16);
+        var refused = _matrices.Add("refused", 4, 64, -1);
+        var timer = new FakeTimer();
+        var selection = Select([f16, refused], timer, repackers: [new FakeKernel("picky", repacks: true) { Refuses = v => v < 0 }]);
+
+        Assert.Empty(timer.Calls);
+        Assert.Same(_madF16, f16.Kernel);
+        Assert.Same(_mad, refused.Kernel);
+        Assert.All(selection.Choices, c => Assert.Equal(KernelChoiceSource.OnlyCandidate, c.Source));
+        Assert.Equal(0, selection.TunedShapes);
+    }
+
+    [Fact]
+    public void A_matrix_the_winner_refuses_takes_the_next_fastest_that_accepts_it()
+    {
+        var first = _matrices.Add("first", 8, 64, 1);
+        var odd = _matrices.Add("odd", 8, 64, 7);
+        var picky = new FakeKernel("lut a", repacks: true) { Refuses = v => v == 7 };
+        Select([first, odd], new FakeTimer(("mad", 3e-6), ("lut a", 1e-6), ("lut b", 2e-6)), repackers: [picky, _lutB]);
+        Assert.Same(picky, first.Kernel);
+        Assert.Same(_lutB, odd.Kernel);
+    }
+
+    [Fact]
+    public void Mad_preference_never_repacks_and_repacked_preference_takes_the_first_acceptor_untimed()
+    {
+        var picky = new FakeKernel("lut a", repacks: true) { Refuses = v => v == 2 };
+        var layers = Layers(2);
+        var timer = new FakeTimer();
+
+        var mad = Select(layers, timer, new KernelOptions { Preference = KernelPreference.Mad, CachePath = null }, repackers: [picky, _lutB]);
+        Assert.All(layers, m => Assert.Same(_mad, m.Kernel));
+        Assert.All(layers, m => Assert.Equal(0, m.RepackedBytes));
+        Assert.Equal(KernelChoiceSource.Preference, Assert.Single(mad.Choices).Source);
+
+        Select(layers, timer, new KernelOptions { Preference = KernelPreference.Repacked, CachePath = null }, repackers: [picky, _lutB]);
+        Assert.Same(picky, layers[0].Kernel);
+        Assert.Same(_lutB, layers[1].Kernel); // value 2: refused by the first candidate
+        Assert.Empty(timer.Calls);
+    }
+
+    [Fact]
+    public void Without_tuning_or_a_cached_decision_the_first_accepting_repacked_kernel_is_used()
+    {
+        var layers = Layers(2);
+        var timer = new FakeTimer();
+        var selection = Select(layers, timer, new KernelOptions { Tune = false, CachePath = CachePath, Preference = KernelPreference.Auto },
+            repackers: [_lutA, _lutB]);
+        Assert.Empty(timer.Calls);
+        Assert.All(layers, m => Assert.Same(_lutA, m.Kernel));
+        Assert.Equal(KernelChoiceSource.Untuned, Assert.Single(selection.Choices).Source);
+        Assert.False(File.Exists(CachePath)); // nothing decided, nothing written
+    }
+
+    [Fact]
+    public void A_tuned_decision_is_cached_and_reused_without_timing()
+    {
+        var options = new KernelOptions { Preference = KernelPreference.Auto, CachePath = CachePath };
+        var first = Layers(2);
+        Select(first, new FakeTimer(("mad", 3e-6), ("lut a", 2e-6), ("lut b", 1e-6)), options, repackers: [_lutA, _lutB]);
+        Assert.True(File.Exists(CachePath));
+
+        var again = Layers(2);
+        var timer = new FakeTimer();
+        var selection = Select(again, timer, options, repackers: [_lutA, _lutB]);
+        Assert.Empty(timer.Calls);
+        Assert.All(again, m => Assert.Same(_lutB, m.Kernel));
+        var choice = Assert.Single(selection.Choices);
+        Assert.Equal(KernelChoiceSource.Cached, choice.Source);
+        Assert.Equal(["lut b", "lut a", "mad"], choice.Timings.Select(t => t.Kernel.Name));
+
+        // Even with tuning off, a cached decision applies.
+        var untuned = Layers(1);
+        Select(untuned, timer, options with { Tune = false }, repackers: [_lutA, _lutB]);
+        Assert.Same(_lutB, untuned[0].Kernel);
+        Assert.Empty(timer.Calls);
+    }
+
+    [Fact]
+    public void A_different_model_thread_count_or_candidate_list_is_tuned_again()
+    {
+        var options = new KernelOptions { Preference = KernelPreference.Auto, CachePath = CachePath };
+        Select(Layers(1), new FakeTimer(("mad", 3e-6), ("lut a", 1e-6)), options, repackers: [_lutA]);
+
+        var timer = new FakeTimer(("mad", 1e-6), ("lut a", 3e-6), ("lut b", 2e-6));
+        Select(Layers(1), timer, options, model: "other.gguf|1|2", repackers: [_lutA]);
+        Assert.Equal(2, timer.Calls.Count);
+        Select(Layers(1), timer, options with { Threads = 2 }, repackers: [_lutA]);
+        Assert.Equal(4, timer.Calls.Count);
+        var withNewKernel = Layers(1);
+        Select(withNewKernel, timer, options, repackers: [_lutA, _lutB]);
+        Assert.Equal(7, timer.Calls.Count);
+        Assert.Same(_mad, withNewKernel[0].Kernel);
+        // Another shape of the same model is its own decision.
+        Select(Layers(1, rows: 16), timer, options, repackers: [_lutA]);
+        Assert.Equal(9, timer.Calls.Count);
+        // The first decision is still there.
+        var cached = Layers(1);
+        Select(cached, timer, options, repackers: [_lutA]);
+        Assert.Equal(9, timer.Calls.Count);
+        Assert.Same(_lutA, cached[0].Kernel);
+    }
+
+    [Fact]
+    public void An_in_memory_model_is_tuned_but_never_cached()
+    {
+        var options = new KernelOptions { Preference = KernelPreference.Auto, CachePath = CachePath };
+        Select(Layers(1), new FakeTimer(("mad", 3e-6), ("lut a", 1e-6)), options, model: null, repackers: [_lutA]);
+        Assert.False(File.Exists(CachePath));
+    }
+
+    [Fact]
+    public void The_kernel_preference_parses_its_three_names_and_rejects_others()
+    {
+        Assert.Equal(KernelPreference.Auto, KernelOptions.ParsePreference("auto", "x"));
+        Assert.Equal(KernelPreference.Mad, KernelOptions.ParsePreference(" MAD ", "x"));
+        Assert.Equal(KernelPreference.Repacked, KernelOptions.ParsePreference("Repacked", "x"));
+        var e = Assert.Throws<ArgumentException>(() => KernelOptions.ParsePreference("lut", "--kernel"));
+        Assert.Contains("--kernel: 'lut' is not a kernel choice (auto, mad or repacked)", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_real_timer_measures_a_real_kernel_split_over_threads()
+    {
+        // No timing assertion: the measurement completes, is positive, and leaves the matrix untouched.
+        var m = _matrices.Add("real", 64, 256, 0.5f);
+        using var timer = new PoolCandidateTimer(threads: 2);
+        unsafe
+        {
+            var kernel = KernelTable.Get(GgmlType.F32);
+            Assert.True(timer.Seconds(m, kernel, m.Data) > 0);
+        }
+        var row = new float[m.Columns];
+        m.DequantizeRow(63, row);
+        Assert.All(row, v => Assert.Equal(0.5f, v));
+    }
+}
