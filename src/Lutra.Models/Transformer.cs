@@ -28,15 +28,9 @@ public sealed class Transformer : IDisposable
         Weights = TransformerWeights.Load(file, HyperParameters);
         try
         {
-            var matrices = Weights.Matrices.Distinct().ToArray();
-            Kernels = KernelSelector.Apply(matrices, kernels, ModelIdentity(file));
             // A repacked copy replaces the mapped weights for every product; dropping the mapped pages keeps the
             // weights resident once (they fault back in from the file for dequantization or reference mode).
-            unsafe
-            {
-                foreach (var m in matrices.Where(m => m.RepackedBytes > 0))
-                    file.ReleaseMappedPages(m.Data, m.ByteSize);
-            }
+            Kernels = KernelSelector.Apply(Weights.Matrices.Distinct().ToArray(), kernels, ModelIdentity(file), ReleaseMappedWeights);
         }
         catch
         {
@@ -45,6 +39,8 @@ public sealed class Transformer : IDisposable
         }
         _rope = new Rope(HyperParameters, Weights.RopeFreqs);
     }
+
+    private unsafe void ReleaseMappedWeights(WeightMatrix m) => _file.ReleaseMappedPages(m.Data, m.ByteSize);
 
     /// <summary>The kernel chosen for each weight shape at load, and how.</summary>
     public KernelSelection Kernels { get; }

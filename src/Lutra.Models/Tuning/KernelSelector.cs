@@ -17,7 +17,9 @@ internal unsafe interface ICandidateTimer
 /// kernel (MAD) and each repacking kernel whose layout accepts it. With <see cref="KernelPreference.Auto"/>,
 /// each distinct (type, rows, columns) with more than one candidate is decided once, on its first matrix: from
 /// the tune cache, or by timing every candidate on that matrix and ranking them; the shape's other matrices
-/// take the fastest candidate that accepts them. Only the winner's repacked copy is kept.
+/// take the fastest candidate that accepts them. Only the winner's repacked copy is kept; <c>repacked</c> hears
+/// of each matrix as soon as it has its copy (the model releases the mapped pages then, so the weights are
+/// never resident twice for long).
 /// </summary>
 internal sealed class KernelSelector(
     KernelOptions options,
@@ -25,15 +27,17 @@ internal sealed class KernelSelector(
     string cpuIdentity,
     Func<GgmlType, MatVecKernel> mad,
     Func<GgmlType, IReadOnlyList<MatVecKernel>> repacking,
-    ICandidateTimer timer)
+    ICandidateTimer timer,
+    Action<WeightMatrix>? repacked = null)
 {
     /// <summary>The model's kernels at the process-wide instruction set, timed on a pool of <see cref="KernelOptions.Threads"/>.</summary>
-    public static KernelSelection Apply(IReadOnlyList<WeightMatrix> matrices, KernelOptions options, string? modelIdentity)
+    public static KernelSelection Apply(IReadOnlyList<WeightMatrix> matrices, KernelOptions options, string? modelIdentity,
+        Action<WeightMatrix>? repacked)
     {
         using var timer = new PoolCandidateTimer(options.Threads);
         var isa = KernelIsa.Selected;
         var selector = new KernelSelector(options, modelIdentity, CpuIdentity.Value, t => KernelTable.Get(t, isa),
-            t => KernelTable.RepackingKernels(t, isa), timer);
+            t => KernelTable.RepackingKernels(t, isa), timer, repacked);
         return selector.Apply(matrices);
     }
 
@@ -122,6 +126,7 @@ internal sealed class KernelSelector(
                 if (m.TryRepack(kernel) is { } buffer)
                 {
                     m.Use(kernel, buffer);
+                    repacked?.Invoke(m);
                     placed = true;
                     break;
                 }
@@ -161,7 +166,9 @@ internal sealed class KernelSelector(
             var best = prepared[timed[0].Index];
             sample.Use(best.Kernel, best.Copy);
             prepared[timed[0].Index] = (best.Kernel, null); // now the matrix's
-            return timed.Select(t => new CandidateTiming(prepared[t.Index].Kernel, t.Seconds * 1e6)).ToList();
+            if (best.Copy is not null)
+                repacked?.Invoke(sample);
+            return timed.Select(t => new CandidateTiming(prepared[t.Index].Kernel, Math.Round(t.Seconds * 1e6, 1))).ToList();
         }
         finally
         {

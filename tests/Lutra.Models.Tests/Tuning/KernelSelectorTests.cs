@@ -23,12 +23,15 @@ public sealed class KernelSelectorTests : IDisposable
 
     private string CachePath => Path.Combine(_cacheDirectory, "tune.json");
 
+    /// <summary>Matrices reported as repacked, in order (the model releases their mapped pages).</summary>
+    private readonly List<string> _repacked = [];
+
     private KernelSelection Select(WeightMatrix[] matrices, ICandidateTimer timer, KernelOptions? options = null, string? model = "model.gguf|1|2",
         params FakeKernel[] repackers)
     {
         options ??= new KernelOptions { Preference = KernelPreference.Auto, CachePath = null };
         var selector = new KernelSelector(options, model, Cpu, t => t == GgmlType.F16 ? _madF16 : _mad,
-            t => t == GgmlType.F32 ? repackers : [], timer);
+            t => t == GgmlType.F32 ? repackers : [], timer, m => _repacked.Add(m.Name));
         return selector.Apply(matrices);
     }
 
@@ -52,6 +55,7 @@ public sealed class KernelSelectorTests : IDisposable
         Assert.Equal(3, choice.MatrixCount);
         Assert.Equal(["lut b", "lut a", "mad"], choice.Timings.Select(t => t.Kernel.Name));
         Assert.Equal(1, selection.TunedShapes);
+        Assert.Equal(["blk.0", "blk.1", "blk.2"], _repacked);
     }
 
     [Fact]
@@ -62,6 +66,7 @@ public sealed class KernelSelectorTests : IDisposable
         Assert.All(layers, m => Assert.Same(_mad, m.Kernel));
         Assert.All(layers, m => Assert.Equal(0, m.RepackedBytes));
         Assert.All(layers, m => Assert.True(SameWeights(m)));
+        Assert.Empty(_repacked);
     }
 
     private static unsafe bool SameWeights(WeightMatrix m) => m.KernelData == m.Data;
@@ -98,6 +103,7 @@ public sealed class KernelSelectorTests : IDisposable
         Select([first, odd], new FakeTimer(("mad", 3e-6), ("lut a", 1e-6), ("lut b", 2e-6)), repackers: [picky, _lutB]);
         Assert.Same(picky, first.Kernel);
         Assert.Same(_lutB, odd.Kernel);
+        Assert.Equal(["first", "odd"], _repacked);
     }
 
     [Fact]
