@@ -1,6 +1,9 @@
 namespace Lutra.Models;
 
-/// <summary>Per-context compute settings.</summary>
+/// <summary>
+/// Per-context compute settings. Which kernel multiplies each weight is decided once per loaded model, since every
+/// context shares the weights and their repacked copies: see <see cref="KernelOptions"/> (Transformer.Load).
+/// </summary>
 public sealed record InferenceOptions
 {
     /// <summary>Positions the KV cache holds; 0 = the model's trained context, capped at <see cref="DefaultMaxContext"/>.</summary>

@@ -106,6 +106,12 @@ internal sealed class KernelSelector(
         return new KernelSelection(options.Preference, choices, clock.Elapsed, tuning, cache?.Path);
     }
 
+    /// <summary>Relative difference under which two candidates' times count as equal.</summary>
+    internal const double NoiseMargin = 0.03;
+
+    // Repacking kernels in table order, then the GGUF-layout kernel (prepared lists MAD first).
+    private static int RegistrationRank(MatVecKernel kernel, int index) => kernel.RepacksWeights ? index : int.MaxValue;
+
     /// <summary>The name a kernel has in the tune cache: its type, activation type, description and instruction set.</summary>
     internal static string Id(MatVecKernel kernel) => $"{kernel} [{kernel.Isa}]";
 
@@ -138,8 +144,12 @@ internal sealed class KernelSelector(
 
     /// <summary>
     /// Times every candidate that accepts <paramref name="sample"/> and leaves the fastest in place (its repacked
-    /// copy kept, the others freed). Returns the accepting candidates fastest first; a tie keeps list order, so
-    /// MAD, listed first, wins ties and no copy is kept for nothing. A single acceptor is not timed.
+    /// copy kept, the others freed). Returns the accepting candidates fastest first, except that candidates within
+    /// <see cref="NoiseMargin"/> of the fastest count as tied and go in registration order (the repacking kernels
+    /// as their table lists them, best first, then MAD): a difference that small is measurement noise, and on an
+    /// oversubscribed machine every candidate can measure the same scheduler tick (seen here at two threads while
+    /// another process held a core: 3.99-4.01 ms for kernels 4x apart), where the registration order is the
+    /// better guess. A single acceptor is not timed.
     /// </summary>
     private unsafe List<CandidateTiming> TuneOn(WeightMatrix sample, MatVecKernel[] candidates)
     {
@@ -158,10 +168,14 @@ internal sealed class KernelSelector(
                 sample.Use(prepared[0].Kernel, null);
                 return [new CandidateTiming(prepared[0].Kernel, 0)];
             }
-            var timed = prepared
+            var measured = prepared
                 .Select((p, i) => (Index: i, Seconds: timer.Seconds(sample, p.Kernel, p.Copy is null ? sample.Data : p.Copy.Pointer)))
-                .ToList()
-                .OrderBy(t => t.Seconds)
+                .ToList();
+            var fastest = measured.Min(t => t.Seconds);
+            var timed = measured
+                .OrderBy(t => t.Seconds <= fastest * (1 + NoiseMargin) ? 0 : 1)
+                .ThenBy(t => t.Seconds <= fastest * (1 + NoiseMargin) ? RegistrationRank(prepared[t.Index].Kernel, t.Index) : 0)
+                .ThenBy(t => t.Seconds)
                 .ToList();
             var best = prepared[timed[0].Index];
             sample.Use(best.Kernel, best.Copy);

@@ -71,12 +71,17 @@ public sealed class KernelSelectorTests : IDisposable
 
     private static unsafe bool SameWeights(WeightMatrix m) => m.KernelData == m.Data;
 
-    [Fact]
-    public void A_tie_goes_to_mad()
+    [Theory]
+    [InlineData(1.00e-6, 1.00e-6, 1.00e-6, "lut a")]
+    [InlineData(1.00e-6, 1.02e-6, 1.01e-6, "lut a")] // all within the noise margin: registration order
+    [InlineData(1.00e-6, 1.05e-6, 1.02e-6, "lut b")] // a is clearly slower; b ties with MAD and is listed first
+    [InlineData(1.00e-6, 1.05e-6, 1.05e-6, "mad")]
+    public void Candidates_within_the_noise_margin_of_the_fastest_go_in_registration_order(double mad, double a, double b, string winner)
     {
         var layers = Layers(1);
-        Select(layers, new FakeTimer(("mad", 1e-6), ("lut a", 1e-6)), repackers: [_lutA]);
-        Assert.Same(_mad, layers[0].Kernel);
+        var selection = Select(layers, new FakeTimer(("mad", mad), ("lut a", a), ("lut b", b)), repackers: [_lutA, _lutB]);
+        Assert.Equal(winner, layers[0].Kernel.Name);
+        Assert.Equal(winner, Assert.Single(selection.Choices).Timings[0].Kernel.Name);
     }
 
     [Fact]
