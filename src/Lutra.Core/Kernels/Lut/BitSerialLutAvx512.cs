@@ -1,0 +1,187 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Lutra.Core.Quants;
+
+namespace Lutra.Core.Kernels;
+
+/// <summary>
+/// The bit-serial LUT kernel on AVX-512 BW: each 16-byte table is broadcast to the four 128-bit lanes, so one
+/// <c>vpshufb</c> looks up 64 nibbles (32 rows × 2 planes) and one <c>vpmaddubsw</c> by (1, 2) or (4, 8) folds each
+/// row's two planes into an int16. Q4_0/Q4_1 are table-stationary over a 128-row tile: the 8 tables of a weight
+/// block stay in registers while the tile's four 32-row chunks stream past (row sums accumulate in y, in L1).
+/// </summary>
+public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
+    : BitSerialLutMatVec(weightType, InstructionSet.Avx512, "AVX-512 bit-serial LUT")
+{
+    public static bool IsSupported => Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
+
+    private protected override void FullChunks(byte* tile, int h, int chunks, byte* sidecar, int n, float* y)
+    {
+        switch (WeightType)
+        {
+            case GgmlType.Q4_0:
+                Q4_0Chunks(tile, h, chunks, sidecar, n / 32, y);
+                break;
+            case GgmlType.Q4_1:
+                Q4_1Chunks(tile, h, chunks, sidecar, n / 32, y);
+                break;
+            default:
+                Q2_KChunk(tile, sidecar, n / 256, y);
+                break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q4_0Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y) =>
+        Q4Chunks(tile, h, chunks, sidecar, blocks, y, hasMin: false);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q4_1Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y) =>
+        Q4Chunks(tile, h, chunks, sidecar, blocks, y, hasMin: true);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y, bool hasMin)
+    {
+        var blockBytes = hasMin ? 20 : 18;
+        var chunkBytes = ChunkRows * blockBytes;
+        var blockStride = (long)h * blockBytes;
+        for (var i = 0; i < chunks * ChunkRows; i += 16)
+            Vector512<float>.Zero.Store(y + i);
+        var nibble = Vector512.Create((byte)0x0F);
+        var planes01 = Vector512.Create((ushort)0x0201).AsByte();
+        var planes23 = Vector512.Create((ushort)0x0804).AsByte();
+        for (var b = 0; b < blocks; b++, tile += blockStride, sidecar += Q4Record)
+        {
+            var t0 = Table(sidecar);
+            var t1 = Table(sidecar + 16);
+            var t2 = Table(sidecar + 32);
+            var t3 = Table(sidecar + 48);
+            var t4 = Table(sidecar + 64);
+            var t5 = Table(sidecar + 80);
+            var t6 = Table(sidecar + 96);
+            var t7 = Table(sidecar + 112);
+            var coefficients = (float*)(sidecar + 128);
+            var a = Vector512.Create(coefficients[0]);
+            var bias = Vector512.Create(coefficients[1]);
+            var w = tile;
+            var yc = y;
+            for (var c = 0; c < chunks; c++, w += chunkBytes, yc += ChunkRows)
+            {
+                var acc = Lookup(w, t0, nibble, planes01, planes23) + Lookup(w + 64, t1, nibble, planes01, planes23)
+                    + Lookup(w + 128, t2, nibble, planes01, planes23) + Lookup(w + 192, t3, nibble, planes01, planes23)
+                    + Lookup(w + 256, t4, nibble, planes01, planes23) + Lookup(w + 320, t5, nibble, planes01, planes23)
+                    + Lookup(w + 384, t6, nibble, planes01, planes23) + Lookup(w + 448, t7, nibble, planes01, planes23);
+                var lower = Avx512F.FusedMultiplyAdd(ToSingle(acc.GetLower()), a, bias);
+                var upper = Avx512F.FusedMultiplyAdd(ToSingle(acc.GetUpper()), a, bias);
+                var y0 = Avx512F.FusedMultiplyAdd(lower, HalfToSingle(Vector256.Load((short*)(w + 512))), Vector512.Load(yc));
+                var y1 = Avx512F.FusedMultiplyAdd(upper, HalfToSingle(Vector256.Load((short*)(w + 544))), Vector512.Load(yc + 16));
+                if (hasMin)
+                {
+                    var sum = Vector512.Create(coefficients[2]);
+                    y0 = Avx512F.FusedMultiplyAdd(HalfToSingle(Vector256.Load((short*)(w + 576))), sum, y0);
+                    y1 = Avx512F.FusedMultiplyAdd(HalfToSingle(Vector256.Load((short*)(w + 608))), sum, y1);
+                }
+                y0.Store(yc);
+                y1.Store(yc + 16);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Table(byte* table) => Avx512F.BroadcastVector128ToVector512((int*)table).AsSByte();
+
+    /// <summary>32 rows × 4 planes on one table: Σᵢ 2ⁱ T[indexᵢ] per row as int16 (|·| ≤ 15·127).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Lookup(byte* index, Vector512<sbyte> table, Vector512<byte> nibble, Vector512<byte> planes01, Vector512<byte> planes23)
+    {
+        var v = Vector512.Load(index);
+        var low = (v & nibble).AsSByte();
+        var high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
+        return Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(table, low))
+            + Avx512BW.MultiplyAddAdjacent(planes23, Avx512BW.Shuffle(table, high));
+    }
+
+    /// <summary>32 rows × 2 planes on two tables (low nibbles on the first, high on the second): T[i₀] + 2T[i₁] per table.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Lookup2(byte* index, Vector512<sbyte> first, Vector512<sbyte> second, Vector512<byte> nibble, Vector512<byte> planes01)
+    {
+        var v = Vector512.Load(index);
+        var low = (v & nibble).AsSByte();
+        var high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
+        return Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(first, low))
+            + Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(second, high));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> ToSingle(Vector256<short> sums) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(sums));
+
+    /// <summary>
+    /// Exact f16 → f32 of 16 finite halves: sign-extended and shifted left 13, the magnitude lands in the f32
+    /// exponent/mantissa field scaled by 2⁻¹¹² (the mask keeps the sign and clears its copies), × 2¹¹² restores it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> HalfToSingle(Vector256<short> half)
+    {
+        var bits = Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(half), 13) & Vector512.Create(unchecked((int)0x8FFF_E000));
+        return bits.AsSingle() * Vector512.Create(0x7780_0000).AsSingle();
+    }
+
+    /// <summary>
+    /// One 32-row Q2_K chunk: per pair of sub-blocks, the 8 tables are broadcast, each sub-block's int16 sum
+    /// L + 3X (|·| ≤ 3048) is paired with the other's by a word unpack and multiplied by the pair of 4-bit scales with
+    /// <c>vpmaddwd</c> into int32; the mins take the same path with (Xa, Xb). The unpack leaves rows in
+    /// <see cref="BitSerialLutMatVec.Q2_KScalePosition"/> order, which the layout's d/dmin follow; one permute per
+    /// chunk restores row order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q2_KChunk(byte* w, byte* sidecar, int superBlocks, float* y)
+    {
+        var nibble = Vector512.Create((byte)0x0F);
+        var planes01 = Vector512.Create((ushort)0x0201).AsByte();
+        var low4 = Vector512.Create((short)0x0F);
+        var y0 = Vector512<float>.Zero;
+        var y1 = Vector512<float>.Zero;
+        for (var sb = 0; sb < superBlocks; sb++)
+        {
+            var e0 = Vector512<int>.Zero;
+            var e1 = Vector512<int>.Zero;
+            var c0 = Vector512<int>.Zero;
+            var c1 = Vector512<int>.Zero;
+            for (var p = 0; p < 8; p++, w += 320, sidecar += Q2_KPairRecord)
+            {
+                var sums = (short*)(sidecar + 128);
+                var accA = Lookup2(w, Table(sidecar), Table(sidecar + 16), nibble, planes01)
+                    + Lookup2(w + 64, Table(sidecar + 32), Table(sidecar + 48), nibble, planes01)
+                    + Vector512.Create(sums[0]);
+                var accB = Lookup2(w + 128, Table(sidecar + 64), Table(sidecar + 80), nibble, planes01)
+                    + Lookup2(w + 192, Table(sidecar + 96), Table(sidecar + 112), nibble, planes01)
+                    + Vector512.Create(sums[1]);
+                var scales = Vector512.Load(w + 256);
+                var sa = Avx512BW.ConvertToVector512Int16(scales.GetLower());
+                var sbv = Avx512BW.ConvertToVector512Int16(scales.GetUpper());
+                var scA = sa & low4;
+                var scB = sbv & low4;
+                e0 += Avx512BW.MultiplyAddAdjacent(Avx512BW.UnpackLow(accA, accB), Avx512BW.UnpackLow(scA, scB));
+                e1 += Avx512BW.MultiplyAddAdjacent(Avx512BW.UnpackHigh(accA, accB), Avx512BW.UnpackHigh(scA, scB));
+                var mins = Vector512.Create(*(int*)(sums + 2)).AsInt16();
+                var mA = Avx512BW.ShiftRightLogical(sa, 4);
+                var mB = Avx512BW.ShiftRightLogical(sbv, 4);
+                c0 += Avx512BW.MultiplyAddAdjacent(Avx512BW.UnpackLow(mA, mB), mins);
+                c1 += Avx512BW.MultiplyAddAdjacent(Avx512BW.UnpackHigh(mA, mB), mins);
+            }
+            var f = (float*)sidecar;
+            var halfS = Vector512.Create(f[0]);
+            var s = Vector512.Create(f[1]);
+            y0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(e0) * halfS, HalfToSingle(Vector256.Load((short*)w)), y0);
+            y1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(e1) * halfS, HalfToSingle(Vector256.Load((short*)(w + 32))), y1);
+            y0 = Avx512F.FusedMultiplyAddNegated(Avx512F.ConvertToVector512Single(c0) * s, HalfToSingle(Vector256.Load((short*)(w + 64))), y0);
+            y1 = Avx512F.FusedMultiplyAddNegated(Avx512F.ConvertToVector512Single(c1) * s, HalfToSingle(Vector256.Load((short*)(w + 96))), y1);
+            w += 128;
+            sidecar += 16;
+        }
+        // y0 lane L holds rows 8L..8L+3, y1 lane L rows 8L+4..8L+7.
+        Avx512F.PermuteVar16x32x2(y0, Vector512.Create(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23), y1).Store(y);
+        Avx512F.PermuteVar16x32x2(y0, Vector512.Create(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31), y1).Store(y + 16);
+    }
+}

@@ -1,0 +1,205 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Lutra.Core.Quants;
+
+namespace Lutra.Core.Kernels;
+
+/// <summary>How a Vector128 kernel folds the looked-up byte pairs (T[i₀], T[i₁]) of each row into T[i₀] + 2·T[i₁].</summary>
+public interface IBytePairSum
+{
+    static abstract Vector128<short> Sum(Vector128<sbyte> pairs);
+}
+
+/// <summary>SSSE3 <c>pmaddubsw</c> by (1, 2).</summary>
+public readonly struct Ssse3PairSum : IBytePairSum
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<short> Sum(Vector128<sbyte> pairs) =>
+        Ssse3.MultiplyAddAdjacent(Vector128.Create((ushort)0x0201).AsByte(), pairs);
+}
+
+/// <summary>Portable (NEON and others): the two bytes of each int16 lane sign-extended by shifts.</summary>
+public readonly struct PortablePairSum : IBytePairSum
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<short> Sum(Vector128<sbyte> pairs)
+    {
+        var lanes = pairs.AsInt16();
+        var first = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(lanes, 8), 8);
+        var second = Vector128.ShiftRightArithmetic(lanes, 8);
+        return first + second + second;
+    }
+}
+
+/// <summary>
+/// The bit-serial LUT kernel with portable <see cref="Vector128"/> code (<see cref="Vector128.ShuffleNative(Vector128{byte}, Vector128{byte})"/>
+/// is <c>pshufb</c> on x86 and <c>tbl</c> on Arm): 16 index bytes are 8 rows; otherwise the same loops and the same
+/// arithmetic as <see cref="BitSerialLutAvx512"/>.
+/// </summary>
+public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
+    : BitSerialLutMatVec(weightType, InstructionSet.Vector128, typeof(TPairs) == typeof(Ssse3PairSum) ? "Vector128 bit-serial LUT (SSSE3)" : "Vector128 bit-serial LUT")
+    where TPairs : struct, IBytePairSum
+{
+    private protected override void FullChunks(byte* tile, int h, int chunks, byte* sidecar, int n, float* y)
+    {
+        switch (WeightType)
+        {
+            case GgmlType.Q4_0:
+                Q4_0Chunks(tile, h, chunks, sidecar, n / 32, y);
+                break;
+            case GgmlType.Q4_1:
+                Q4_1Chunks(tile, h, chunks, sidecar, n / 32, y);
+                break;
+            default:
+                Q2_KChunk(tile, sidecar, n / 256, y);
+                break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q4_0Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y) =>
+        Q4Chunks(tile, h, chunks, sidecar, blocks, y, hasMin: false);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q4_1Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y) =>
+        Q4Chunks(tile, h, chunks, sidecar, blocks, y, hasMin: true);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y, bool hasMin)
+    {
+        var blockBytes = hasMin ? 20 : 18;
+        var chunkBytes = ChunkRows * blockBytes;
+        var blockStride = (long)h * blockBytes;
+        for (var i = 0; i < chunks * ChunkRows; i += 4)
+            Vector128<float>.Zero.Store(y + i);
+        var nibble = Vector128.Create((byte)0x0F);
+        for (var b = 0; b < blocks; b++, tile += blockStride, sidecar += Q4Record)
+        {
+            var t0 = Vector128.Load(sidecar);
+            var t1 = Vector128.Load(sidecar + 16);
+            var t2 = Vector128.Load(sidecar + 32);
+            var t3 = Vector128.Load(sidecar + 48);
+            var t4 = Vector128.Load(sidecar + 64);
+            var t5 = Vector128.Load(sidecar + 80);
+            var t6 = Vector128.Load(sidecar + 96);
+            var t7 = Vector128.Load(sidecar + 112);
+            var coefficients = (float*)(sidecar + 128);
+            var a = Vector128.Create(coefficients[0]);
+            var bias = Vector128.Create(coefficients[1]);
+            var sum = Vector128.Create(coefficients[2]);
+            for (var c = 0; c < chunks; c++)
+            {
+                for (var piece = 0; piece < 4; piece++)
+                {
+                    // Rows 8q..8q+7 of the chunk: 16 bytes into each index vector and into the scales.
+                    var w = tile + c * chunkBytes + 16 * piece;
+                    var yc = y + c * ChunkRows + 8 * piece;
+                    var acc = Lookup(w, t0, nibble) + Lookup(w + 64, t1, nibble) + Lookup(w + 128, t2, nibble) + Lookup(w + 192, t3, nibble)
+                        + Lookup(w + 256, t4, nibble) + Lookup(w + 320, t5, nibble) + Lookup(w + 384, t6, nibble) + Lookup(w + 448, t7, nibble);
+                    var d = Vector128.Load((short*)(w + 512));
+                    var lower = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Vector128.WidenLower(acc)), a, bias);
+                    var upper = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Vector128.WidenUpper(acc)), a, bias);
+                    var y0 = Vector128.FusedMultiplyAdd(lower, HalfToSingle(Vector128.WidenLower(d)), Vector128.Load(yc));
+                    var y1 = Vector128.FusedMultiplyAdd(upper, HalfToSingle(Vector128.WidenUpper(d)), Vector128.Load(yc + 4));
+                    if (hasMin)
+                    {
+                        var m = Vector128.Load((short*)(w + 576));
+                        y0 = Vector128.FusedMultiplyAdd(HalfToSingle(Vector128.WidenLower(m)), sum, y0);
+                        y1 = Vector128.FusedMultiplyAdd(HalfToSingle(Vector128.WidenUpper(m)), sum, y1);
+                    }
+                    y0.Store(yc);
+                    y1.Store(yc + 4);
+                }
+            }
+        }
+    }
+
+    /// <summary>8 rows × 4 planes on one table: Σᵢ 2ⁱ T[indexᵢ] per row as int16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<short> Lookup(byte* index, Vector128<byte> table, Vector128<byte> nibble)
+    {
+        var v = Vector128.Load(index);
+        var low = Vector128.ShuffleNative(table, v & nibble).AsSByte();
+        var high = Vector128.ShuffleNative(table, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
+        return TPairs.Sum(low) + Vector128.ShiftLeft(TPairs.Sum(high), 2);
+    }
+
+    /// <summary>8 rows × 2 planes on two tables: T[i₀] + 2T[i₁] on the first (low nibbles) plus the same on the second.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<short> Lookup2(byte* index, Vector128<byte> first, Vector128<byte> second, Vector128<byte> nibble)
+    {
+        var v = Vector128.Load(index);
+        var low = Vector128.ShuffleNative(first, v & nibble).AsSByte();
+        var high = Vector128.ShuffleNative(second, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
+        return TPairs.Sum(low) + TPairs.Sum(high);
+    }
+
+    /// <summary>Exact f16 → f32 of 4 finite halves (sign-extended), as <see cref="BitSerialLutAvx512"/> does it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> HalfToSingle(Vector128<int> half)
+    {
+        var bits = Vector128.ShiftLeft(half, 13) & Vector128.Create(unchecked((int)0x8FFF_E000));
+        return bits.AsSingle() * Vector128.Create(0x7780_0000).AsSingle();
+    }
+
+    /// <summary>One 32-row Q2_K chunk, 8 rows at a time per super-block; int32 products instead of <c>pmaddwd</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q2_KChunk(byte* w, byte* sidecar, int superBlocks, float* y)
+    {
+        var nibble = Vector128.Create((byte)0x0F);
+        var low4 = Vector128.Create((short)0x0F);
+        for (var i = 0; i < ChunkRows; i += 4)
+            Vector128<float>.Zero.Store(y + i);
+        for (var sb = 0; sb < superBlocks; sb++, w += 84 * ChunkRows, sidecar += Q2_KSuperBlockRecord)
+        {
+            var f = (float*)(sidecar + 8 * Q2_KPairRecord);
+            var halfS = Vector128.Create(f[0]);
+            var s = Vector128.Create(f[1]);
+            for (var piece = 0; piece < 4; piece++)
+            {
+                var e0 = Vector128<int>.Zero;
+                var e1 = Vector128<int>.Zero;
+                var c0 = Vector128<int>.Zero;
+                var c1 = Vector128<int>.Zero;
+                var pair = w + 16 * piece;
+                var record = sidecar;
+                for (var p = 0; p < 8; p++, pair += 320, record += Q2_KPairRecord)
+                {
+                    var sums = (short*)(record + 128);
+                    var accA = Lookup2(pair, Vector128.Load(record), Vector128.Load(record + 16), nibble)
+                        + Lookup2(pair + 64, Vector128.Load(record + 32), Vector128.Load(record + 48), nibble)
+                        + Vector128.Create(sums[0]);
+                    var accB = Lookup2(pair + 128, Vector128.Load(record + 64), Vector128.Load(record + 80), nibble)
+                        + Lookup2(pair + 192, Vector128.Load(record + 96), Vector128.Load(record + 112), nibble)
+                        + Vector128.Create(sums[1]);
+                    var scaleBytes = pair + 256 - 8 * piece;
+                    var sa = Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)scaleBytes).AsByte()).AsInt16();
+                    var sbv = Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)(scaleBytes + 32)).AsByte()).AsInt16();
+                    var scA = sa & low4;
+                    var scB = sbv & low4;
+                    e0 += Vector128.WidenLower(accA) * Vector128.WidenLower(scA) + Vector128.WidenLower(accB) * Vector128.WidenLower(scB);
+                    e1 += Vector128.WidenUpper(accA) * Vector128.WidenUpper(scA) + Vector128.WidenUpper(accB) * Vector128.WidenUpper(scB);
+                    var xa = Vector128.Create((int)sums[2]);
+                    var xb = Vector128.Create((int)sums[3]);
+                    var mA = Vector128.ShiftRightLogical(sa, 4);
+                    var mB = Vector128.ShiftRightLogical(sbv, 4);
+                    c0 += Vector128.WidenLower(mA) * xa + Vector128.WidenLower(mB) * xb;
+                    c1 += Vector128.WidenUpper(mA) * xa + Vector128.WidenUpper(mB) * xb;
+                }
+                // Rows 8q..8q+3 keep d at positions 4q..4q+3, rows 8q+4..8q+7 at 16+4q..; dmin 32 positions later.
+                var scales = (short*)(w + 80 * ChunkRows) + 4 * piece;
+                var yc = y + 8 * piece;
+                var y0 = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(e0) * halfS, HalfToSingle(Half4(scales)), Vector128.Load(yc));
+                var y1 = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(e1) * halfS, HalfToSingle(Half4(scales + 16)), Vector128.Load(yc + 4));
+                y0 = Vector128.FusedMultiplyAdd(-(Vector128.ConvertToSingle(c0) * s), HalfToSingle(Half4(scales + 32)), y0);
+                y1 = Vector128.FusedMultiplyAdd(-(Vector128.ConvertToSingle(c1) * s), HalfToSingle(Half4(scales + 48)), y1);
+                y0.Store(yc);
+                y1.Store(yc + 4);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Half4(short* halves) => Vector128.WidenLower(Vector128.CreateScalar(*(long*)halves).AsInt16());
+}
