@@ -6,9 +6,10 @@ using Lutra.Core.Quants;
 namespace Lutra.Core.Tests;
 
 /// <summary>
-/// The T-MAC bit-serial LUT kernels (Q4_0, Q4_1, Q2_K): every SIMD variant bit-identical to the scalar form of the
-/// same algorithm; the scalar form exact where the tables are exact and within T-MAC's NMSE bound of the float
-/// truth (dequantized weights · x in double) elsewhere, next to the multiply-add kernels' own error.
+/// The bit-serial LUT kernels (Q4_0, Q4_1, Q2_K): every SIMD variant bit-identical to the scalar form of the same
+/// algorithm; Q4_0/Q4_1 exact where the tables are exact and within T-MAC's NMSE bound of the float truth
+/// (dequantized weights · x in double) elsewhere, next to the multiply-add kernels' own error; Q2_K equal to
+/// llama.cpp's reference dot product.
 /// </summary>
 public unsafe class BitSerialLutTests
 {
@@ -153,11 +154,12 @@ public unsafe class BitSerialLutTests
     /// against the reference dequantizer rather than against this code.
     /// </summary>
     [Theory]
-    [MemberData(nameof(Types))]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_1)]
     public void Exact_tables_give_the_dequantized_dot(GgmlType type)
     {
         var rng = new Random(17);
-        var n = type == GgmlType.Q2_K ? 768 : 224;
+        const int n = 224;
         var rows = BitSerialLutMatVec.TileRows(type) + 37;
         var x = new float[n];
         for (var g = 0; g < n / 4; g++)
@@ -186,6 +188,42 @@ public unsafe class BitSerialLutTests
                 }
                 Assert.True(Math.Abs(expected - y[r]) <= 2e-6 * magnitude,
                     $"{kernel} row {r}: expected {expected}, kernel {y[r]}, Σ|w·x| {magnitude}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Q2_K's tables are exact sums of llama.cpp's Q8_K activations, so each row equals llama.cpp's reference
+    /// Q2_K·Q8_K dot product up to f32 rounding (1e-5 of Σ|w·a|).
+    /// </summary>
+    [Fact]
+    public void Q2_K_equals_the_llama_cpp_dot_product()
+    {
+        var rng = new Random(29);
+        const int n = 1280, rows = 77;
+        var weights = RawWeights(GgmlType.Q2_K, rng, rows, n);
+        var rowBytes = weights.Length / rows;
+        foreach (var x in new[] { Gaussian(rng, n), Gaussian(rng, n, 1e4) })
+        {
+            var activations = new byte[QuantReference.ActivationRowBytes(GgmlType.Q8_K, n)];
+            QuantReference.QuantizeActivations(GgmlType.Q8_K, x, activations);
+            var a = new float[n];
+            QuantReference.Dequantize(GgmlType.Q8_K, activations, a);
+            var w = new float[n];
+            foreach (var kernel in Variants(GgmlType.Q2_K).Append<MatVecKernel>(new BitSerialLutScalar(GgmlType.Q2_K)))
+            {
+                var y = Run(kernel, weights, x, rows);
+                for (var r = 0; r < rows; r++)
+                {
+                    var row = weights.AsSpan(r * rowBytes, rowBytes);
+                    var expected = QuantReference.Dot(GgmlType.Q2_K, row, activations, n);
+                    QuantReference.Dequantize(GgmlType.Q2_K, row, w);
+                    var magnitude = 0.0;
+                    for (var i = 0; i < n; i++)
+                        magnitude += Math.Abs((double)w[i] * a[i]);
+                    Assert.True(Math.Abs(expected - y[r]) <= 1e-5 * magnitude,
+                        $"{kernel} row {r}: reference {expected}, kernel {y[r]}, Σ|w·a| {magnitude}");
+                }
             }
         }
     }
@@ -234,7 +272,10 @@ public unsafe class BitSerialLutTests
             var lut = Nmse(Run(new BitSerialLutScalar(type), weights, x, rows), truth);
             var reference = Nmse(Run(mad, weights, x, rows), truth);
             TestContext.Current.TestOutputHelper?.WriteLine($"{type} {name}: NMSE LUT {lut:E2}, multiply-add ({mad.Name}) {reference:E2}, ratio {lut / reference:F2}");
-            Assert.True(lut <= 5e-4, $"{type} {name}: NMSE {lut:E2} (multiply-add {reference:E2})");
+            // Q2_K's LUT is exact over llama.cpp's Q8_K activations: its error is theirs, which exceeds the bound
+            // when an outlier sets the scale of a whole 256-value block.
+            var bound = type == GgmlType.Q2_K ? Math.Max(5e-4, 1.01 * reference) : 5e-4;
+            Assert.True(lut <= bound, $"{type} {name}: NMSE {lut:E2} (multiply-add {reference:E2})");
         }
     }
 

@@ -54,26 +54,41 @@ public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
         for (var b = 0; b < blocks; b++, tile += blockStride, sidecar += Q4Record)
         {
             var t0 = Table(sidecar);
-            var t1 = Table(sidecar + 16);
-            var t2 = Table(sidecar + 32);
-            var t3 = Table(sidecar + 48);
-            var t4 = Table(sidecar + 64);
-            var t5 = Table(sidecar + 80);
-            var t6 = Table(sidecar + 96);
-            var t7 = Table(sidecar + 112);
-            var coefficients = (float*)(sidecar + 128);
+            var t1 = Table(sidecar + 32);
+            var t2 = Table(sidecar + 64);
+            var t3 = Table(sidecar + 96);
+            var t4 = Table(sidecar + 128);
+            var t5 = Table(sidecar + 160);
+            var t6 = Table(sidecar + 192);
+            var t7 = Table(sidecar + 224);
+            var r0 = Table(sidecar + 16);
+            var r1 = Table(sidecar + 48);
+            var r2 = Table(sidecar + 80);
+            var r3 = Table(sidecar + 112);
+            var r4 = Table(sidecar + 144);
+            var r5 = Table(sidecar + 176);
+            var r6 = Table(sidecar + 208);
+            var r7 = Table(sidecar + 240);
+            var coefficients = (float*)(sidecar + 256);
             var a = Vector512.Create(coefficients[0]);
             var bias = Vector512.Create(coefficients[1]);
+            var aResidual = Vector512.Create(coefficients[3]);
             var w = tile;
             var yc = y;
             for (var c = 0; c < chunks; c++, w += chunkBytes, yc += ChunkRows)
             {
-                var acc = Lookup(w, t0, nibble, planes01, planes23) + Lookup(w + 64, t1, nibble, planes01, planes23)
-                    + Lookup(w + 128, t2, nibble, planes01, planes23) + Lookup(w + 192, t3, nibble, planes01, planes23)
-                    + Lookup(w + 256, t4, nibble, planes01, planes23) + Lookup(w + 320, t5, nibble, planes01, planes23)
-                    + Lookup(w + 384, t6, nibble, planes01, planes23) + Lookup(w + 448, t7, nibble, planes01, planes23);
-                var lower = Avx512F.FusedMultiplyAdd(ToSingle(acc.GetLower()), a, bias);
-                var upper = Avx512F.FusedMultiplyAdd(ToSingle(acc.GetUpper()), a, bias);
+                var acc = Vector512<short>.Zero;
+                var residual = Vector512<short>.Zero;
+                Lookup(w, t0, r0, nibble, planes01, planes23, ref acc, ref residual);
+                Lookup(w + 64, t1, r1, nibble, planes01, planes23, ref acc, ref residual);
+                Lookup(w + 128, t2, r2, nibble, planes01, planes23, ref acc, ref residual);
+                Lookup(w + 192, t3, r3, nibble, planes01, planes23, ref acc, ref residual);
+                Lookup(w + 256, t4, r4, nibble, planes01, planes23, ref acc, ref residual);
+                Lookup(w + 320, t5, r5, nibble, planes01, planes23, ref acc, ref residual);
+                Lookup(w + 384, t6, r6, nibble, planes01, planes23, ref acc, ref residual);
+                Lookup(w + 448, t7, r7, nibble, planes01, planes23, ref acc, ref residual);
+                var lower = Avx512F.FusedMultiplyAdd(ToSingle(residual.GetLower()), aResidual, Avx512F.FusedMultiplyAdd(ToSingle(acc.GetLower()), a, bias));
+                var upper = Avx512F.FusedMultiplyAdd(ToSingle(residual.GetUpper()), aResidual, Avx512F.FusedMultiplyAdd(ToSingle(acc.GetUpper()), a, bias));
                 var y0 = Avx512F.FusedMultiplyAdd(lower, HalfToSingle(Vector256.Load((short*)(w + 512))), Vector512.Load(yc));
                 var y1 = Avx512F.FusedMultiplyAdd(upper, HalfToSingle(Vector256.Load((short*)(w + 544))), Vector512.Load(yc + 16));
                 if (hasMin)
@@ -91,26 +106,37 @@ public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<sbyte> Table(byte* table) => Avx512F.BroadcastVector128ToVector512((int*)table).AsSByte();
 
-    /// <summary>32 rows × 4 planes on one table: Σᵢ 2ⁱ T[indexᵢ] per row as int16 (|·| ≤ 15·127).</summary>
+    /// <summary>
+    /// 32 rows × 4 planes on one table: Σᵢ 2ⁱ T[indexᵢ] per row into <paramref name="acc"/> (|·| ≤ 15·127 per table)
+    /// and the residual of planes 2 and 3, 4·R[index₂] + 8·R[index₃], into <paramref name="residual"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Lookup(byte* index, Vector512<sbyte> table, Vector512<byte> nibble, Vector512<byte> planes01, Vector512<byte> planes23)
+    private static void Lookup(byte* index, Vector512<sbyte> table, Vector512<sbyte> residualTable, Vector512<byte> nibble,
+        Vector512<byte> planes01, Vector512<byte> planes23, ref Vector512<short> acc, ref Vector512<short> residual)
     {
         var v = Vector512.Load(index);
         var low = (v & nibble).AsSByte();
         var high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
-        return Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(table, low))
+        acc += Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(table, low))
             + Avx512BW.MultiplyAddAdjacent(planes23, Avx512BW.Shuffle(table, high));
+        residual += Avx512BW.MultiplyAddAdjacent(planes23, Avx512BW.Shuffle(residualTable, high));
     }
 
-    /// <summary>32 rows × 2 planes on two tables (low nibbles on the first, high on the second): T[i₀] + 2T[i₁] per table.</summary>
+    /// <summary>
+    /// 32 rows × 2 planes on two exact tables (T = 4H + L; low nibbles on the first, high on the second):
+    /// T[i₀] + 2T[i₁] summed over both tables.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Lookup2(byte* index, Vector512<sbyte> first, Vector512<sbyte> second, Vector512<byte> nibble, Vector512<byte> planes01)
+    private static Vector512<short> Lookup2(byte* index, byte* first, byte* second, Vector512<byte> nibble, Vector512<byte> planes01)
     {
         var v = Vector512.Load(index);
         var low = (v & nibble).AsSByte();
         var high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
-        return Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(first, low))
-            + Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(second, high));
+        var main = Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(Table(first), low))
+            + Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(Table(second), high));
+        var rest = Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(Table(first + 16), low))
+            + Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(Table(second + 16), high));
+        return Avx512BW.ShiftLeftLogical(main, 2) + rest;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -150,12 +176,12 @@ public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
             var c1 = Vector512<int>.Zero;
             for (var p = 0; p < 8; p++, w += 320, sidecar += Q2_KPairRecord)
             {
-                var sums = (short*)(sidecar + 128);
-                var accA = Lookup2(w, Table(sidecar), Table(sidecar + 16), nibble, planes01)
-                    + Lookup2(w + 64, Table(sidecar + 32), Table(sidecar + 48), nibble, planes01)
+                var sums = (short*)(sidecar + 256);
+                var accA = Lookup2(w, sidecar, sidecar + 32, nibble, planes01)
+                    + Lookup2(w + 64, sidecar + 64, sidecar + 96, nibble, planes01)
                     + Vector512.Create(sums[0]);
-                var accB = Lookup2(w + 128, Table(sidecar + 64), Table(sidecar + 80), nibble, planes01)
-                    + Lookup2(w + 192, Table(sidecar + 96), Table(sidecar + 112), nibble, planes01)
+                var accB = Lookup2(w + 128, sidecar + 128, sidecar + 160, nibble, planes01)
+                    + Lookup2(w + 192, sidecar + 192, sidecar + 224, nibble, planes01)
                     + Vector512.Create(sums[1]);
                 var scales = Vector512.Load(w + 256);
                 var sa = Avx512BW.ConvertToVector512Int16(scales.GetLower());

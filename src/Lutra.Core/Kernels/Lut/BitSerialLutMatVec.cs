@@ -40,8 +40,8 @@ namespace Lutra.Core.Kernels;
 public abstract unsafe class BitSerialLutMatVec : MatVecKernel
 {
     public const int ChunkRows = 32;
-    internal const int Q4Record = 144;
-    internal const int Q2_KPairRecord = 144;
+    internal const int Q4Record = 272;
+    internal const int Q2_KPairRecord = 272;
     internal const int Q2_KSuperBlockRecord = 8 * Q2_KPairRecord + 16;
 
     private protected BitSerialLutMatVec(GgmlType weightType, InstructionSet isa, string name)
@@ -71,7 +71,7 @@ public abstract unsafe class BitSerialLutMatVec : MatVecKernel
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         QuantizeStandardRow(x, n, state);
-        BitSerialLutTables.Build(WeightType, x, n, Sidecar(state, n));
+        BitSerialLutTables.Build(WeightType, x, n, state, Sidecar(state, n));
     }
 
     private void QuantizeStandardRow(float* x, int n, byte* state)
@@ -144,12 +144,16 @@ public sealed unsafe class BitSerialLutScalar(GgmlType weightType)
 /// <summary>The activation tables (identical for every variant: they are built by this one scalar routine).</summary>
 internal static unsafe class BitSerialLutTables
 {
-    public static void Build(GgmlType type, float* x, int n, byte* sidecar)
+    /// <summary>
+    /// Q4_0/Q4_1 tables from the f32 input (T-MAC); Q2_K tables from the Q8_K row already at <paramref name="state"/>,
+    /// exact, so that the kernel's integer sums are llama.cpp's.
+    /// </summary>
+    public static void Build(GgmlType type, float* x, int n, byte* state, byte* sidecar)
     {
         if (type == GgmlType.Q2_K)
         {
-            for (var b = 0; b < n / 256; b++, x += 256, sidecar += BitSerialLutMatVec.Q2_KSuperBlockRecord)
-                BuildQ2_K(x, sidecar);
+            for (var b = 0; b < n / 256; b++, state += Q8_KBytes, sidecar += BitSerialLutMatVec.Q2_KSuperBlockRecord)
+                BuildQ2_K(state, sidecar);
             return;
         }
         var bias = type == GgmlType.Q4_0 ? -0.5f : 7.5f;
@@ -160,38 +164,57 @@ internal static unsafe class BitSerialLutTables
             var sum = 0f;
             for (var i = 0; i < 32; i++)
                 sum += x[i];
-            var f = (float*)(sidecar + 128);
+            var f = (float*)(sidecar + 256);
             f[0] = 0.5f * s;
             f[1] = bias * sum;
             f[2] = sum;
-            f[3] = 0;
+            f[3] = 0.5f * s / ResidualSteps;
         }
     }
 
-    private static void BuildQ2_K(float* x, byte* record)
+    private const int Q8_KBytes = 292;
+
+    /// <summary>Residual table units per main table unit: |v/s − T[p]| ≤ ½, so ±127.</summary>
+    private const float ResidualSteps = 254f;
+
+    /// <summary>
+    /// Per pair of sub-blocks, for each group of 4 Q8_K values q: the integer T[p] = Σₜ ±qₜ (|T| ≤ 508) as
+    /// T = 4·H + L, H = T ≫ 2 (int8) and L = T &amp; 3, stored as the table H then the table L.
+    /// </summary>
+    private static void BuildQ2_K(byte* q8k, byte* record)
     {
-        var s = Scale(x, 64);
+        var q = (sbyte*)(q8k + 4);
         for (var p = 0; p < 8; p++, record += BitSerialLutMatVec.Q2_KPairRecord)
         {
             var tables = (sbyte*)record;
-            Tables(x + 32 * p, 8, s, tables);
-            var xa = 0;
-            var xb = 0;
-            for (var j = 0; j < 4; j++)
+            for (var g = 0; g < 8; g++)
             {
-                xa += tables[16 * j + 15];
-                xb += tables[16 * (j + 4) + 15];
+                var a = q + 32 * p + 4 * g;
+                for (var index = 0; index < 16; index++)
+                {
+                    var t = ((index & 1) != 0 ? a[0] : -a[0]) + ((index & 2) != 0 ? a[1] : -a[1])
+                        + ((index & 4) != 0 ? a[2] : -a[2]) + ((index & 8) != 0 ? a[3] : -a[3]);
+                    tables[32 * g + index] = (sbyte)(t >> 2);
+                    tables[32 * g + 16 + index] = (sbyte)(t & 3);
+                }
             }
-            var sums = (short*)(record + 128);
+            int xa = 0, xb = 0;
+            for (var i = 0; i < 16; i++)
+            {
+                xa += q[32 * p + i];
+                xb += q[32 * p + 16 + i];
+            }
+            var sums = (short*)(record + 256);
             sums[0] = (short)(3 * xa);
             sums[1] = (short)(3 * xb);
             sums[2] = (short)xa;
             sums[3] = (short)xb;
-            ((long*)(record + 136))[0] = 0;
+            ((long*)(record + 264))[0] = 0;
         }
+        var d = *(float*)q8k;
         var f = (float*)record;
-        f[0] = 0.5f * s;
-        f[1] = s;
+        f[0] = 0.5f * d;
+        f[1] = d;
         f[2] = f[3] = 0;
     }
 
@@ -204,18 +227,24 @@ internal static unsafe class BitSerialLutTables
         return max / 127f;
     }
 
-    /// <summary>T[p] = round(Σₜ ±xₜ / s) for p &lt; 8; T[15 − p] = −T[p] (mirror symmetry).</summary>
+    /// <summary>
+    /// Per group: the main table T[p] = round(v_p / s), v_p = Σₜ ±xₜ, and the residual table
+    /// R[p] = round((v_p / s − T[p])·254), both odd (T[15 − p] = −T[p]: mirror symmetry, 8 entries computed).
+    /// </summary>
     private static void Tables(float* x, int groups, float s, sbyte* tables)
     {
         var inverse = s == 0 ? 0f : 1f / s;
-        for (var g = 0; g < groups; g++, x += 4, tables += 16)
+        for (var g = 0; g < groups; g++, x += 4, tables += 32)
         {
             for (var p = 0; p < 8; p++)
             {
-                var v = ((p & 1) != 0 ? x[0] : -x[0]) + ((p & 2) != 0 ? x[1] : -x[1]) + ((p & 4) != 0 ? x[2] : -x[2]) - x[3];
-                var q = (sbyte)Math.Clamp((int)MathF.Round(v * inverse), -127, 127);
-                tables[p] = q;
-                tables[15 - p] = (sbyte)-q;
+                var v = (((p & 1) != 0 ? x[0] : -x[0]) + ((p & 2) != 0 ? x[1] : -x[1]) + ((p & 4) != 0 ? x[2] : -x[2]) - x[3]) * inverse;
+                var main = Math.Clamp((int)MathF.Round(v), -127, 127);
+                var residual = Math.Clamp((int)MathF.Round((v - main) * ResidualSteps), -127, 127);
+                tables[p] = (sbyte)main;
+                tables[15 - p] = (sbyte)-main;
+                tables[16 + p] = (sbyte)residual;
+                tables[31 - p] = (sbyte)-residual;
             }
         }
     }
@@ -343,16 +372,18 @@ internal static unsafe class BitSerialLutReference
         for (var b = 0; b < n / 32; b++, w += blockStride, sidecar += BitSerialLutMatVec.Q4Record)
         {
             var tables = (sbyte*)sidecar;
-            var sum = 0;
-            for (var j = 0; j < 8; j++, tables += 16)
+            int sum = 0, residual = 0;
+            for (var j = 0; j < 8; j++, tables += 32)
             {
                 var b0 = w[j * 2 * hc + 2 * r];
                 var b1 = w[j * 2 * hc + 2 * r + 1];
                 sum += tables[b0 & 15] + 2 * tables[b1 & 15] + 4 * tables[b0 >> 4] + 8 * tables[b1 >> 4];
+                residual += 4 * tables[16 + (b0 >> 4)] + 8 * tables[16 + (b1 >> 4)];
             }
-            var f = (float*)(sidecar + 128);
+            var f = (float*)(sidecar + 256);
             var d = HalfLookup.ToSingle(w + 16 * hc + 2 * r);
-            y = MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(sum, f[0], f[1]), d, y);
+            var block = MathF.FusedMultiplyAdd(residual, f[3], MathF.FusedMultiplyAdd(sum, f[0], f[1]));
+            y = MathF.FusedMultiplyAdd(block, d, y);
             if (type == GgmlType.Q4_1)
                 y = MathF.FusedMultiplyAdd(HalfLookup.ToSingle(w + 18 * hc + 2 * r), f[2], y);
         }
@@ -370,17 +401,19 @@ internal static unsafe class BitSerialLutReference
                 var pair = w + p * 10 * hc;
                 var record = sidecar + p * BitSerialLutMatVec.Q2_KPairRecord;
                 var tables = (sbyte*)record;
-                var sums = (short*)(record + 128);
+                var sums = (short*)(record + 256);
                 var sa = pair[8 * hc + r];
                 var sb = pair[9 * hc + r];
                 int la = 0, lb = 0;
                 for (var v = 0; v < 4; v++)
                 {
-                    var t0 = tables + 32 * v;
-                    var t1 = t0 + 16;
+                    var t0 = tables + 64 * v;
+                    var t1 = t0 + 32;
                     var b0 = pair[v * 2 * hc + 2 * r];
                     var b1 = pair[v * 2 * hc + 2 * r + 1];
-                    var l = t0[b0 & 15] + 2 * t0[b1 & 15] + t1[b0 >> 4] + 2 * t1[b1 >> 4];
+                    var main = t0[b0 & 15] + 2 * t0[b1 & 15] + t1[b0 >> 4] + 2 * t1[b1 >> 4];
+                    var low = t0[16 + (b0 & 15)] + 2 * t0[16 + (b1 & 15)] + t1[16 + (b0 >> 4)] + 2 * t1[16 + (b1 >> 4)];
+                    var l = 4 * main + low;
                     if (v < 2)
                         la += l;
                     else

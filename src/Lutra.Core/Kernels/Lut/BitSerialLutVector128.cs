@@ -77,17 +77,18 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
         for (var b = 0; b < blocks; b++, tile += blockStride, sidecar += Q4Record)
         {
             var t0 = Vector128.Load(sidecar);
-            var t1 = Vector128.Load(sidecar + 16);
-            var t2 = Vector128.Load(sidecar + 32);
-            var t3 = Vector128.Load(sidecar + 48);
-            var t4 = Vector128.Load(sidecar + 64);
-            var t5 = Vector128.Load(sidecar + 80);
-            var t6 = Vector128.Load(sidecar + 96);
-            var t7 = Vector128.Load(sidecar + 112);
-            var coefficients = (float*)(sidecar + 128);
+            var t1 = Vector128.Load(sidecar + 32);
+            var t2 = Vector128.Load(sidecar + 64);
+            var t3 = Vector128.Load(sidecar + 96);
+            var t4 = Vector128.Load(sidecar + 128);
+            var t5 = Vector128.Load(sidecar + 160);
+            var t6 = Vector128.Load(sidecar + 192);
+            var t7 = Vector128.Load(sidecar + 224);
+            var coefficients = (float*)(sidecar + 256);
             var a = Vector128.Create(coefficients[0]);
             var bias = Vector128.Create(coefficients[1]);
             var sum = Vector128.Create(coefficients[2]);
+            var aResidual = Vector128.Create(coefficients[3]);
             for (var c = 0; c < chunks; c++)
             {
                 for (var piece = 0; piece < 4; piece++)
@@ -95,11 +96,21 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
                     // Rows 8q..8q+7 of the chunk: 16 bytes into each index vector and into the scales.
                     var w = tile + c * chunkBytes + 16 * piece;
                     var yc = y + c * ChunkRows + 8 * piece;
-                    var acc = Lookup(w, t0, nibble) + Lookup(w + 64, t1, nibble) + Lookup(w + 128, t2, nibble) + Lookup(w + 192, t3, nibble)
-                        + Lookup(w + 256, t4, nibble) + Lookup(w + 320, t5, nibble) + Lookup(w + 384, t6, nibble) + Lookup(w + 448, t7, nibble);
+                    var acc = Vector128<short>.Zero;
+                    var residual = Vector128<short>.Zero;
+                    Lookup(w, t0, sidecar + 16, nibble, ref acc, ref residual);
+                    Lookup(w + 64, t1, sidecar + 48, nibble, ref acc, ref residual);
+                    Lookup(w + 128, t2, sidecar + 80, nibble, ref acc, ref residual);
+                    Lookup(w + 192, t3, sidecar + 112, nibble, ref acc, ref residual);
+                    Lookup(w + 256, t4, sidecar + 144, nibble, ref acc, ref residual);
+                    Lookup(w + 320, t5, sidecar + 176, nibble, ref acc, ref residual);
+                    Lookup(w + 384, t6, sidecar + 208, nibble, ref acc, ref residual);
+                    Lookup(w + 448, t7, sidecar + 240, nibble, ref acc, ref residual);
                     var d = Vector128.Load((short*)(w + 512));
-                    var lower = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Vector128.WidenLower(acc)), a, bias);
-                    var upper = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Vector128.WidenUpper(acc)), a, bias);
+                    var lower = Vector128.FusedMultiplyAdd(ToSingle(Vector128.WidenLower(residual)), aResidual,
+                        Vector128.FusedMultiplyAdd(ToSingle(Vector128.WidenLower(acc)), a, bias));
+                    var upper = Vector128.FusedMultiplyAdd(ToSingle(Vector128.WidenUpper(residual)), aResidual,
+                        Vector128.FusedMultiplyAdd(ToSingle(Vector128.WidenUpper(acc)), a, bias));
                     var y0 = Vector128.FusedMultiplyAdd(lower, HalfToSingle(Vector128.WidenLower(d)), Vector128.Load(yc));
                     var y1 = Vector128.FusedMultiplyAdd(upper, HalfToSingle(Vector128.WidenUpper(d)), Vector128.Load(yc + 4));
                     if (hasMin)
@@ -115,25 +126,33 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
         }
     }
 
-    /// <summary>8 rows × 4 planes on one table: Σᵢ 2ⁱ T[indexᵢ] per row as int16.</summary>
+    /// <summary>8 rows × 4 planes on one table: Σᵢ 2ⁱ T[indexᵢ] into acc, 4·R[index₂] + 8·R[index₃] into residual.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<short> Lookup(byte* index, Vector128<byte> table, Vector128<byte> nibble)
+    private static void Lookup(byte* index, Vector128<byte> table, byte* residualTable, Vector128<byte> nibble, ref Vector128<short> acc, ref Vector128<short> residual)
     {
         var v = Vector128.Load(index);
-        var low = Vector128.ShuffleNative(table, v & nibble).AsSByte();
-        var high = Vector128.ShuffleNative(table, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
-        return TPairs.Sum(low) + Vector128.ShiftLeft(TPairs.Sum(high), 2);
+        var low = v & nibble;
+        var high = Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble;
+        acc += TPairs.Sum(Vector128.ShuffleNative(table, low).AsSByte()) + Vector128.ShiftLeft(TPairs.Sum(Vector128.ShuffleNative(table, high).AsSByte()), 2);
+        residual += Vector128.ShiftLeft(TPairs.Sum(Vector128.ShuffleNative(Vector128.Load(residualTable), high).AsSByte()), 2);
     }
 
-    /// <summary>8 rows × 2 planes on two tables: T[i₀] + 2T[i₁] on the first (low nibbles) plus the same on the second.</summary>
+    /// <summary>8 rows × 2 planes on two exact tables (T = 4H + L): T[i₀] + 2T[i₁] summed over both.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<short> Lookup2(byte* index, Vector128<byte> first, Vector128<byte> second, Vector128<byte> nibble)
+    private static Vector128<short> Lookup2(byte* index, byte* first, byte* second, Vector128<byte> nibble)
     {
         var v = Vector128.Load(index);
-        var low = Vector128.ShuffleNative(first, v & nibble).AsSByte();
-        var high = Vector128.ShuffleNative(second, Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
-        return TPairs.Sum(low) + TPairs.Sum(high);
+        var low = v & nibble;
+        var high = Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble;
+        var main = TPairs.Sum(Vector128.ShuffleNative(Vector128.Load(first), low).AsSByte())
+            + TPairs.Sum(Vector128.ShuffleNative(Vector128.Load(second), high).AsSByte());
+        var rest = TPairs.Sum(Vector128.ShuffleNative(Vector128.Load(first + 16), low).AsSByte())
+            + TPairs.Sum(Vector128.ShuffleNative(Vector128.Load(second + 16), high).AsSByte());
+        return Vector128.ShiftLeft(main, 2) + rest;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> ToSingle(Vector128<int> sums) => Vector128.ConvertToSingle(sums);
 
     /// <summary>Exact f16 → f32 of 4 finite halves (sign-extended), as <see cref="BitSerialLutAvx512"/> does it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -166,12 +185,10 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
                 var record = sidecar;
                 for (var p = 0; p < 8; p++, pair += 320, record += Q2_KPairRecord)
                 {
-                    var sums = (short*)(record + 128);
-                    var accA = Lookup2(pair, Vector128.Load(record), Vector128.Load(record + 16), nibble)
-                        + Lookup2(pair + 64, Vector128.Load(record + 32), Vector128.Load(record + 48), nibble)
+                    var sums = (short*)(record + 256);
+                    var accA = Lookup2(pair, record, record + 32, nibble) + Lookup2(pair + 64, record + 64, record + 96, nibble)
                         + Vector128.Create(sums[0]);
-                    var accB = Lookup2(pair + 128, Vector128.Load(record + 64), Vector128.Load(record + 80), nibble)
-                        + Lookup2(pair + 192, Vector128.Load(record + 96), Vector128.Load(record + 112), nibble)
+                    var accB = Lookup2(pair + 128, record + 128, record + 160, nibble) + Lookup2(pair + 192, record + 192, record + 224, nibble)
                         + Vector128.Create(sums[1]);
                     var scaleBytes = pair + 256 - 8 * piece;
                     var sa = Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)scaleBytes).AsByte()).AsInt16();
