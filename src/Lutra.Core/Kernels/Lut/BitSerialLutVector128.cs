@@ -45,11 +45,8 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
     {
         switch (WeightType)
         {
-            case GgmlType.Q4_0:
-                Q4_0Chunks(tile, h, chunks, sidecar, n / 32, y);
-                break;
-            case GgmlType.Q4_1:
-                Q4_1Chunks(tile, h, chunks, sidecar, n / 32, y);
+            case GgmlType.Q4_0 or GgmlType.Q4_1:
+                Q4Chunks(tile, h, chunks, sidecar, n / 32, y, WeightType == GgmlType.Q4_1);
                 break;
             default:
                 Q2_KChunk(tile, sidecar, n / 256, y);
@@ -58,14 +55,6 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q4_0Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y) =>
-        Q4Chunks(tile, h, chunks, sidecar, blocks, y, hasMin: false);
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q4_1Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y) =>
-        Q4Chunks(tile, h, chunks, sidecar, blocks, y, hasMin: true);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Q4Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y, bool hasMin)
     {
         var blockBytes = hasMin ? 20 : 18;
