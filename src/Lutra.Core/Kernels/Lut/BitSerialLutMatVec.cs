@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using Lutra.Core.Quants;
 
 namespace Lutra.Core.Kernels;
@@ -71,7 +72,7 @@ public abstract unsafe class BitSerialLutMatVec : MatVecKernel
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         QuantizeStandardRow(x, n, state);
-        BitSerialLutTables.Build(WeightType, x, n, state, Sidecar(state, n));
+        BitSerialLutTables.Build(WeightType, x, n, state, Sidecar(state, n), vectorized: Isa != InstructionSet.Scalar);
     }
 
     private void QuantizeStandardRow(float* x, int n, byte* state)
@@ -148,19 +149,27 @@ internal static unsafe class BitSerialLutTables
     /// Q4_0/Q4_1 tables from the f32 input (T-MAC); Q2_K tables from the Q8_K row already at <paramref name="state"/>,
     /// exact, so that the kernel's integer sums are llama.cpp's.
     /// </summary>
-    public static void Build(GgmlType type, float* x, int n, byte* state, byte* sidecar)
+    /// <remarks>
+    /// <paramref name="vectorized"/> computes the same f32 operations in the same order with Vector256 (the
+    /// tables are bit-identical; the scalar kernel keeps the scalar build so that the tests compare the two).
+    /// </remarks>
+    public static void Build(GgmlType type, float* x, int n, byte* state, byte* sidecar, bool vectorized)
     {
+        vectorized &= Vector256.IsHardwareAccelerated;
         if (type == GgmlType.Q2_K)
         {
             for (var b = 0; b < n / 256; b++, state += Q8_KBytes, sidecar += BitSerialLutMatVec.Q2_KSuperBlockRecord)
-                BuildQ2_K(state, sidecar);
+                BuildQ2_K(state, sidecar, vectorized);
             return;
         }
         var bias = type == GgmlType.Q4_0 ? -0.5f : 7.5f;
         for (var b = 0; b < n / 32; b++, x += 32, sidecar += BitSerialLutMatVec.Q4Record)
         {
             var s = Scale(x, 8);
-            Tables(x, 8, s, (sbyte*)sidecar);
+            if (vectorized)
+                TablesVector256(x, 8, s, (sbyte*)sidecar);
+            else
+                Tables(x, 8, s, (sbyte*)sidecar);
             var sum = 0f;
             for (var i = 0; i < 32; i++)
                 sum += x[i];
@@ -181,7 +190,7 @@ internal static unsafe class BitSerialLutTables
     /// Per pair of sub-blocks, for each group of 4 Q8_K values q: the integer T[p] = Σₜ ±qₜ (|T| ≤ 508) as
     /// T = 4·H + L, H = T ≫ 2 (int8) and L = T &amp; 3, stored as the table H then the table L.
     /// </summary>
-    private static void BuildQ2_K(byte* q8k, byte* record)
+    private static void BuildQ2_K(byte* q8k, byte* record, bool vectorized)
     {
         var q = (sbyte*)(q8k + 4);
         for (var p = 0; p < 8; p++, record += BitSerialLutMatVec.Q2_KPairRecord)
@@ -190,6 +199,13 @@ internal static unsafe class BitSerialLutTables
             for (var g = 0; g < 8; g++)
             {
                 var a = q + 32 * p + 4 * g;
+                if (vectorized)
+                {
+                    var t = Vector256.Create((short)a[0]) * Sign16(0) + Vector256.Create((short)a[1]) * Sign16(1)
+                        + Vector256.Create((short)a[2]) * Sign16(2) + Vector256.Create((short)a[3]) * Sign16(3);
+                    Vector256.Narrow(Vector256.ShiftRightArithmetic(t, 2), t & Vector256.Create((short)3)).Store(tables + 32 * g);
+                    continue;
+                }
                 for (var index = 0; index < 16; index++)
                 {
                     var t = ((index & 1) != 0 ? a[0] : -a[0]) + ((index & 2) != 0 ? a[1] : -a[1])
@@ -216,6 +232,39 @@ internal static unsafe class BitSerialLutTables
         f[0] = 0.5f * d;
         f[1] = d;
         f[2] = f[3] = 0;
+    }
+
+    /// <summary>±1 per table index for activation t of a group: +1 where bit t of the index is set.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> Sign16(int t) =>
+        (Vector256.ShiftRightLogical(Vector256.Create((short)0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), t) & Vector256.Create((short)1)) * 2 - Vector256.Create((short)1);
+
+    /// <summary><see cref="Tables"/> with the 8 computed entries of a group in one Vector256: the same f32 operations in the same order.</summary>
+    private static void TablesVector256(float* x, int groups, float s, sbyte* tables)
+    {
+        var inverse = Vector256.Create(s == 0 ? 0f : 1f / s);
+        var sign0 = Vector256.Create(-1f, 1, -1, 1, -1, 1, -1, 1);
+        var sign1 = Vector256.Create(-1f, -1, 1, 1, -1, -1, 1, 1);
+        var sign2 = Vector256.Create(-1f, -1, -1, -1, 1, 1, 1, 1);
+        var low = Vector256.Create(-127);
+        var high = Vector256.Create(127);
+        var main = stackalloc int[8];
+        var residual = stackalloc int[8];
+        for (var g = 0; g < groups; g++, x += 4, tables += 32)
+        {
+            var v = (Vector256.Create(x[0]) * sign0 + Vector256.Create(x[1]) * sign1 + Vector256.Create(x[2]) * sign2 - Vector256.Create(x[3])) * inverse;
+            var m = Vector256.Min(Vector256.Max(Vector256.ConvertToInt32(Vector256.Round(v)), low), high);
+            var r = Vector256.Min(Vector256.Max(Vector256.ConvertToInt32(Vector256.Round((v - Vector256.ConvertToSingle(m)) * ResidualSteps)), low), high);
+            m.Store(main);
+            r.Store(residual);
+            for (var p = 0; p < 8; p++)
+            {
+                tables[p] = (sbyte)main[p];
+                tables[15 - p] = (sbyte)-main[p];
+                tables[16 + p] = (sbyte)residual[p];
+                tables[31 - p] = (sbyte)-residual[p];
+            }
+        }
     }
 
     /// <summary>s = max over the <paramref name="groups"/> groups of 4 of Σ|xₜ|, / 127.</summary>
