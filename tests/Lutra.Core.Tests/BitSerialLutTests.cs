@@ -23,6 +23,8 @@ public unsafe class BitSerialLutTests
         var list = new List<BitSerialLutMatVec> { new BitSerialLutVector128<PortablePairSum>(type) };
         if (Ssse3.IsSupported)
             list.Add(new BitSerialLutVector128<Ssse3PairSum>(type));
+        if (BitSerialLutAvx2.IsSupported)
+            list.Add(new BitSerialLutAvx2(type));
         if (BitSerialLutAvx512.IsSupported && KernelIsa.IsSupported(InstructionSet.Avx512))
             list.Add(new BitSerialLutAvx512(type));
         return list;
@@ -312,7 +314,8 @@ public unsafe class BitSerialLutTests
             {
                 var first = KernelTable.RepackingKernels(type, isa).FirstOrDefault();
                 var expected = Environment.GetEnvironmentVariable(KernelTable.RepackVariable) != "0"
-                    && (isa == InstructionSet.Vector128 || (isa == InstructionSet.Avx512 && BitSerialLutAvx512.IsSupported));
+                    && (isa == InstructionSet.Vector128 || (isa == InstructionSet.Avx2 && BitSerialLutAvx2.IsSupported)
+                        || (isa == InstructionSet.Avx512 && BitSerialLutAvx512.IsSupported));
                 Assert.Equal(expected, first is BitSerialLutMatVec);
                 if (first is BitSerialLutMatVec lut)
                 {
