@@ -84,19 +84,24 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
         residual += Avx2.MultiplyAddAdjacent(planes23, Avx2.Shuffle(Table(tables + 16), high));
     }
 
-    /// <summary>16 rows × 2 planes on two exact tables (T = 4H + L): T[i₀] + 2T[i₁] summed over both.</summary>
+    /// <summary>One sub-block of 16 rows on 4 exact tables, as <see cref="BitSerialLutAvx512"/>'s: H by (4, 8), L summed as bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> Lookup2(byte* index, byte* first, byte* second, Vector256<byte> nibble)
+    private static Vector256<short> SubBlock(byte* index, byte* tables, Vector256<byte> nibble)
     {
-        var v = Vector256.Load(index);
-        var low = (v & nibble).AsSByte();
-        var high = (Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
-        var planes01 = Vector256.Create((ushort)0x0201).AsByte();
-        var main = Avx2.MultiplyAddAdjacent(planes01, Avx2.Shuffle(Table(first), low))
-            + Avx2.MultiplyAddAdjacent(planes01, Avx2.Shuffle(Table(second), high));
-        var rest = Avx2.MultiplyAddAdjacent(planes01, Avx2.Shuffle(Table(first + 16), low))
-            + Avx2.MultiplyAddAdjacent(planes01, Avx2.Shuffle(Table(second + 16), high));
-        return Avx2.ShiftLeftLogical(main, 2) + rest;
+        var v0 = Vector256.Load(index);
+        var v1 = Vector256.Load(index + 64);
+        var low0 = (v0 & nibble).AsSByte();
+        var high0 = (Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & nibble).AsSByte();
+        var low1 = (v1 & nibble).AsSByte();
+        var high1 = (Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & nibble).AsSByte();
+        var planes01Times4 = Vector256.Create((ushort)0x0804).AsByte();
+        var main = Avx2.MultiplyAddAdjacent(planes01Times4, Avx2.Shuffle(Table(tables), low0))
+            + Avx2.MultiplyAddAdjacent(planes01Times4, Avx2.Shuffle(Table(tables + 32), high0))
+            + Avx2.MultiplyAddAdjacent(planes01Times4, Avx2.Shuffle(Table(tables + 64), low1))
+            + Avx2.MultiplyAddAdjacent(planes01Times4, Avx2.Shuffle(Table(tables + 96), high1));
+        var rest = Avx2.Shuffle(Table(tables + 16), low0) + Avx2.Shuffle(Table(tables + 48), high0)
+            + Avx2.Shuffle(Table(tables + 80), low1) + Avx2.Shuffle(Table(tables + 112), high1);
+        return main + Avx2.MultiplyAddAdjacent(Vector256.Create((ushort)0x0201).AsByte(), rest);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -135,10 +140,8 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
                 for (var p = 0; p < 8; p++, pair += 320, record += Q2_KPairRecord)
                 {
                     var sums = (short*)(record + 256);
-                    var accA = Lookup2(pair, record, record + 32, nibble) + Lookup2(pair + 64, record + 64, record + 96, nibble)
-                        + Vector256.Create(sums[0]);
-                    var accB = Lookup2(pair + 128, record + 128, record + 160, nibble) + Lookup2(pair + 192, record + 192, record + 224, nibble)
-                        + Vector256.Create(sums[1]);
+                    var accA = SubBlock(pair, record, nibble) + Vector256.Create(sums[0]);
+                    var accB = SubBlock(pair + 128, record + 128, nibble) + Vector256.Create(sums[1]);
                     var scaleBytes = pair + 256 - 16 * half;
                     var sa = Avx2.ConvertToVector256Int16(Vector128.Load(scaleBytes));
                     var sbv = Avx2.ConvertToVector256Int16(Vector128.Load(scaleBytes + 32));

@@ -112,20 +112,26 @@ public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
     }
 
     /// <summary>
-    /// 32 rows × 2 planes on two exact tables (T = 4H + L; low nibbles on the first, high on the second):
-    /// T[i₀] + 2T[i₁] summed over both tables.
+    /// One sub-block of 32 rows: 2 index vectors on 4 exact tables (T = 4H + L, low nibbles on tables 0 and 2, high
+    /// on 1 and 3): Σ T[i₀] + 2T[i₁]. H goes through <c>vpmaddubsw</c> by (4, 8); the L lookups (0..3) are summed as
+    /// bytes first (≤ 12) and widened once.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Lookup2(byte* index, byte* first, byte* second, Vector512<byte> nibble, Vector512<byte> planes01)
+    private static Vector512<short> SubBlock(byte* index, byte* tables, Vector512<byte> nibble, Vector512<byte> planes01, Vector512<byte> planes01Times4)
     {
-        var v = Vector512.Load(index);
-        var low = (v & nibble).AsSByte();
-        var high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
-        var main = Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(Table(first), low))
-            + Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(Table(second), high));
-        var rest = Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(Table(first + 16), low))
-            + Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(Table(second + 16), high));
-        return Avx512BW.ShiftLeftLogical(main, 2) + rest;
+        var v0 = Vector512.Load(index);
+        var v1 = Vector512.Load(index + 64);
+        var low0 = (v0 & nibble).AsSByte();
+        var high0 = (Vector512.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & nibble).AsSByte();
+        var low1 = (v1 & nibble).AsSByte();
+        var high1 = (Vector512.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & nibble).AsSByte();
+        var main = Avx512BW.MultiplyAddAdjacent(planes01Times4, Avx512BW.Shuffle(Table(tables), low0))
+            + Avx512BW.MultiplyAddAdjacent(planes01Times4, Avx512BW.Shuffle(Table(tables + 32), high0))
+            + Avx512BW.MultiplyAddAdjacent(planes01Times4, Avx512BW.Shuffle(Table(tables + 64), low1))
+            + Avx512BW.MultiplyAddAdjacent(planes01Times4, Avx512BW.Shuffle(Table(tables + 96), high1));
+        var rest = Avx512BW.Shuffle(Table(tables + 16), low0) + Avx512BW.Shuffle(Table(tables + 48), high0)
+            + Avx512BW.Shuffle(Table(tables + 80), low1) + Avx512BW.Shuffle(Table(tables + 112), high1);
+        return main + Avx512BW.MultiplyAddAdjacent(planes01, rest);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -154,6 +160,7 @@ public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
     {
         var nibble = Vector512.Create((byte)0x0F);
         var planes01 = Vector512.Create((ushort)0x0201).AsByte();
+        var planes01Times4 = Vector512.Create((ushort)0x0804).AsByte();
         var low4 = Vector512.Create((short)0x0F);
         var y0 = Vector512<float>.Zero;
         var y1 = Vector512<float>.Zero;
@@ -166,12 +173,8 @@ public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
             for (var p = 0; p < 8; p++, w += 320, sidecar += Q2_KPairRecord)
             {
                 var sums = (short*)(sidecar + 256);
-                var accA = Lookup2(w, sidecar, sidecar + 32, nibble, planes01)
-                    + Lookup2(w + 64, sidecar + 64, sidecar + 96, nibble, planes01)
-                    + Vector512.Create(sums[0]);
-                var accB = Lookup2(w + 128, sidecar + 128, sidecar + 160, nibble, planes01)
-                    + Lookup2(w + 192, sidecar + 192, sidecar + 224, nibble, planes01)
-                    + Vector512.Create(sums[1]);
+                var accA = SubBlock(w, sidecar, nibble, planes01, planes01Times4) + Vector512.Create(sums[0]);
+                var accB = SubBlock(w + 128, sidecar + 128, nibble, planes01, planes01Times4) + Vector512.Create(sums[1]);
                 var scales = Vector512.Load(w + 256);
                 var sa = Avx512BW.ConvertToVector512Int16(scales.GetLower());
                 var sbv = Avx512BW.ConvertToVector512Int16(scales.GetUpper());
