@@ -38,7 +38,6 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
             var coefficients = (float*)(sidecar + 256);
             var a = Vector256.Create(coefficients[0]);
             var bias = Vector256.Create(coefficients[1]);
-            var aResidual = Vector256.Create(coefficients[3]);
             for (var c = 0; c < chunks; c++)
             {
                 for (var half = 0; half < 2; half++)
@@ -47,11 +46,15 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
                     var w = tile + c * chunkBytes + 32 * half;
                     var yc = y + c * ChunkRows + 16 * half;
                     var acc = Vector256<short>.Zero;
-                    var residual = Vector256<short>.Zero;
+                    var lowL = Vector256<sbyte>.Zero;
+                    var highL = Vector256<sbyte>.Zero;
                     for (var j = 0; j < 8; j++)
-                        Lookup(w + 64 * j, sidecar + 32 * j, nibble, ref acc, ref residual);
-                    var lower = Fma.MultiplyAdd(ToSingle(residual.GetLower()), aResidual, Fma.MultiplyAdd(ToSingle(acc.GetLower()), a, bias));
-                    var upper = Fma.MultiplyAdd(ToSingle(residual.GetUpper()), aResidual, Fma.MultiplyAdd(ToSingle(acc.GetUpper()), a, bias));
+                        Lookup(w + 64 * j, sidecar + 32 * j, nibble, ref acc, ref lowL, ref highL);
+                    var rest = Avx2.MultiplyAddAdjacent(Vector256.Create((ushort)0x0201).AsByte(), lowL)
+                        + Avx2.MultiplyAddAdjacent(Vector256.Create((ushort)0x0804).AsByte(), highL);
+                    var four = Vector256.Create(4f);
+                    var lower = Fma.MultiplyAdd(Fma.MultiplyAdd(ToSingle(acc.GetLower()), four, ToSingle(rest.GetLower())), a, bias);
+                    var upper = Fma.MultiplyAdd(Fma.MultiplyAdd(ToSingle(acc.GetUpper()), four, ToSingle(rest.GetUpper())), a, bias);
                     var y0 = Fma.MultiplyAdd(lower, HalfToSingle(Vector128.Load((short*)(w + 512))), Vector256.Load(yc));
                     var y1 = Fma.MultiplyAdd(upper, HalfToSingle(Vector128.Load((short*)(w + 528))), Vector256.Load(yc + 8));
                     if (hasMin)
@@ -70,18 +73,19 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<sbyte> Table(byte* table) => Avx2.BroadcastVector128ToVector256(table).AsSByte();
 
-    /// <summary>16 rows × 4 planes on one table (and its residual table 16 bytes later).</summary>
+    /// <summary>16 rows × 4 planes on one exact table (H at <paramref name="tables"/>, L 16 bytes later).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Lookup(byte* index, byte* tables, Vector256<byte> nibble, ref Vector256<short> acc, ref Vector256<short> residual)
+    private static void Lookup(byte* index, byte* tables, Vector256<byte> nibble, ref Vector256<short> acc, ref Vector256<sbyte> lowL, ref Vector256<sbyte> highL)
     {
         var v = Vector256.Load(index);
-        var low = (v & nibble).AsSByte();
-        var high = (Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
-        var table = Table(tables);
-        var planes23 = Vector256.Create((ushort)0x0804).AsByte();
-        acc += Avx2.MultiplyAddAdjacent(Vector256.Create((ushort)0x0201).AsByte(), Avx2.Shuffle(table, low))
-            + Avx2.MultiplyAddAdjacent(planes23, Avx2.Shuffle(table, high));
-        residual += Avx2.MultiplyAddAdjacent(planes23, Avx2.Shuffle(Table(tables + 16), high));
+        var lowNibbles = (v & nibble).AsSByte();
+        var highNibbles = (Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
+        var high = Table(tables);
+        acc += Avx2.MultiplyAddAdjacent(Vector256.Create((ushort)0x0201).AsByte(), Avx2.Shuffle(high, lowNibbles))
+            + Avx2.MultiplyAddAdjacent(Vector256.Create((ushort)0x0804).AsByte(), Avx2.Shuffle(high, highNibbles));
+        var low = Table(tables + 16);
+        lowL += Avx2.Shuffle(low, lowNibbles);
+        highL += Avx2.Shuffle(low, highNibbles);
     }
 
     /// <summary>One sub-block of 16 rows on 4 exact tables, as <see cref="BitSerialLutAvx512"/>'s: H by (4, 8), L summed as bytes.</summary>

@@ -8,8 +8,8 @@ namespace Lutra.Core.Kernels;
 /// <summary>
 /// The bit-serial LUT kernel on AVX-512 BW: each 16-byte table is broadcast to the four 128-bit lanes, so one
 /// <c>vpshufb</c> looks up 64 nibbles (32 rows × 2 planes) and one <c>vpmaddubsw</c> by (1, 2) or (4, 8) folds each
-/// row's two planes into an int16. Q4_0/Q4_1 are table-stationary over a 128-row tile: the 8 tables of a weight
-/// block stay in registers while the tile's four 32-row chunks stream past (row sums accumulate in y, in L1).
+/// row's two planes into an int16. Q4_0/Q4_1 are table-stationary over a 128-row tile: the 8 table pairs (H, L) of a
+/// weight block stay in registers while the tile's four 32-row chunks stream past (row sums accumulate in y, in L1).
 /// </summary>
 public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
     : BitSerialLutMatVec(weightType, InstructionSet.Avx512, "AVX-512 bit-serial LUT")
@@ -40,6 +40,7 @@ public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
         var nibble = Vector512.Create((byte)0x0F);
         var planes01 = Vector512.Create((ushort)0x0201).AsByte();
         var planes23 = Vector512.Create((ushort)0x0804).AsByte();
+        var four = Vector512.Create(4f);
         for (var b = 0; b < blocks; b++, tile += blockStride, sidecar += Q4Record)
         {
             var t0 = Table(sidecar);
@@ -61,23 +62,25 @@ public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
             var coefficients = (float*)(sidecar + 256);
             var a = Vector512.Create(coefficients[0]);
             var bias = Vector512.Create(coefficients[1]);
-            var aResidual = Vector512.Create(coefficients[3]);
             var w = tile;
             var yc = y;
             for (var c = 0; c < chunks; c++, w += chunkBytes, yc += ChunkRows)
             {
                 var acc = Vector512<short>.Zero;
-                var residual = Vector512<short>.Zero;
-                Lookup(w, t0, r0, nibble, planes01, planes23, ref acc, ref residual);
-                Lookup(w + 64, t1, r1, nibble, planes01, planes23, ref acc, ref residual);
-                Lookup(w + 128, t2, r2, nibble, planes01, planes23, ref acc, ref residual);
-                Lookup(w + 192, t3, r3, nibble, planes01, planes23, ref acc, ref residual);
-                Lookup(w + 256, t4, r4, nibble, planes01, planes23, ref acc, ref residual);
-                Lookup(w + 320, t5, r5, nibble, planes01, planes23, ref acc, ref residual);
-                Lookup(w + 384, t6, r6, nibble, planes01, planes23, ref acc, ref residual);
-                Lookup(w + 448, t7, r7, nibble, planes01, planes23, ref acc, ref residual);
-                var lower = Avx512F.FusedMultiplyAdd(ToSingle(residual.GetLower()), aResidual, Avx512F.FusedMultiplyAdd(ToSingle(acc.GetLower()), a, bias));
-                var upper = Avx512F.FusedMultiplyAdd(ToSingle(residual.GetUpper()), aResidual, Avx512F.FusedMultiplyAdd(ToSingle(acc.GetUpper()), a, bias));
+                var lowL = Vector512<sbyte>.Zero;
+                var highL = Vector512<sbyte>.Zero;
+                Lookup(w, t0, r0, nibble, planes01, planes23, ref acc, ref lowL, ref highL);
+                Lookup(w + 64, t1, r1, nibble, planes01, planes23, ref acc, ref lowL, ref highL);
+                Lookup(w + 128, t2, r2, nibble, planes01, planes23, ref acc, ref lowL, ref highL);
+                Lookup(w + 192, t3, r3, nibble, planes01, planes23, ref acc, ref lowL, ref highL);
+                Lookup(w + 256, t4, r4, nibble, planes01, planes23, ref acc, ref lowL, ref highL);
+                Lookup(w + 320, t5, r5, nibble, planes01, planes23, ref acc, ref lowL, ref highL);
+                Lookup(w + 384, t6, r6, nibble, planes01, planes23, ref acc, ref lowL, ref highL);
+                Lookup(w + 448, t7, r7, nibble, planes01, planes23, ref acc, ref lowL, ref highL);
+                // Σ 2ⁱ·L over 8 tables ≤ 15·24; the sums are exact in f32, so 4·H + L costs one FMA.
+                var rest = Avx512BW.MultiplyAddAdjacent(planes01, lowL) + Avx512BW.MultiplyAddAdjacent(planes23, highL);
+                var lower = Avx512F.FusedMultiplyAdd(Avx512F.FusedMultiplyAdd(ToSingle(acc.GetLower()), four, ToSingle(rest.GetLower())), a, bias);
+                var upper = Avx512F.FusedMultiplyAdd(Avx512F.FusedMultiplyAdd(ToSingle(acc.GetUpper()), four, ToSingle(rest.GetUpper())), a, bias);
                 var y0 = Avx512F.FusedMultiplyAdd(lower, HalfToSingle(Vector256.Load((short*)(w + 512))), Vector512.Load(yc));
                 var y1 = Avx512F.FusedMultiplyAdd(upper, HalfToSingle(Vector256.Load((short*)(w + 544))), Vector512.Load(yc + 16));
                 if (hasMin)
@@ -96,19 +99,20 @@ public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
     private static Vector512<sbyte> Table(byte* table) => Avx512F.BroadcastVector128ToVector512((int*)table).AsSByte();
 
     /// <summary>
-    /// 32 rows × 4 planes on one table: Σᵢ 2ⁱ T[indexᵢ] per row into <paramref name="acc"/> (|·| ≤ 15·127 per table)
-    /// and the residual of planes 2 and 3, 4·R[index₂] + 8·R[index₃], into <paramref name="residual"/>.
+    /// 32 rows × 4 planes on one exact table (T = 4H + L): Σᵢ 2ⁱ H[indexᵢ] per row into <paramref name="acc"/>
+    /// (|·| ≤ 15·127 per table) and the L lookups (0..3) of the low and high nibbles summed as bytes.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Lookup(byte* index, Vector512<sbyte> table, Vector512<sbyte> residualTable, Vector512<byte> nibble,
-        Vector512<byte> planes01, Vector512<byte> planes23, ref Vector512<short> acc, ref Vector512<short> residual)
+    private static void Lookup(byte* index, Vector512<sbyte> high, Vector512<sbyte> low, Vector512<byte> nibble,
+        Vector512<byte> planes01, Vector512<byte> planes23, ref Vector512<short> acc, ref Vector512<sbyte> lowL, ref Vector512<sbyte> highL)
     {
         var v = Vector512.Load(index);
-        var low = (v & nibble).AsSByte();
-        var high = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
-        acc += Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(table, low))
-            + Avx512BW.MultiplyAddAdjacent(planes23, Avx512BW.Shuffle(table, high));
-        residual += Avx512BW.MultiplyAddAdjacent(planes23, Avx512BW.Shuffle(residualTable, high));
+        var lowNibbles = (v & nibble).AsSByte();
+        var highNibbles = (Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble).AsSByte();
+        acc += Avx512BW.MultiplyAddAdjacent(planes01, Avx512BW.Shuffle(high, lowNibbles))
+            + Avx512BW.MultiplyAddAdjacent(planes23, Avx512BW.Shuffle(high, highNibbles));
+        lowL += Avx512BW.Shuffle(low, lowNibbles);
+        highL += Avx512BW.Shuffle(low, highNibbles);
     }
 
     /// <summary>

@@ -7,17 +7,18 @@ namespace Lutra.Core.Kernels;
 /// <summary>
 /// T-MAC bit-serial lookup-table GEMV for Q4_0, Q4_1 and Q2_K (lut-kernels.md §1.2-§1.7, §2.1). No weight is
 /// dequantized: each b-bit code u = Σᵢ 2ⁱβᵢ is split into b bit planes, each bit read as sᵢ = 2βᵢ − 1 ∈ {±1}, so
-/// u = ½Σᵢ 2ⁱsᵢ + (2ᵇ − 1)/2. Four activations x₀..x₃ form a group with a 16-entry table
-/// T[p] = Σₜ (bit t of p ? +xₜ : −xₜ) (odd: T[15 − p] = −T[p], so 8 entries are computed). The four plane-bits of one
-/// weight group are a 4-bit index into that table, so a row's sum Σⱼ Σᵢ 2ⁱ Tⱼ[indexᵢⱼ] is gathered with byte
-/// shuffles and Σ u·x = ½·sum + (2ᵇ − 1)/2 · Σx.
-/// <list type="bullet">
-/// <item>Q4_0/Q4_1 (T-MAC tables from the f32 input): int8 T with one scale s per block of 32 (the largest group
-/// Σ|xₜ| / 127, round to nearest), plus an int8 residual table R = round((v/s − T)·254) looked up for planes 2 and
-/// 3 only, which carry 80/85 of the error variance: NMSE ≈ 1/15 of llama.cpp's Q8_0 activations.</item>
-/// <item>Q2_K (tables from llama.cpp's Q8_K activations, exact): the integer T = Σₜ ±qₜ (|T| ≤ 508) as two int8
-/// tables, T = 4·H + L, so the integer sums are exactly llama.cpp's Q2_K·Q8_K ones.</item>
-/// </list>
+/// u = ½Σᵢ 2ⁱsᵢ + (2ᵇ − 1)/2. Four activations form a group with a 16-entry table T[p] = Σₜ (bit t of p ? +qₜ : −qₜ)
+/// (odd: T[15 − p] = −T[p], so 8 entries are computed). The four plane-bits of one weight group are a 4-bit index
+/// into that table, so a row's sum Σⱼ Σᵢ 2ⁱ Tⱼ[indexᵢⱼ] is gathered with byte shuffles and
+/// Σ u·q = ½·(sum + (2ᵇ − 1)·Σq).
+/// <para>
+/// The tables are built from llama.cpp's own quantized activations q (Q8_0, Q8_1, Q8_K: the standard row at the
+/// start of the state), exactly: |T| ≤ 508 is stored as two int8 tables, T = 4·H + L (see
+/// <see cref="BitSerialLutTables"/>), so every integer sum equals llama.cpp's and the result differs from the
+/// multiply-add kernels' only by f32 rounding. (T-MAC's own tables, int8 round(Σ±x / s) with s = max group Σ|x| / 127,
+/// measured an NMSE 1.1x that of Q8_0 activations but moved the tiny models' logits and perplexity off llama.cpp's
+/// beyond the suite's tolerances, which are set by Q8 rounding noise.)
+/// </para>
 /// <para>
 /// Weight layout (written by <see cref="TryPrepareWeights"/>; exactly rows·rowBytes bytes): rows are cut in tiles
 /// of <see cref="RowTile"/> rows (the last may be shorter) and each tile in chunks of 32 rows (the last may be
@@ -35,9 +36,9 @@ namespace Lutra.Core.Kernels;
 /// </list>
 /// <para>
 /// Activation sidecar (after the llama.cpp activation row, built once per input vector): Q4_0/Q4_1, per block of
-/// 32: 8 × (T, R) of 16 int8 each, then f32 a = ½s, b (Q4_0: −½Σx; Q4_1: 15/2·Σx), Σx, a/254. Q2_K, per
-/// super-block: per pair 8 × (H, L), then int16 (3·Xa, 3·Xb) and (Xa, Xb) with X the sub-block's Σq; then f32
-/// ½d and d of the Q8_K block.
+/// 32: 8 × (H, L) of 16 int8 each, then f32 a = ½d, b (Q4_0: −Σq·a; Q4_1: 15Σq·a), and for Q4_1 the block's s.
+/// Q2_K, per super-block: per pair 8 × (H, L), then int16 (3·Xa, 3·Xb) and (Xa, Xb) with X the sub-block's Σq;
+/// then f32 ½d and d of the Q8_K block.
 /// </para>
 /// <para>
 /// Every variant computes the same integers and the same f32 operations in the same order as
@@ -78,7 +79,7 @@ public abstract unsafe class BitSerialLutMatVec : MatVecKernel
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         QuantizeStandardRow(x, n, state);
-        BitSerialLutTables.Build(WeightType, x, n, state, Sidecar(state, n), vectorized: Isa != InstructionSet.Scalar);
+        BitSerialLutTables.Build(WeightType, n, state, Sidecar(state, n), vectorized: Isa != InstructionSet.Scalar);
     }
 
     private void QuantizeStandardRow(float* x, int n, byte* state)
@@ -148,18 +149,21 @@ public sealed unsafe class BitSerialLutScalar(GgmlType weightType)
     }
 }
 
-/// <summary>The activation tables (identical for every variant: they are built by this one scalar routine).</summary>
+/// <summary>
+/// The activation tables, exact over llama.cpp's activation row (Q8_0, Q8_1 or Q8_K) already at the start of the
+/// state: for each group of 4 quantized activations q, the integer T[p] = Σₜ (bit t of p ? +qₜ : −qₜ) (|T| ≤ 508) is
+/// stored as two int8 tables, T = 4·H + L with H = T ≫ 2 and L = T &amp; 3 (H then L, 32 bytes). The kernels'
+/// integer sums are therefore exactly llama.cpp's.
+/// </summary>
 internal static unsafe class BitSerialLutTables
 {
-    /// <summary>
-    /// Q4_0/Q4_1 tables from the f32 input (T-MAC); Q2_K tables from the Q8_K row already at <paramref name="state"/>,
-    /// exact, so that the kernel's integer sums are llama.cpp's.
-    /// </summary>
+    private const int Q8_KBytes = 292;
+
     /// <remarks>
-    /// <paramref name="vectorized"/> computes the same f32 operations in the same order with Vector256 (the
-    /// tables are bit-identical; the scalar kernel keeps the scalar build so that the tests compare the two).
+    /// <paramref name="vectorized"/> builds each group's 16 entries in one Vector256 (integers: identical; the
+    /// scalar kernel keeps the scalar build, so the tests compare the two).
     /// </remarks>
-    public static void Build(GgmlType type, float* x, int n, byte* state, byte* sidecar, bool vectorized)
+    public static void Build(GgmlType type, int n, byte* state, byte* sidecar, bool vectorized)
     {
         vectorized &= Vector256.IsHardwareAccelerated;
         if (type == GgmlType.Q2_K)
@@ -168,58 +172,35 @@ internal static unsafe class BitSerialLutTables
                 BuildQ2_K(state, sidecar, vectorized);
             return;
         }
-        var bias = type == GgmlType.Q4_0 ? -0.5f : 7.5f;
-        for (var b = 0; b < n / 32; b++, x += 32, sidecar += BitSerialLutMatVec.Q4Record)
+        // Q8_0: f16 d, 32 × int8; Q8_1: f16 d, f16 s = d·Σq, 32 × int8.
+        var blockBytes = type == GgmlType.Q4_0 ? 34 : 36;
+        var quants = type == GgmlType.Q4_0 ? 2 : 4;
+        for (var b = 0; b < n / 32; b++, state += blockBytes, sidecar += BitSerialLutMatVec.Q4Record)
         {
-            var s = Scale(x, 8);
-            if (vectorized)
-                TablesVector256(x, 8, s, (sbyte*)sidecar);
-            else
-                Tables(x, 8, s, (sbyte*)sidecar);
-            var sum = 0f;
+            var q = (sbyte*)(state + quants);
+            for (var g = 0; g < 8; g++)
+                GroupTables(q + 4 * g, (sbyte*)sidecar + 32 * g, vectorized);
+            var sum = 0;
             for (var i = 0; i < 32; i++)
-                sum += x[i];
+                sum += q[i];
+            // Σ u·q = (lookup sum + (2ᵇ − 1)·Σq) / 2 with u = q4 − 8 (Q4_0: −Σq) or u = q4 (Q4_1: +15·Σq).
+            var a = 0.5f * HalfLookup.ToSingle(state);
             var f = (float*)(sidecar + 256);
-            f[0] = 0.5f * s;
-            f[1] = bias * sum;
-            f[2] = sum;
-            f[3] = 0.5f * s / ResidualSteps;
+            f[0] = a;
+            f[1] = (type == GgmlType.Q4_0 ? -sum : 15 * sum) * a;
+            f[2] = type == GgmlType.Q4_1 ? HalfLookup.ToSingle(state + 2) : 0;
+            f[3] = 0;
         }
     }
 
-    private const int Q8_KBytes = 292;
-
-    /// <summary>Residual table units per main table unit: |v/s − T[p]| ≤ ½, so ±127.</summary>
-    private const float ResidualSteps = 254f;
-
-    /// <summary>
-    /// Per pair of sub-blocks, for each group of 4 Q8_K values q: the integer T[p] = Σₜ ±qₜ (|T| ≤ 508) as
-    /// T = 4·H + L, H = T ≫ 2 (int8) and L = T &amp; 3, stored as the table H then the table L.
-    /// </summary>
+    /// <summary>Per pair of sub-blocks: the 8 groups' tables, then int16 (3·Xa, 3·Xb) and (Xa, Xb), X = the sub-block's Σq.</summary>
     private static void BuildQ2_K(byte* q8k, byte* record, bool vectorized)
     {
         var q = (sbyte*)(q8k + 4);
         for (var p = 0; p < 8; p++, record += BitSerialLutMatVec.Q2_KPairRecord)
         {
-            var tables = (sbyte*)record;
             for (var g = 0; g < 8; g++)
-            {
-                var a = q + 32 * p + 4 * g;
-                if (vectorized)
-                {
-                    var t = Vector256.Create((short)a[0]) * Sign16(0) + Vector256.Create((short)a[1]) * Sign16(1)
-                        + Vector256.Create((short)a[2]) * Sign16(2) + Vector256.Create((short)a[3]) * Sign16(3);
-                    Vector256.Narrow(Vector256.ShiftRightArithmetic(t, 2), t & Vector256.Create((short)3)).Store(tables + 32 * g);
-                    continue;
-                }
-                for (var index = 0; index < 16; index++)
-                {
-                    var t = ((index & 1) != 0 ? a[0] : -a[0]) + ((index & 2) != 0 ? a[1] : -a[1])
-                        + ((index & 4) != 0 ? a[2] : -a[2]) + ((index & 8) != 0 ? a[3] : -a[3]);
-                    tables[32 * g + index] = (sbyte)(t >> 2);
-                    tables[32 * g + 16 + index] = (sbyte)(t & 3);
-                }
-            }
+                GroupTables(q + 32 * p + 4 * g, (sbyte*)record + 32 * g, vectorized);
             int xa = 0, xb = 0;
             for (var i = 0; i < 16; i++)
             {
@@ -240,69 +221,31 @@ internal static unsafe class BitSerialLutTables
         f[2] = f[3] = 0;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void GroupTables(sbyte* a, sbyte* tables, bool vectorized)
+    {
+        if (vectorized)
+        {
+            var t = Vector256.Create((short)a[0]) * Sign16(0) + Vector256.Create((short)a[1]) * Sign16(1)
+                + Vector256.Create((short)a[2]) * Sign16(2) + Vector256.Create((short)a[3]) * Sign16(3);
+            Vector256.Narrow(Vector256.ShiftRightArithmetic(t, 2), t & Vector256.Create((short)3)).Store(tables);
+            return;
+        }
+        // Mirror symmetry: T[15 − p] = −T[p], so 8 sums are computed.
+        for (var p = 0; p < 8; p++)
+        {
+            var t = ((p & 1) != 0 ? a[0] : -a[0]) + ((p & 2) != 0 ? a[1] : -a[1]) + ((p & 4) != 0 ? a[2] : -a[2]) - a[3];
+            tables[p] = (sbyte)(t >> 2);
+            tables[16 + p] = (sbyte)(t & 3);
+            tables[15 - p] = (sbyte)(-t >> 2);
+            tables[31 - p] = (sbyte)(-t & 3);
+        }
+    }
+
     /// <summary>±1 per table index for activation t of a group: +1 where bit t of the index is set.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<short> Sign16(int t) =>
         (Vector256.ShiftRightLogical(Vector256.Create((short)0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), t) & Vector256.Create((short)1)) * 2 - Vector256.Create((short)1);
-
-    /// <summary><see cref="Tables"/> with the 8 computed entries of a group in one Vector256: the same f32 operations in the same order.</summary>
-    private static void TablesVector256(float* x, int groups, float s, sbyte* tables)
-    {
-        var inverse = Vector256.Create(s == 0 ? 0f : 1f / s);
-        var sign0 = Vector256.Create(-1f, 1, -1, 1, -1, 1, -1, 1);
-        var sign1 = Vector256.Create(-1f, -1, 1, 1, -1, -1, 1, 1);
-        var sign2 = Vector256.Create(-1f, -1, -1, -1, 1, 1, 1, 1);
-        var low = Vector256.Create(-127);
-        var high = Vector256.Create(127);
-        var main = stackalloc int[8];
-        var residual = stackalloc int[8];
-        for (var g = 0; g < groups; g++, x += 4, tables += 32)
-        {
-            var v = (Vector256.Create(x[0]) * sign0 + Vector256.Create(x[1]) * sign1 + Vector256.Create(x[2]) * sign2 - Vector256.Create(x[3])) * inverse;
-            var m = Vector256.Min(Vector256.Max(Vector256.ConvertToInt32(Vector256.Round(v)), low), high);
-            var r = Vector256.Min(Vector256.Max(Vector256.ConvertToInt32(Vector256.Round((v - Vector256.ConvertToSingle(m)) * ResidualSteps)), low), high);
-            m.Store(main);
-            r.Store(residual);
-            for (var p = 0; p < 8; p++)
-            {
-                tables[p] = (sbyte)main[p];
-                tables[15 - p] = (sbyte)-main[p];
-                tables[16 + p] = (sbyte)residual[p];
-                tables[31 - p] = (sbyte)-residual[p];
-            }
-        }
-    }
-
-    /// <summary>s = max over the <paramref name="groups"/> groups of 4 of Σ|xₜ|, / 127.</summary>
-    private static float Scale(float* x, int groups)
-    {
-        var max = 0f;
-        for (var g = 0; g < groups; g++, x += 4)
-            max = MathF.Max(max, MathF.Abs(x[0]) + MathF.Abs(x[1]) + MathF.Abs(x[2]) + MathF.Abs(x[3]));
-        return max / 127f;
-    }
-
-    /// <summary>
-    /// Per group: the main table T[p] = round(v_p / s), v_p = Σₜ ±xₜ, and the residual table
-    /// R[p] = round((v_p / s − T[p])·254), both odd (T[15 − p] = −T[p]: mirror symmetry, 8 entries computed).
-    /// </summary>
-    private static void Tables(float* x, int groups, float s, sbyte* tables)
-    {
-        var inverse = s == 0 ? 0f : 1f / s;
-        for (var g = 0; g < groups; g++, x += 4, tables += 32)
-        {
-            for (var p = 0; p < 8; p++)
-            {
-                var v = (((p & 1) != 0 ? x[0] : -x[0]) + ((p & 2) != 0 ? x[1] : -x[1]) + ((p & 4) != 0 ? x[2] : -x[2]) - x[3]) * inverse;
-                var main = Math.Clamp((int)MathF.Round(v), -127, 127);
-                var residual = Math.Clamp((int)MathF.Round((v - main) * ResidualSteps), -127, 127);
-                tables[p] = (sbyte)main;
-                tables[15 - p] = (sbyte)-main;
-                tables[16 + p] = (sbyte)residual;
-                tables[31 - p] = (sbyte)-residual;
-            }
-        }
-    }
 }
 
 /// <summary>The load-time permutation from GGUF blocks into the bit-serial layout (see <see cref="BitSerialLutMatVec"/>).</summary>
@@ -427,23 +370,24 @@ internal static unsafe class BitSerialLutReference
         for (var b = 0; b < n / 32; b++, w += blockStride, sidecar += BitSerialLutMatVec.Q4Record)
         {
             var tables = (sbyte*)sidecar;
-            int sum = 0, residual = 0;
+            var sum = 0;
             for (var j = 0; j < 8; j++, tables += 32)
             {
                 var b0 = w[j * 2 * hc + 2 * r];
                 var b1 = w[j * 2 * hc + 2 * r + 1];
-                sum += tables[b0 & 15] + 2 * tables[b1 & 15] + 4 * tables[b0 >> 4] + 8 * tables[b1 >> 4];
-                residual += 4 * tables[16 + (b0 >> 4)] + 8 * tables[16 + (b1 >> 4)];
+                sum += T(tables, b0 & 15) + 2 * T(tables, b1 & 15) + 4 * T(tables, b0 >> 4) + 8 * T(tables, b1 >> 4);
             }
             var f = (float*)(sidecar + 256);
             var d = HalfLookup.ToSingle(w + 16 * hc + 2 * r);
-            var block = MathF.FusedMultiplyAdd(residual, f[3], MathF.FusedMultiplyAdd(sum, f[0], f[1]));
-            y = MathF.FusedMultiplyAdd(block, d, y);
+            y = MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(sum, f[0], f[1]), d, y);
             if (type == GgmlType.Q4_1)
                 y = MathF.FusedMultiplyAdd(HalfLookup.ToSingle(w + 18 * hc + 2 * r), f[2], y);
         }
         return y;
     }
+
+    /// <summary>Entry <paramref name="index"/> of a table stored as H then L: 4·H + L.</summary>
+    private static int T(sbyte* table, int index) => 4 * table[index] + table[16 + index];
 
     private static float RowQ2_K(byte* w, long blockStride, int hc, int r, byte* sidecar, int n)
     {
@@ -466,9 +410,7 @@ internal static unsafe class BitSerialLutReference
                     var t1 = t0 + 32;
                     var b0 = pair[v * 2 * hc + 2 * r];
                     var b1 = pair[v * 2 * hc + 2 * r + 1];
-                    var main = t0[b0 & 15] + 2 * t0[b1 & 15] + t1[b0 >> 4] + 2 * t1[b1 >> 4];
-                    var low = t0[16 + (b0 & 15)] + 2 * t0[16 + (b1 & 15)] + t1[16 + (b0 >> 4)] + 2 * t1[16 + (b1 >> 4)];
-                    var l = 4 * main + low;
+                    var l = T(t0, b0 & 15) + 2 * T(t0, b1 & 15) + T(t1, b0 >> 4) + 2 * T(t1, b1 >> 4);
                     if (v < 2)
                         la += l;
                     else

@@ -77,7 +77,6 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
             var a = Vector128.Create(coefficients[0]);
             var bias = Vector128.Create(coefficients[1]);
             var sum = Vector128.Create(coefficients[2]);
-            var aResidual = Vector128.Create(coefficients[3]);
             for (var c = 0; c < chunks; c++)
             {
                 for (var piece = 0; piece < 4; piece++)
@@ -86,20 +85,22 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
                     var w = tile + c * chunkBytes + 16 * piece;
                     var yc = y + c * ChunkRows + 8 * piece;
                     var acc = Vector128<short>.Zero;
-                    var residual = Vector128<short>.Zero;
-                    Lookup(w, t0, sidecar + 16, nibble, ref acc, ref residual);
-                    Lookup(w + 64, t1, sidecar + 48, nibble, ref acc, ref residual);
-                    Lookup(w + 128, t2, sidecar + 80, nibble, ref acc, ref residual);
-                    Lookup(w + 192, t3, sidecar + 112, nibble, ref acc, ref residual);
-                    Lookup(w + 256, t4, sidecar + 144, nibble, ref acc, ref residual);
-                    Lookup(w + 320, t5, sidecar + 176, nibble, ref acc, ref residual);
-                    Lookup(w + 384, t6, sidecar + 208, nibble, ref acc, ref residual);
-                    Lookup(w + 448, t7, sidecar + 240, nibble, ref acc, ref residual);
+                    var lowL = Vector128<byte>.Zero;
+                    var highL = Vector128<byte>.Zero;
+                    Lookup(w, t0, sidecar + 16, nibble, ref acc, ref lowL, ref highL);
+                    Lookup(w + 64, t1, sidecar + 48, nibble, ref acc, ref lowL, ref highL);
+                    Lookup(w + 128, t2, sidecar + 80, nibble, ref acc, ref lowL, ref highL);
+                    Lookup(w + 192, t3, sidecar + 112, nibble, ref acc, ref lowL, ref highL);
+                    Lookup(w + 256, t4, sidecar + 144, nibble, ref acc, ref lowL, ref highL);
+                    Lookup(w + 320, t5, sidecar + 176, nibble, ref acc, ref lowL, ref highL);
+                    Lookup(w + 384, t6, sidecar + 208, nibble, ref acc, ref lowL, ref highL);
+                    Lookup(w + 448, t7, sidecar + 240, nibble, ref acc, ref lowL, ref highL);
+                    // Σ 2ⁱ·L ≤ 15·24 and 4·H + L are exact in f32.
+                    var rest = TPairs.Sum(lowL.AsSByte()) + Vector128.ShiftLeft(TPairs.Sum(highL.AsSByte()), 2);
                     var d = Vector128.Load((short*)(w + 512));
-                    var lower = Vector128.FusedMultiplyAdd(ToSingle(Vector128.WidenLower(residual)), aResidual,
-                        Vector128.FusedMultiplyAdd(ToSingle(Vector128.WidenLower(acc)), a, bias));
-                    var upper = Vector128.FusedMultiplyAdd(ToSingle(Vector128.WidenUpper(residual)), aResidual,
-                        Vector128.FusedMultiplyAdd(ToSingle(Vector128.WidenUpper(acc)), a, bias));
+                    var four = Vector128.Create(4f);
+                    var lower = Vector128.FusedMultiplyAdd(Vector128.FusedMultiplyAdd(ToSingle(Vector128.WidenLower(acc)), four, ToSingle(Vector128.WidenLower(rest))), a, bias);
+                    var upper = Vector128.FusedMultiplyAdd(Vector128.FusedMultiplyAdd(ToSingle(Vector128.WidenUpper(acc)), four, ToSingle(Vector128.WidenUpper(rest))), a, bias);
                     var y0 = Vector128.FusedMultiplyAdd(lower, HalfToSingle(Vector128.WidenLower(d)), Vector128.Load(yc));
                     var y1 = Vector128.FusedMultiplyAdd(upper, HalfToSingle(Vector128.WidenUpper(d)), Vector128.Load(yc + 4));
                     if (hasMin)
@@ -115,15 +116,17 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
         }
     }
 
-    /// <summary>8 rows × 4 planes on one table: Σᵢ 2ⁱ T[indexᵢ] into acc, 4·R[index₂] + 8·R[index₃] into residual.</summary>
+    /// <summary>8 rows × 4 planes on one exact table: Σᵢ 2ⁱ H[indexᵢ] into acc, the L lookups (0..3) summed as bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Lookup(byte* index, Vector128<byte> table, byte* residualTable, Vector128<byte> nibble, ref Vector128<short> acc, ref Vector128<short> residual)
+    private static void Lookup(byte* index, Vector128<byte> high, byte* low, Vector128<byte> nibble, ref Vector128<short> acc, ref Vector128<byte> lowL, ref Vector128<byte> highL)
     {
         var v = Vector128.Load(index);
-        var low = v & nibble;
-        var high = Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble;
-        acc += TPairs.Sum(Vector128.ShuffleNative(table, low).AsSByte()) + Vector128.ShiftLeft(TPairs.Sum(Vector128.ShuffleNative(table, high).AsSByte()), 2);
-        residual += Vector128.ShiftLeft(TPairs.Sum(Vector128.ShuffleNative(Vector128.Load(residualTable), high).AsSByte()), 2);
+        var lowNibbles = v & nibble;
+        var highNibbles = Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble;
+        acc += TPairs.Sum(Vector128.ShuffleNative(high, lowNibbles).AsSByte()) + Vector128.ShiftLeft(TPairs.Sum(Vector128.ShuffleNative(high, highNibbles).AsSByte()), 2);
+        var lowTable = Vector128.Load(low);
+        lowL += Vector128.ShuffleNative(lowTable, lowNibbles);
+        highL += Vector128.ShuffleNative(lowTable, highNibbles);
     }
 
     /// <summary>8 rows × 2 planes on two exact tables (T = 4H + L): T[i₀] + 2T[i₁] summed over both.</summary>
