@@ -1,0 +1,215 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Lutra.Core.Quants;
+using static Lutra.Core.Kernels.InterleavedSteps;
+
+namespace Lutra.Core.Kernels;
+
+/// <summary>
+/// Q8_0 weights · Q8_0 activations over 16-row interleaved tiles (see <see cref="InterleavedSteps"/>), AVX-VNNI.
+/// <para>
+/// Tile block (544 bytes, 16 GGUF blocks' worth): the 16 rows' f16 scales, then for rows 0-7 and then rows 8-15
+/// eight 32-byte vectors; vector j holds, in int32 lane r, quants 4j..4j+3 of row r stored as q + 128 (the sign
+/// bit flipped), because vpdpbusd multiplies unsigned weight bytes by signed activation bytes. The +128 comes
+/// back out through the seed −128·Σa of each block's integer sums (from the activation sidecar).
+/// </para>
+/// <para>
+/// Exact: per row the float arithmetic is the reference's, sumᵢ·(d_w·d_a) added in block order, so every output
+/// equals <see cref="QuantReference.Dot"/> bit for bit, alone or in a batch. The sidecar holds d_a·2¹¹², so that
+/// d_w·d_a is one multiply of the unscaled f16 bit pattern (<see cref="InterleavedSteps.HalfToSingle"/> without
+/// its 2¹¹²): the same real product, rounded once. Rows after the last whole tile keep the GGUF layout and run
+/// through an exact per-row loop.
+/// </para>
+/// </summary>
+public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKernel(GgmlType.Q8_0, isa, "AVX-VNNI 16-row interleaved")
+{
+    private const int BlockBytes = 34;
+    private const int TileBlockBytes = TileRows * BlockBytes;
+    private const int QuantGroups = 8;
+
+    public override bool RepacksWeights => true;
+
+    public override int RowTile => TileRows;
+
+    public override int ActivationBytes(int n) => InterleavedSteps.ActivationBytes(StandardActivationBytes(n), n);
+
+    public override void PrepareActivations(float* x, int n, byte* state) =>
+        InterleavedSteps.PrepareActivations(Isa, x, n, state, StandardActivationBytes(n), -128, TwoTo112);
+
+    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
+    {
+        if (n <= 0 || n % Block != 0 || rowBytes != (long)n / Block * BlockBytes)
+            return false;
+        var blocks = n / Block;
+        var tiles = rows / TileRows;
+        var tileBytes = TileRows * rowBytes;
+        if (!FiniteScales(source, rowBytes, tiles * TileRows, blocks, BlockBytes))
+            return false;
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            var dst = destination + tile * tileBytes;
+            for (var r = 0; r < TileRows; r++)
+            {
+                var row = source + (tile * TileRows + r) * rowBytes;
+                for (var b = 0; b < blocks; b++)
+                {
+                    var block = row + b * BlockBytes;
+                    var tileBlock = dst + b * TileBlockBytes;
+                    ((ushort*)tileBlock)[r] = *(ushort*)block;
+                    for (var j = 0; j < QuantGroups; j++)
+                        *(uint*)(tileBlock + 2 * TileRows + QuantPosition(r, j, QuantGroups)) = *(uint*)(block + 2 + 4 * j) ^ 0x8080_8080u;
+                }
+            }
+        }
+        var tail = tiles * tileBytes;
+        Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
+    {
+        var sidecar = state + SidecarOffset(StandardActivationBytes(n));
+        var blocks = n / Block;
+        var tiles = rows / TileRows;
+        var signAndMagnitude = Vector256.Create(unchecked((int)0x8FFF_FFFF));
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            var w = weights + tile * TileRows * rowBytes;
+            var a = state + 2;
+            var s = sidecar;
+            Vector256<float> low = default, high = default;
+            for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, s += SidecarBlockBytes)
+            {
+                var seed = Vector256.Create(*(int*)s);
+                var da = Vector256.Create(*(float*)(s + 4));
+                var a0 = Broadcast(a);
+                var a1 = Broadcast(a + 4);
+                var a2 = Broadcast(a + 8);
+                var a3 = Broadcast(a + 12);
+                var a4 = Broadcast(a + 16);
+                var a5 = Broadcast(a + 20);
+                var a6 = Broadcast(a + 24);
+                var a7 = Broadcast(a + 28);
+                low = Step(w, w + 2 * TileRows, seed, da, a0, a1, a2, a3, a4, a5, a6, a7, signAndMagnitude, low);
+                high = Step(w + TileRows, w + 2 * TileRows + 256, seed, da, a0, a1, a2, a3, a4, a5, a6, a7, signAndMagnitude, high);
+            }
+            low.Store(y + tile * TileRows);
+            high.Store(y + tile * TileRows + 8);
+        }
+        for (var r = tiles * TileRows; r < rows; r++)
+            y[r] = RowDot(weights + r * rowBytes, state, sidecar, blocks);
+    }
+
+    /// <summary>
+    /// GEMM tile: four tokens × 16 rows. Each half tile's quants are loaded once per block for four tokens; per
+    /// token the arithmetic is MatVec's, so results do not depend on batching.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
+    {
+        var sidecarOffset = SidecarOffset(StandardActivationBytes(n));
+        var blocks = n / Block;
+        var tiles = rows / TileRows;
+        var signAndMagnitude = Vector256.Create(unchecked((int)0x8FFF_FFFF));
+        var t = 0;
+        for (; t + 4 <= tokens; t += 4)
+        {
+            var s0 = states + (long)t * stateStride;
+            var s1 = s0 + stateStride;
+            var s2 = s1 + stateStride;
+            var s3 = s2 + stateStride;
+            for (var tile = 0; tile < tiles; tile++)
+            {
+                for (var half = 0; half < 2; half++)
+                {
+                    var w = weights + tile * TileRows * rowBytes;
+                    Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+                    for (var b = 0; b < blocks; b++, w += TileBlockBytes)
+                    {
+                        var q = w + 2 * TileRows + 256 * half;
+                        var v0 = Vector256.Load(q);
+                        var v1 = Vector256.Load(q + 32);
+                        var v2 = Vector256.Load(q + 64);
+                        var v3 = Vector256.Load(q + 96);
+                        var v4 = Vector256.Load(q + 128);
+                        var v5 = Vector256.Load(q + 160);
+                        var v6 = Vector256.Load(q + 192);
+                        var v7 = Vector256.Load(q + 224);
+                        var dw = WeightScales(w + 16 * half, signAndMagnitude);
+                        var o = b * ActivationBlockBytes + 2;
+                        var so = sidecarOffset + b * SidecarBlockBytes;
+                        c0 = Token(s0 + o, s0 + so, v0, v1, v2, v3, v4, v5, v6, v7, dw, c0);
+                        c1 = Token(s1 + o, s1 + so, v0, v1, v2, v3, v4, v5, v6, v7, dw, c1);
+                        c2 = Token(s2 + o, s2 + so, v0, v1, v2, v3, v4, v5, v6, v7, dw, c2);
+                        c3 = Token(s3 + o, s3 + so, v0, v1, v2, v3, v4, v5, v6, v7, dw, c3);
+                    }
+                    var yt = y + t * yStride + tile * TileRows + 8 * half;
+                    c0.Store(yt);
+                    c1.Store(yt + yStride);
+                    c2.Store(yt + 2 * yStride);
+                    c3.Store(yt + 3 * yStride);
+                }
+            }
+            for (var r = tiles * TileRows; r < rows; r++)
+            {
+                var row = weights + r * rowBytes;
+                for (var k = 0; k < 4; k++)
+                {
+                    var state = states + (long)(t + k) * stateStride;
+                    y[(t + k) * yStride + r] = RowDot(row, state, state + sidecarOffset, blocks);
+                }
+            }
+        }
+        for (; t < tokens; t++)
+            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
+    }
+
+    /// <summary>Eight rows' d_w·2⁻¹¹² (exact: the f16 bit pattern moved into an f32; the sidecar's d_a carries the 2¹¹²).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WeightScales(byte* scales, Vector256<int> signAndMagnitude) =>
+        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)scales), 13) & signAndMagnitude).AsSingle();
+
+    /// <summary>acc + sumᵢ·(d_w·d_a) for one token: eight rows of one block, the reference's float order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Token(byte* a, byte* sidecar, Vector256<byte> v0, Vector256<byte> v1, Vector256<byte> v2, Vector256<byte> v3,
+        Vector256<byte> v4, Vector256<byte> v5, Vector256<byte> v6, Vector256<byte> v7, Vector256<float> dw, Vector256<float> acc)
+    {
+        var sums = Dot8(Vector256.Create(*(int*)sidecar), v0, v1, v2, v3, v4, v5, v6, v7,
+            Broadcast(a), Broadcast(a + 4), Broadcast(a + 8), Broadcast(a + 12),
+            Broadcast(a + 16), Broadcast(a + 20), Broadcast(a + 24), Broadcast(a + 28));
+        return acc + Vector256.ConvertToSingle(sums) * (dw * Vector256.Create(*(float*)(sidecar + 4)));
+    }
+
+    /// <summary>One half tile (eight rows) of one block: <paramref name="scales"/> their f16 scales, <paramref name="quants"/> their eight quant vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Step(byte* scales, byte* quants, Vector256<int> seed, Vector256<float> da,
+        Vector256<sbyte> a0, Vector256<sbyte> a1, Vector256<sbyte> a2, Vector256<sbyte> a3,
+        Vector256<sbyte> a4, Vector256<sbyte> a5, Vector256<sbyte> a6, Vector256<sbyte> a7,
+        Vector256<int> signAndMagnitude, Vector256<float> acc)
+    {
+        var sums = Dot8(seed,
+            Vector256.Load(quants), Vector256.Load(quants + 32), Vector256.Load(quants + 64), Vector256.Load(quants + 96),
+            Vector256.Load(quants + 128), Vector256.Load(quants + 160), Vector256.Load(quants + 192), Vector256.Load(quants + 224),
+            a0, a1, a2, a3, a4, a5, a6, a7);
+        return acc + Vector256.ConvertToSingle(sums) * (WeightScales(scales, signAndMagnitude) * da);
+    }
+
+    /// <summary>One GGUF-layout row (after the last whole tile), with the same exact arithmetic per block.</summary>
+    private static float RowDot(byte* row, byte* state, byte* sidecar, int blocks)
+    {
+        var flip = Vector256.Create((byte)0x80);
+        var sum = 0f;
+        for (var b = 0; b < blocks; b++)
+        {
+            var block = row + b * BlockBytes;
+            var activation = state + b * ActivationBlockBytes;
+            var quants = Vector256.Load(block + 2) ^ flip;
+            var sumi = Vector256.Sum(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, quants, Vector256.Load((sbyte*)(activation + 2))))
+                + *(int*)(sidecar + b * SidecarBlockBytes);
+            sum += sumi * (HalfLookup.ToSingle(block) * HalfLookup.ToSingle(activation));
+        }
+        return sum;
+    }
+}
