@@ -67,12 +67,54 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var sidecar = state + SidecarOffset(StandardActivationBytes(n));
         var blocks = n / Block;
         var tiles = rows / TileRows;
+        if (Isa >= InstructionSet.Avx512)
+            TilesAvx512(weights, rowBytes, tiles, state, sidecar, blocks, y);
+        else
+            TilesAvx2(weights, rowBytes, tiles, state, sidecar, blocks, y);
+        for (var r = tiles * TileRows; r < rows; r++)
+            y[r] = RowDot(weights + r * rowBytes, state, sidecar, blocks);
+    }
+
+    /// <summary>Whole tiles; the float work of all 16 rows in one 512-bit step (one scale conversion, one sum conversion).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TilesAvx512(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
+    {
+        var signAndMagnitude = Vector512.Create(unchecked((int)0x8FFF_FFFF));
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            var w = weights + tile * TileRows * rowBytes;
+            var a = state + 2;
+            var s = sidecar;
+            Vector512<float> acc = default;
+            for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, s += SidecarBlockBytes)
+            {
+                var seed = Vector256.Create(*(int*)s);
+                var a0 = Broadcast(a);
+                var a1 = Broadcast(a + 4);
+                var a2 = Broadcast(a + 8);
+                var a3 = Broadcast(a + 12);
+                var a4 = Broadcast(a + 16);
+                var a5 = Broadcast(a + 20);
+                var a6 = Broadcast(a + 24);
+                var a7 = Broadcast(a + 28);
+                var low = HalfTileSums(w + 2 * TileRows, seed, a0, a1, a2, a3, a4, a5, a6, a7);
+                var high = HalfTileSums(w + 2 * TileRows + 256, seed, a0, a1, a2, a3, a4, a5, a6, a7);
+                var dw = (Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)w)), 13) & signAndMagnitude).AsSingle();
+                acc += Vector512.ConvertToSingle(VectorJoin.Join(low, high)) * (dw * Vector512.Create(*(float*)(s + 4)));
+            }
+            acc.Store(y + tile * TileRows);
+        }
+    }
+
+    /// <summary>Whole tiles with 256-bit instructions only (AVX2 + AVX-VNNI machines); the same arithmetic per lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TilesAvx2(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
+    {
         var signAndMagnitude = Vector256.Create(unchecked((int)0x8FFF_FFFF));
         for (var tile = 0; tile < tiles; tile++)
         {
@@ -92,15 +134,25 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
                 var a5 = Broadcast(a + 20);
                 var a6 = Broadcast(a + 24);
                 var a7 = Broadcast(a + 28);
-                low = Step(w, w + 2 * TileRows, seed, da, a0, a1, a2, a3, a4, a5, a6, a7, signAndMagnitude, low);
-                high = Step(w + TileRows, w + 2 * TileRows + 256, seed, da, a0, a1, a2, a3, a4, a5, a6, a7, signAndMagnitude, high);
+                var lowSums = HalfTileSums(w + 2 * TileRows, seed, a0, a1, a2, a3, a4, a5, a6, a7);
+                var highSums = HalfTileSums(w + 2 * TileRows + 256, seed, a0, a1, a2, a3, a4, a5, a6, a7);
+                low += Vector256.ConvertToSingle(lowSums) * (WeightScales(w, signAndMagnitude) * da);
+                high += Vector256.ConvertToSingle(highSums) * (WeightScales(w + TileRows, signAndMagnitude) * da);
             }
             low.Store(y + tile * TileRows);
             high.Store(y + tile * TileRows + 8);
         }
-        for (var r = tiles * TileRows; r < rows; r++)
-            y[r] = RowDot(weights + r * rowBytes, state, sidecar, blocks);
     }
+
+    /// <summary>Eight rows' integer sums Σ(q + 128)·a − 128·Σa of one block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> HalfTileSums(byte* quants, Vector256<int> seed,
+        Vector256<sbyte> a0, Vector256<sbyte> a1, Vector256<sbyte> a2, Vector256<sbyte> a3,
+        Vector256<sbyte> a4, Vector256<sbyte> a5, Vector256<sbyte> a6, Vector256<sbyte> a7) =>
+        Dot8(seed,
+            Vector256.Load(quants), Vector256.Load(quants + 32), Vector256.Load(quants + 64), Vector256.Load(quants + 96),
+            Vector256.Load(quants + 128), Vector256.Load(quants + 160), Vector256.Load(quants + 192), Vector256.Load(quants + 224),
+            a0, a1, a2, a3, a4, a5, a6, a7);
 
     /// <summary>
     /// GEMM tile: four tokens × 16 rows. Each half tile's quants are loaded once per block for four tokens; per
@@ -180,20 +232,6 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
             Broadcast(a), Broadcast(a + 4), Broadcast(a + 8), Broadcast(a + 12),
             Broadcast(a + 16), Broadcast(a + 20), Broadcast(a + 24), Broadcast(a + 28));
         return acc + Vector256.ConvertToSingle(sums) * (dw * Vector256.Create(*(float*)(sidecar + 4)));
-    }
-
-    /// <summary>One half tile (eight rows) of one block: <paramref name="scales"/> their f16 scales, <paramref name="quants"/> their eight quant vectors.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Step(byte* scales, byte* quants, Vector256<int> seed, Vector256<float> da,
-        Vector256<sbyte> a0, Vector256<sbyte> a1, Vector256<sbyte> a2, Vector256<sbyte> a3,
-        Vector256<sbyte> a4, Vector256<sbyte> a5, Vector256<sbyte> a6, Vector256<sbyte> a7,
-        Vector256<int> signAndMagnitude, Vector256<float> acc)
-    {
-        var sums = Dot8(seed,
-            Vector256.Load(quants), Vector256.Load(quants + 32), Vector256.Load(quants + 64), Vector256.Load(quants + 96),
-            Vector256.Load(quants + 128), Vector256.Load(quants + 160), Vector256.Load(quants + 192), Vector256.Load(quants + 224),
-            a0, a1, a2, a3, a4, a5, a6, a7);
-        return acc + Vector256.ConvertToSingle(sums) * (WeightScales(scales, signAndMagnitude) * da);
     }
 
     /// <summary>One GGUF-layout row (after the last whole tile), with the same exact arithmetic per block.</summary>
