@@ -7,7 +7,8 @@ namespace Lutra.Core.Kernels;
 /// <summary>
 /// Pieces shared by the row-interleaved kernels (Q4_0/Q8_0 × Q8_0, AVX-VNNI). Their weight tiles hold 16 rows;
 /// per 32-element block a tile stores the 16 rows' f16 scales contiguously, then the quants arranged so that one
-/// 256-bit vector carries four consecutive quants of each of eight rows (row r in int32 lane r). One
+/// 256-bit vector carries four consecutive quants of each of eight rows (row r in int32 lane r; see
+/// <see cref="QuantPosition"/>). One
 /// <c>vpdpbusd</c> against four activation bytes broadcast to every lane then advances eight rows' dot products
 /// at once, and a block's eight row sums come out as the lanes of one vector: no horizontal sum, one activation
 /// load serves sixteen rows, and the weights stream as one sequential read.
@@ -67,8 +68,12 @@ internal static unsafe class InterleavedSteps
         }
     }
 
-    /// <summary>Four quants of row <paramref name="row"/> (0..15) at quant offset 4·<paramref name="group"/> inside a tile block's quants.</summary>
-    public static int QuantPosition(int row, int group, int groups) => (row / 8 * groups + group) * 32 + row % 8 * 4;
+    /// <summary>
+    /// Where a tile block's quants keep the four quants of row <paramref name="row"/> (0..15) at quant offset
+    /// 4·<paramref name="group"/>: 64 bytes per group, rows in order, so one 512-bit load holds a group for all 16
+    /// rows and a 256-bit load at +0 or +32 holds it for rows 0-7 or 8-15.
+    /// </summary>
+    public static int QuantPosition(int row, int group) => (group * TileRows + row) * 4;
 
     /// <summary>
     /// Eight rows' f16 scales as f32, exactly, for finite values (zero and subnormals included). The sign-extended

@@ -9,8 +9,8 @@ namespace Lutra.Core.Kernels;
 /// <summary>
 /// Q4_0 weights · Q8_0 activations over 16-row interleaved tiles (see <see cref="InterleavedSteps"/>), AVX-VNNI.
 /// <para>
-/// Tile block (288 bytes, 16 GGUF blocks' worth): the 16 rows' f16 scales, then for rows 0-7 and then rows 8-15
-/// four 32-byte vectors; vector j holds, in int32 lane r, quant bytes 4j..4j+3 of row r, whose low nibbles are
+/// Tile block (288 bytes, 16 GGUF blocks' worth): the 16 rows' f16 scales, then four 64-byte groups; group j
+/// holds, in int32 lane r, quant bytes 4j..4j+3 of row r, whose low nibbles are
 /// elements 4j..4j+3 and whose high nibbles are elements 16+4j..16+4j+3. The nibbles are used unsigned and the
 /// −8 offset enters as the seed −8·Σa of each block's integer sums (from the activation sidecar).
 /// </para>
@@ -56,7 +56,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa) : MatVecKer
                     var tileBlock = dst + b * TileBlockBytes;
                     ((ushort*)tileBlock)[r] = *(ushort*)block;
                     for (var j = 0; j < QuantGroups; j++)
-                        *(uint*)(tileBlock + 2 * TileRows + QuantPosition(r, j, QuantGroups)) = *(uint*)(block + 2 + 4 * j);
+                        *(uint*)(tileBlock + 2 * TileRows + QuantPosition(r, j)) = *(uint*)(block + 2 + 4 * j);
                 }
             }
         }
@@ -103,7 +103,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa) : MatVecKer
                 var a6 = Broadcast(a + 24);
                 var a7 = Broadcast(a + 28);
                 var low = HalfTileSums(w + 2 * TileRows, seed, a0, a1, a2, a3, a4, a5, a6, a7, mask);
-                var high = HalfTileSums(w + 2 * TileRows + 128, seed, a0, a1, a2, a3, a4, a5, a6, a7, mask);
+                var high = HalfTileSums(w + 2 * TileRows + 32, seed, a0, a1, a2, a3, a4, a5, a6, a7, mask);
                 var dw = (Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)w)), 13) & signAndMagnitude).AsSingle() * twoTo112;
                 acc += Vector512.ConvertToSingle(VectorJoin.Join(low, high)) * dw * Vector512.Create(*(float*)(s + 4));
             }
@@ -137,7 +137,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa) : MatVecKer
                 var a6 = Broadcast(a + 24);
                 var a7 = Broadcast(a + 28);
                 var lowSums = HalfTileSums(w + 2 * TileRows, seed, a0, a1, a2, a3, a4, a5, a6, a7, mask);
-                var highSums = HalfTileSums(w + 2 * TileRows + 128, seed, a0, a1, a2, a3, a4, a5, a6, a7, mask);
+                var highSums = HalfTileSums(w + 2 * TileRows + 32, seed, a0, a1, a2, a3, a4, a5, a6, a7, mask);
                 low += Vector256.ConvertToSingle(lowSums) * HalfToSingle(w, signAndMagnitude, twoTo112) * da;
                 high += Vector256.ConvertToSingle(highSums) * HalfToSingle(w + TileRows, signAndMagnitude, twoTo112) * da;
             }
@@ -156,9 +156,9 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa) : MatVecKer
         Vector256<sbyte> a4, Vector256<sbyte> a5, Vector256<sbyte> a6, Vector256<sbyte> a7, Vector256<byte> mask)
     {
         var v0 = Vector256.Load(quants);
-        var v1 = Vector256.Load(quants + 32);
-        var v2 = Vector256.Load(quants + 64);
-        var v3 = Vector256.Load(quants + 96);
+        var v1 = Vector256.Load(quants + 64);
+        var v2 = Vector256.Load(quants + 128);
+        var v3 = Vector256.Load(quants + 192);
         var low = AvxVnni.MultiplyWideningAndAdd(seed, v0 & mask, a0);
         var high = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.AndNot(mask, v0), a4);
         low = AvxVnni.MultiplyWideningAndAdd(low, v1 & mask, a1);
@@ -198,11 +198,11 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa) : MatVecKer
                     Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
                     for (var b = 0; b < blocks; b++, w += TileBlockBytes)
                     {
-                        var q = w + 2 * TileRows + 128 * half;
+                        var q = w + 2 * TileRows + 32 * half;
                         var v0 = Vector256.Load(q);
-                        var v1 = Vector256.Load(q + 32);
-                        var v2 = Vector256.Load(q + 64);
-                        var v3 = Vector256.Load(q + 96);
+                        var v1 = Vector256.Load(q + 64);
+                        var v2 = Vector256.Load(q + 128);
+                        var v3 = Vector256.Load(q + 192);
                         var l0 = v0 & mask;
                         var l1 = v1 & mask;
                         var l2 = v2 & mask;

@@ -9,8 +9,8 @@ namespace Lutra.Core.Kernels;
 /// <summary>
 /// Q8_0 weights · Q8_0 activations over 16-row interleaved tiles (see <see cref="InterleavedSteps"/>), AVX-VNNI.
 /// <para>
-/// Tile block (544 bytes, 16 GGUF blocks' worth): the 16 rows' f16 scales, then for rows 0-7 and then rows 8-15
-/// eight 32-byte vectors; vector j holds, in int32 lane r, quants 4j..4j+3 of row r stored as q + 128 (the sign
+/// Tile block (544 bytes, 16 GGUF blocks' worth): the 16 rows' f16 scales, then eight 64-byte groups; group j
+/// holds, in int32 lane r, quants 4j..4j+3 of row r stored as q + 128 (the sign
 /// bit flipped), because vpdpbusd multiplies unsigned weight bytes by signed activation bytes. The +128 comes
 /// back out through the seed −128·Σa of each block's integer sums (from the activation sidecar).
 /// </para>
@@ -58,7 +58,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
                     var tileBlock = dst + b * TileBlockBytes;
                     ((ushort*)tileBlock)[r] = *(ushort*)block;
                     for (var j = 0; j < QuantGroups; j++)
-                        *(uint*)(tileBlock + 2 * TileRows + QuantPosition(r, j, QuantGroups)) = *(uint*)(block + 2 + 4 * j) ^ 0x8080_8080u;
+                        *(uint*)(tileBlock + 2 * TileRows + QuantPosition(r, j)) = *(uint*)(block + 2 + 4 * j) ^ 0x8080_8080u;
                 }
             }
         }
@@ -103,7 +103,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
                 var a6 = Broadcast(a + 24);
                 var a7 = Broadcast(a + 28);
                 var low = HalfTileSums(w + 2 * TileRows, seed, a0, a1, a2, a3, a4, a5, a6, a7);
-                var high = HalfTileSums(w + 2 * TileRows + 256, seed, a0, a1, a2, a3, a4, a5, a6, a7);
+                var high = HalfTileSums(w + 2 * TileRows + 32, seed, a0, a1, a2, a3, a4, a5, a6, a7);
                 var dw = (Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)w)), 13) & signAndMagnitude).AsSingle();
                 acc += Vector512.ConvertToSingle(VectorJoin.Join(low, high)) * (dw * Vector512.Create(*(float*)(s + 4)));
             }
@@ -135,7 +135,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
                 var a6 = Broadcast(a + 24);
                 var a7 = Broadcast(a + 28);
                 var lowSums = HalfTileSums(w + 2 * TileRows, seed, a0, a1, a2, a3, a4, a5, a6, a7);
-                var highSums = HalfTileSums(w + 2 * TileRows + 256, seed, a0, a1, a2, a3, a4, a5, a6, a7);
+                var highSums = HalfTileSums(w + 2 * TileRows + 32, seed, a0, a1, a2, a3, a4, a5, a6, a7);
                 low += Vector256.ConvertToSingle(lowSums) * (WeightScales(w, signAndMagnitude) * da);
                 high += Vector256.ConvertToSingle(highSums) * (WeightScales(w + TileRows, signAndMagnitude) * da);
             }
@@ -150,8 +150,8 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
         Vector256<sbyte> a0, Vector256<sbyte> a1, Vector256<sbyte> a2, Vector256<sbyte> a3,
         Vector256<sbyte> a4, Vector256<sbyte> a5, Vector256<sbyte> a6, Vector256<sbyte> a7) =>
         Dot8(seed,
-            Vector256.Load(quants), Vector256.Load(quants + 32), Vector256.Load(quants + 64), Vector256.Load(quants + 96),
-            Vector256.Load(quants + 128), Vector256.Load(quants + 160), Vector256.Load(quants + 192), Vector256.Load(quants + 224),
+            Vector256.Load(quants), Vector256.Load(quants + 64), Vector256.Load(quants + 128), Vector256.Load(quants + 192),
+            Vector256.Load(quants + 256), Vector256.Load(quants + 320), Vector256.Load(quants + 384), Vector256.Load(quants + 448),
             a0, a1, a2, a3, a4, a5, a6, a7);
 
     /// <summary>
@@ -180,15 +180,15 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
                     Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
                     for (var b = 0; b < blocks; b++, w += TileBlockBytes)
                     {
-                        var q = w + 2 * TileRows + 256 * half;
+                        var q = w + 2 * TileRows + 32 * half;
                         var v0 = Vector256.Load(q);
-                        var v1 = Vector256.Load(q + 32);
-                        var v2 = Vector256.Load(q + 64);
-                        var v3 = Vector256.Load(q + 96);
-                        var v4 = Vector256.Load(q + 128);
-                        var v5 = Vector256.Load(q + 160);
-                        var v6 = Vector256.Load(q + 192);
-                        var v7 = Vector256.Load(q + 224);
+                        var v1 = Vector256.Load(q + 64);
+                        var v2 = Vector256.Load(q + 128);
+                        var v3 = Vector256.Load(q + 192);
+                        var v4 = Vector256.Load(q + 256);
+                        var v5 = Vector256.Load(q + 320);
+                        var v6 = Vector256.Load(q + 384);
+                        var v7 = Vector256.Load(q + 448);
                         var dw = WeightScales(w + 16 * half, signAndMagnitude);
                         var o = b * ActivationBlockBytes + 2;
                         var so = sidecarOffset + b * SidecarBlockBytes;
