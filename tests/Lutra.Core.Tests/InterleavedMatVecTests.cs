@@ -24,8 +24,9 @@ public unsafe class InterleavedMatVecTests
     /// <summary>The interleaved kernel the table registers for (type, isa); skips where this CPU has none.</summary>
     private static MatVecKernel Kernel(GgmlType type, InstructionSet isa)
     {
-        if (!KernelIsa.IsSupported(isa) || !AvxVnni.IsSupported)
-            Assert.Skip($"the interleaved kernels need {isa} and AVX-VNNI");
+        var supported = type == GgmlType.Q4_0 ? Q4_0InterleavedMatVec.IsSupported(isa) : KernelIsa.IsSupported(isa) && AvxVnni.IsSupported;
+        if (!supported)
+            Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q8_0: AVX-VNNI)");
         var kernel = type == GgmlType.Q4_0 ? (MatVecKernel)new Q4_0InterleavedMatVec(isa) : new Q8_0InterleavedMatVec(isa);
         Assert.Contains(KernelTable.RepackingKernels(type, isa), k => k.GetType() == kernel.GetType() && k.Isa == isa);
         return kernel;

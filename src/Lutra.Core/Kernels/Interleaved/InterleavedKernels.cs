@@ -6,16 +6,14 @@ namespace Lutra.Core.Kernels;
 public static unsafe partial class KernelTable
 {
     /// <summary>
-    /// The 16-row interleaved Q4_0/Q8_0 kernels need AVX-VNNI (256-bit, VEX) on top of AVX2; they use no 512-bit
-    /// instruction, so they serve the AVX2 and the AVX-512 paths alike.
+    /// The 16-row interleaved Q4_0/Q8_0 kernels: Q4_0 on AVX-512 BW, or on AVX2 with AVX-VNNI; Q8_0 wherever
+    /// AVX-VNNI (256-bit, VEX) is present, on the AVX2 and the AVX-512 paths alike.
     /// </summary>
     static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
     {
-        if (isa < InstructionSet.Avx2 || !AvxVnni.IsSupported || !Avx2.IsSupported)
-            return;
-        if (weightType == GgmlType.Q4_0)
+        if (weightType == GgmlType.Q4_0 && Q4_0InterleavedMatVec.IsSupported(isa))
             kernels.Add(new Q4_0InterleavedMatVec(isa));
-        else if (weightType == GgmlType.Q8_0)
+        else if (weightType == GgmlType.Q8_0 && isa >= InstructionSet.Avx2 && AvxVnni.IsSupported && Avx2.IsSupported)
             kernels.Add(new Q8_0InterleavedMatVec(isa));
     }
 }

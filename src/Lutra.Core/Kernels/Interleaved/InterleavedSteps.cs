@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Lutra.Core.Kernels;
 
 /// <summary>
-/// Pieces shared by the row-interleaved kernels (Q4_0/Q8_0 × Q8_0, AVX-VNNI). Their weight tiles hold 16 rows;
+/// Pieces shared by the row-interleaved kernels (Q4_0/Q8_0 × Q8_0). Their weight tiles hold 16 rows;
 /// per 32-element block a tile stores the 16 rows' f16 scales contiguously, then the quants arranged so that one
 /// 256-bit vector carries four consecutive quants of each of eight rows (row r in int32 lane r; see
 /// <see cref="QuantPosition"/>). One
@@ -62,7 +62,7 @@ internal static unsafe class InterleavedSteps
         for (var b = 0; b < n / Block; b++)
         {
             var block = state + b * ActivationBlockBytes;
-            var sum = Vector256.Sum(AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, ones, Vector256.Load((sbyte*)(block + 2))));
+            var sum = Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(ones, Vector256.Load((sbyte*)(block + 2))), Vector256<short>.One));
             *(int*)(sidecar + b * SidecarBlockBytes) = offsetFactor * sum;
             *(float*)(sidecar + b * SidecarBlockBytes + 4) = HalfLookup.ToSingle(block) * scaleFactor;
         }
