@@ -104,6 +104,42 @@ internal static unsafe class InterleavedSteps
         return even + odd;
     }
 
+    /// <summary>
+    /// How far ahead of the weight stream the AVX-512 MatVec prefetches (non-temporal: decode reads each weight
+    /// once; the GEMM tiles, which re-read a tile per token group, do not prefetch). Measured at 2048 and 4096
+    /// columns against the same kernel without it (best of 41 alternating runs on this shared Zen 5): Q4_0 +7-15 %
+    /// at 4-8 KiB (nothing at 1-2 KiB), Q8_0 +1-7 %.
+    /// </summary>
+    public const int PrefetchDistance = 4096;
+
+    /// <summary>Non-temporal prefetch of the five cache lines over one Q4_0 tile block (288 bytes) <see cref="PrefetchDistance"/> ahead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PrefetchQ4_0TileBlock(byte* tileBlock)
+    {
+        var p = tileBlock + PrefetchDistance;
+        Sse.PrefetchNonTemporal(p);
+        Sse.PrefetchNonTemporal(p + 64);
+        Sse.PrefetchNonTemporal(p + 128);
+        Sse.PrefetchNonTemporal(p + 192);
+        Sse.PrefetchNonTemporal(p + 256);
+    }
+
+    /// <summary>Non-temporal prefetch of the nine cache lines over one Q8_0 tile block (544 bytes) <see cref="PrefetchDistance"/> ahead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PrefetchQ8_0TileBlock(byte* tileBlock)
+    {
+        var p = tileBlock + PrefetchDistance;
+        Sse.PrefetchNonTemporal(p);
+        Sse.PrefetchNonTemporal(p + 64);
+        Sse.PrefetchNonTemporal(p + 128);
+        Sse.PrefetchNonTemporal(p + 192);
+        Sse.PrefetchNonTemporal(p + 256);
+        Sse.PrefetchNonTemporal(p + 320);
+        Sse.PrefetchNonTemporal(p + 384);
+        Sse.PrefetchNonTemporal(p + 448);
+        Sse.PrefetchNonTemporal(p + 512);
+    }
+
     /// <summary>Four activation bytes (one int32) broadcast to every lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<sbyte> Broadcast(byte* quads) => Vector256.Create(*(int*)quads).AsSByte();

@@ -93,6 +93,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
             Vector512<float> acc = default;
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, s += SidecarBlockBytes)
             {
+                PrefetchQ8_0TileBlock(w);
                 var seed = Vector256.Create(*(int*)s);
                 var a0 = Broadcast(a);
                 var a1 = Broadcast(a + 4);
