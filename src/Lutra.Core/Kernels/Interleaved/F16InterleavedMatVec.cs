@@ -62,12 +62,11 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
         for (var tile = 0; tile < tiles; tile++)
         {
             var dst = (ushort*)(destination + tile * tileBytes);
-            for (var r = 0; r < TileRows; r++)
-            {
-                var row = (ushort*)(source + (tile * TileRows + r) * rowBytes);
-                for (var k = 0; k < n; k++)
-                    dst[k * TileRows + r] = row[k];
-            }
+            // Column by column: the destination fills sequentially while the 16 source rows are read as 16 streams.
+            var first = (ushort*)(source + tile * tileBytes);
+            for (var k = 0; k < n; k++, dst += TileRows)
+                for (var r = 0; r < TileRows; r++)
+                    dst[r] = first[r * n + k];
         }
         var tail = tiles * tileBytes;
         Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
