@@ -5,13 +5,13 @@ using System.Runtime.Intrinsics.X86;
 namespace Lutra.Core.Kernels;
 
 /// <summary>
-/// Pieces shared by the row-interleaved kernels (Q4_0/Q8_0 × Q8_0). Their weight tiles hold 16 rows;
-/// per 32-element block a tile stores the 16 rows' f16 scales contiguously, then the quants arranged so that one
-/// 256-bit vector carries four consecutive quants of each of eight rows (row r in int32 lane r; see
-/// <see cref="QuantPosition"/>). One
-/// <c>vpdpbusd</c> against four activation bytes broadcast to every lane then advances eight rows' dot products
-/// at once, and a block's eight row sums come out as the lanes of one vector: no horizontal sum, one activation
-/// load serves sixteen rows, and the weights stream as one sequential read.
+/// Pieces shared by the row-interleaved kernels (Q4_0/Q8_0 × Q8_0; F16 uses the tile size and the prefetch). Their
+/// weight tiles hold 16 rows; per 32-element block a tile stores the 16 rows' f16 scales contiguously, then the
+/// quants arranged so that a vector carries four consecutive quants of each of 8 or 16 rows (row r in int32 lane r;
+/// see <see cref="QuantPosition"/>). One multiply-add against four activation bytes broadcast to every lane then
+/// advances all those rows' dot products at once, and a block's row sums come out as the lanes of one vector: no
+/// horizontal sum, one activation load serves sixteen rows, and the weights stream as one sequential read. The
+/// layout has exactly the GGUF size (16 rows·rowBytes per tile); rows after the last whole tile keep the GGUF layout.
 /// </summary>
 internal static unsafe class InterleavedSteps
 {

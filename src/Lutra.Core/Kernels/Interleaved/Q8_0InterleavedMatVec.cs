@@ -12,7 +12,9 @@ namespace Lutra.Core.Kernels;
 /// Tile block (544 bytes, 16 GGUF blocks' worth): the 16 rows' f16 scales, then eight 64-byte groups; group j
 /// holds, in int32 lane r, quants 4j..4j+3 of row r stored as q + 128 (the sign
 /// bit flipped), because vpdpbusd multiplies unsigned weight bytes by signed activation bytes. The +128 comes
-/// back out through the seed −128·Σa of each block's integer sums (from the activation sidecar).
+/// back out through the seed −128·Σa of each block's integer sums (from the activation sidecar). .NET exposes
+/// vpdpbusd only in 256-bit form, so the integer work runs on two halves of eight rows; on AVX-512 machines the
+/// float step (and the GEMM tile's token step) joins them into one 512-bit vector.
 /// </para>
 /// <para>
 /// Exact: per row the float arithmetic is the reference's, sumᵢ·(d_w·d_a) added in block order, so every output
