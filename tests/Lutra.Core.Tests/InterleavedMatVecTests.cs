@@ -12,18 +12,27 @@ namespace Lutra.Core.Tests;
 /// </summary>
 public unsafe class InterleavedMatVecTests
 {
-    public static TheoryData<GgmlType, InstructionSet> Kernels()
+    /// <summary>(type, instruction set, AVX-VNNI on the AVX2 path): every path of both kernels.</summary>
+    public static TheoryData<GgmlType, InstructionSet, bool> Kernels()
     {
-        var data = new TheoryData<GgmlType, InstructionSet>();
+        var data = new TheoryData<GgmlType, InstructionSet, bool>();
         foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0 })
             foreach (var isa in new[] { InstructionSet.Avx2, InstructionSet.Avx512 })
-                data.Add(type, isa);
+                data.Add(type, isa, true);
+        // Q4_0's AVX2 path without AVX-VNNI, forced (the table picks it only on CPUs without AVX-VNNI).
+        data.Add(GgmlType.Q4_0, InstructionSet.Avx2, false);
         return data;
     }
 
     /// <summary>The interleaved kernel the table registers for (type, isa); skips where this CPU has none.</summary>
-    private static MatVecKernel Kernel(GgmlType type, InstructionSet isa)
+    private static MatVecKernel Kernel(GgmlType type, InstructionSet isa, bool avxVnni)
     {
+        if (!avxVnni)
+        {
+            if (!KernelIsa.IsSupported(InstructionSet.Avx2))
+                Assert.Skip("the plain AVX2 Q4_0 path needs AVX2");
+            return new Q4_0InterleavedMatVec(InstructionSet.Avx2, avxVnni: false);
+        }
         var supported = type == GgmlType.Q4_0 ? Q4_0InterleavedMatVec.IsSupported(isa) : KernelIsa.IsSupported(isa) && AvxVnni.IsSupported;
         if (!supported)
             Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q8_0: AVX-VNNI)");
@@ -122,9 +131,9 @@ public unsafe class InterleavedMatVecTests
 
     [Theory]
     [MemberData(nameof(Kernels))]
-    public void MatVec_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa)
+    public void MatVec_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa, bool avxVnni)
     {
-        var kernel = Kernel(type, isa);
+        var kernel = Kernel(type, isa, avxVnni);
         var rng = new Random(1);
         foreach (var raw in new[] { false, true })
         {
@@ -162,9 +171,9 @@ public unsafe class InterleavedMatVecTests
 
     [Theory]
     [MemberData(nameof(Kernels))]
-    public void MatMat_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa)
+    public void MatMat_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa, bool avxVnni)
     {
-        var kernel = Kernel(type, isa);
+        var kernel = Kernel(type, isa, avxVnni);
         var rng = new Random(2);
         foreach (var tokens in new[] { 1, 2, 3, 4, 7, 9 })
         {
@@ -198,9 +207,9 @@ public unsafe class InterleavedMatVecTests
 
     [Theory]
     [MemberData(nameof(Kernels))]
-    public void Matrices_the_layout_cannot_hold_are_refused(GgmlType type, InstructionSet isa)
+    public void Matrices_the_layout_cannot_hold_are_refused(GgmlType type, InstructionSet isa, bool avxVnni)
     {
-        var kernel = Kernel(type, isa);
+        var kernel = Kernel(type, isa, avxVnni);
         var rng = new Random(3);
         const int n = 64, rows = 20;
         var weights = Weights(type, rng, n, rows, raw: false);

@@ -26,16 +26,25 @@ namespace Lutra.Core.Kernels;
 /// tile keep the GGUF layout and run through an exact per-row loop.
 /// </para>
 /// </summary>
-public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa)
-    : MatVecKernel(GgmlType.Q4_0, isa, isa >= InstructionSet.Avx512 ? "AVX-512 BW 16-row interleaved" : "AVX-VNNI 16-row interleaved")
+public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnni)
+    : MatVecKernel(GgmlType.Q4_0, isa, isa >= InstructionSet.Avx512 ? "AVX-512 BW 16-row interleaved"
+        : avxVnni ? "AVX-VNNI 16-row interleaved" : "AVX2 maddubs 16-row interleaved")
 {
     private const int BlockBytes = 18;
     private const int TileBlockBytes = TileRows * BlockBytes;
     private const int QuantGroups = 4;
 
-    /// <summary>The AVX-512 path needs AVX-512 BW; the AVX2 path needs AVX-VNNI.</summary>
+    /// <summary>On the AVX2 path, AVX-VNNI is used where the CPU has it.</summary>
+    public Q4_0InterleavedMatVec(InstructionSet isa) : this(isa, AvxVnni.IsSupported)
+    {
+    }
+
+    /// <summary>The AVX-512 path needs AVX-512 BW; the AVX2 path AVX2 (AVX-VNNI when <c>avxVnni</c>).</summary>
     public static bool IsSupported(InstructionSet isa) =>
-        isa >= InstructionSet.Avx512 ? KernelIsa.IsSupported(InstructionSet.Avx512) : isa == InstructionSet.Avx2 && AvxVnni.IsSupported && Avx2.IsSupported;
+        isa >= InstructionSet.Avx512 ? KernelIsa.IsSupported(InstructionSet.Avx512) : isa == InstructionSet.Avx2 && KernelIsa.IsSupported(isa);
+
+    /// <summary>The AVX2 path: vpdpbusd when true, else vpmaddubsw + vpmaddwd (CPUs without AVX-VNNI).</summary>
+    private readonly bool _avxVnni = avxVnni;
 
     public override bool RepacksWeights => true;
 
@@ -83,8 +92,10 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa)
         var tiles = rows / TileRows;
         if (Isa >= InstructionSet.Avx512)
             TilesAvx512(weights, rowBytes, tiles, state, sidecar, blocks, y);
-        else
+        else if (_avxVnni)
             TilesAvx2(weights, rowBytes, tiles, state, sidecar, blocks, y);
+        else
+            TilesAvx2Maddubs(weights, rowBytes, tiles, state, sidecar, blocks, y);
         for (var r = tiles * TileRows; r < rows; r++)
             y[r] = RowDot(weights + r * rowBytes, state, sidecar, blocks);
     }
@@ -100,8 +111,10 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa)
             var s0 = states + (long)t * stateStride;
             if (Isa >= InstructionSet.Avx512)
                 TilesAvx512(weights, rowBytes, tiles, s0, stateStride, sidecarOffset, blocks, y + t * yStride, yStride);
-            else
+            else if (_avxVnni)
                 TilesAvx2(weights, rowBytes, tiles, s0, stateStride, sidecarOffset, blocks, y + t * yStride, yStride);
+            else
+                TilesAvx2Maddubs(weights, rowBytes, tiles, s0, stateStride, sidecarOffset, blocks, y + t * yStride, yStride);
             for (var r = tiles * TileRows; r < rows; r++)
             {
                 for (var k = 0; k < 4; k++)
@@ -317,6 +330,94 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa)
         var sums = Dot8(Vector256.Create(*(int*)sidecar), l0, l1, l2, l3, h0, h1, h2, h3,
             Broadcast(a), Broadcast(a + 4), Broadcast(a + 8), Broadcast(a + 12),
             Broadcast(a + 16), Broadcast(a + 20), Broadcast(a + 24), Broadcast(a + 28));
+        return acc + Vector256.ConvertToSingle(sums) * dw * Vector256.Create(*(float*)(sidecar + 4));
+    }
+
+    /// <summary>Whole tiles, one token, AVX2 without VNNI: the AVX-512 path's arithmetic on two halves of eight rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TilesAvx2Maddubs(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
+    {
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            var w = weights + tile * TileRows * rowBytes;
+            var a = state + 2;
+            var s = sidecar;
+            Vector256<float> low = default, high = default;
+            for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, s += SidecarBlockBytes)
+            {
+                var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles256(w + 2 * TileRows);
+                low = TokenMaddubs(a, s, l0, l1, l2, l3, h0, h1, h2, h3, WeightScales256(w), low);
+                (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles256(w + 2 * TileRows + 32);
+                high = TokenMaddubs(a, s, l0, l1, l2, l3, h0, h1, h2, h3, WeightScales256(w + TileRows), high);
+            }
+            low.Store(y + tile * TileRows);
+            high.Store(y + tile * TileRows + 8);
+        }
+    }
+
+    /// <summary>GEMM tile, AVX2 without VNNI: four tokens × eight rows per pass.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TilesAvx2Maddubs(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int sidecarOffset, int blocks, float* y, long yStride)
+    {
+        var s1 = s0 + stateStride;
+        var s2 = s1 + stateStride;
+        var s3 = s2 + stateStride;
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            for (var half = 0; half < 2; half++)
+            {
+                var w = weights + tile * TileRows * rowBytes;
+                Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+                for (var b = 0; b < blocks; b++, w += TileBlockBytes)
+                {
+                    var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles256(w + 2 * TileRows + 32 * half);
+                    var dw = WeightScales256(w + 16 * half);
+                    var o = b * ActivationBlockBytes + 2;
+                    var so = sidecarOffset + b * SidecarBlockBytes;
+                    c0 = TokenMaddubs(s0 + o, s0 + so, l0, l1, l2, l3, h0, h1, h2, h3, dw, c0);
+                    c1 = TokenMaddubs(s1 + o, s1 + so, l0, l1, l2, l3, h0, h1, h2, h3, dw, c1);
+                    c2 = TokenMaddubs(s2 + o, s2 + so, l0, l1, l2, l3, h0, h1, h2, h3, dw, c2);
+                    c3 = TokenMaddubs(s3 + o, s3 + so, l0, l1, l2, l3, h0, h1, h2, h3, dw, c3);
+                }
+                var yt = y + tile * TileRows + 8 * half;
+                c0.Store(yt);
+                c1.Store(yt + yStride);
+                c2.Store(yt + 2 * yStride);
+                c3.Store(yt + 3 * yStride);
+            }
+        }
+    }
+
+    /// <summary>Four quant groups of eight rows (256-bit loads at 64-byte steps) as low and high nibbles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>)
+        Nibbles256(byte* quants)
+    {
+        var mask = Vector256.Create((byte)0x0F);
+        var v0 = Vector256.Load(quants);
+        var v1 = Vector256.Load(quants + 64);
+        var v2 = Vector256.Load(quants + 128);
+        var v3 = Vector256.Load(quants + 192);
+        return (v0 & mask, v1 & mask, v2 & mask, v3 & mask,
+            Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask,
+            Vector256.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask);
+    }
+
+    /// <summary>Eight rows' f16 scales as f32 (exact).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WeightScales256(byte* scales) =>
+        HalfToSingle(scales, Vector256.Create(unchecked((int)0x8FFF_FFFF)), Vector256.Create(TwoTo112));
+
+    /// <summary>acc + (sumᵢ·d_w)·d_a for one token and eight rows, via vpmaddubsw pairs summed in int16 (as on AVX-512).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> TokenMaddubs(byte* a, byte* sidecar, Vector256<byte> l0, Vector256<byte> l1, Vector256<byte> l2, Vector256<byte> l3,
+        Vector256<byte> h0, Vector256<byte> h1, Vector256<byte> h2, Vector256<byte> h3, Vector256<float> dw, Vector256<float> acc)
+    {
+        var p0 = Avx2.MultiplyAddAdjacent(l0, Broadcast(a)) + Avx2.MultiplyAddAdjacent(h0, Broadcast(a + 16));
+        var p1 = Avx2.MultiplyAddAdjacent(l1, Broadcast(a + 4)) + Avx2.MultiplyAddAdjacent(h1, Broadcast(a + 20));
+        var p2 = Avx2.MultiplyAddAdjacent(l2, Broadcast(a + 8)) + Avx2.MultiplyAddAdjacent(h2, Broadcast(a + 24));
+        var p3 = Avx2.MultiplyAddAdjacent(l3, Broadcast(a + 12)) + Avx2.MultiplyAddAdjacent(h3, Broadcast(a + 28));
+        var sums = Avx2.MultiplyAddAdjacent(p0 + p1 + (p2 + p3), Vector256<short>.One) + Vector256.Create(*(int*)sidecar);
         return acc + Vector256.ConvertToSingle(sums) * dw * Vector256.Create(*(float*)(sidecar + 4));
     }
 
