@@ -6,8 +6,8 @@ namespace Lutra.Core.Kernels;
 public static unsafe partial class KernelTable
 {
     /// <summary>
-    /// The 16-row interleaved kernels: Q4_0 on AVX-512 BW, or on AVX2 with AVX-VNNI; Q8_0 wherever AVX-VNNI
-    /// (256-bit, VEX) is present, on the AVX2 and the AVX-512 paths alike; F16 on AVX-512.
+    /// The 16-row interleaved kernels: Q4_0 on the AVX2 and AVX-512 paths; Q8_0 wherever AVX-VNNI (256-bit, VEX) is
+    /// present, on the AVX2 and the AVX-512 paths alike; F16 on AVX-512.
     /// </summary>
     static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
     {
