@@ -1,0 +1,21 @@
+using System.Runtime.Intrinsics.X86;
+using Lutra.Core.Quants;
+
+namespace Lutra.Core.Kernels;
+
+public static unsafe partial class KernelTable
+{
+    /// <summary>
+    /// The 16-row interleaved kernels: Q4_0 on the AVX2 and AVX-512 paths; Q8_0 wherever AVX-VNNI (256-bit, VEX) is
+    /// present, on the AVX2 and the AVX-512 paths alike; F16 on AVX-512.
+    /// </summary>
+    static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
+    {
+        if (weightType == GgmlType.Q4_0 && Q4_0InterleavedMatVec.IsSupported(isa))
+            kernels.Add(new Q4_0InterleavedMatVec(isa));
+        else if (weightType == GgmlType.Q8_0 && isa >= InstructionSet.Avx2 && AvxVnni.IsSupported && Avx2.IsSupported)
+            kernels.Add(new Q8_0InterleavedMatVec(isa));
+        else if (weightType == GgmlType.F16 && isa == InstructionSet.Avx512 && F16InterleavedMatVec.IsSupported)
+            kernels.Add(new F16InterleavedMatVec());
+    }
+}

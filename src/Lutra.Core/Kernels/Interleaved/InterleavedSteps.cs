@@ -1,0 +1,146 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Lutra.Core.Kernels;
+
+/// <summary>
+/// Pieces shared by the row-interleaved kernels (Q4_0/Q8_0 × Q8_0; F16 uses the tile size and the prefetch). Their
+/// weight tiles hold 16 rows; per 32-element block a tile stores the 16 rows' f16 scales contiguously, then the
+/// quants arranged so that a vector carries four consecutive quants of each of 8 or 16 rows (row r in int32 lane r;
+/// see <see cref="QuantPosition"/>). One multiply-add against four activation bytes broadcast to every lane then
+/// advances all those rows' dot products at once, and a block's row sums come out as the lanes of one vector: no
+/// horizontal sum, one activation load serves sixteen rows, and the weights stream as one sequential read. The
+/// layout has exactly the GGUF size (16 rows·rowBytes per tile); rows after the last whole tile keep the GGUF layout.
+/// </summary>
+internal static unsafe class InterleavedSteps
+{
+    /// <summary>Rows per weight tile: two groups of eight int32 lanes.</summary>
+    public const int TileRows = 16;
+
+    public const int Block = 32;
+
+    /// <summary>2¹¹² (the literal rounds to it exactly: floats there are 2⁸⁹ apart).</summary>
+    public const float TwoTo112 = 5.192296858534828E+33f;
+
+    /// <summary>Bytes of one Q8_0 activation block (f16 scale, 32 int8).</summary>
+    public const int ActivationBlockBytes = 34;
+
+    /// <summary>Sidecar bytes per activation block: an int32 offset seeding the integer sums, an f32 scale.</summary>
+    public const int SidecarBlockBytes = 8;
+
+    /// <summary>The sidecar follows the standard Q8_0 row, 64-byte aligned.</summary>
+    public static int SidecarOffset(int standardBytes) => (standardBytes + 63) & ~63;
+
+    public static int ActivationBytes(int standardBytes, int n) => SidecarOffset(standardBytes) + ((n / Block * SidecarBlockBytes + 63) & ~63);
+
+    /// <summary>False when a scale of a tile row is Inf or NaN: <see cref="HalfToSingle"/> only handles finite values.</summary>
+    public static bool FiniteScales(byte* source, long rowBytes, int rows, int blocks, int blockBytes)
+    {
+        for (var r = 0; r < rows; r++)
+        {
+            var row = source + r * rowBytes;
+            for (var b = 0; b < blocks; b++)
+                if ((*(ushort*)(row + b * blockBytes) & 0x7C00) == 0x7C00)
+                    return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The Q8_0 activation row (llama.cpp's x86 conversion, bit-identical to the reference), then per block
+    /// <paramref name="offsetFactor"/>·Σa as int32 and d_a·<paramref name="scaleFactor"/> as f32.
+    /// </summary>
+    public static void PrepareActivations(InstructionSet isa, float* x, int n, byte* state, int standardBytes, int offsetFactor, float scaleFactor)
+    {
+        if (isa >= InstructionSet.Avx512)
+            Q8_0Kernels.QuantizeRowAvx512(x, state, n);
+        else
+            Q8_0Kernels.QuantizeRowVector128(x, state, n);
+        var sidecar = state + SidecarOffset(standardBytes);
+        var ones = Vector256.Create((byte)1);
+        for (var b = 0; b < n / Block; b++)
+        {
+            var block = state + b * ActivationBlockBytes;
+            var sum = Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(ones, Vector256.Load((sbyte*)(block + 2))), Vector256<short>.One));
+            *(int*)(sidecar + b * SidecarBlockBytes) = offsetFactor * sum;
+            *(float*)(sidecar + b * SidecarBlockBytes + 4) = HalfLookup.ToSingle(block) * scaleFactor;
+        }
+    }
+
+    /// <summary>
+    /// Where a tile block's quants keep the four quants of row <paramref name="row"/> (0..15) at quant offset
+    /// 4·<paramref name="group"/>: 64 bytes per group, rows in order, so one 512-bit load holds a group for all 16
+    /// rows and a 256-bit load at +0 or +32 holds it for rows 0-7 or 8-15.
+    /// </summary>
+    public static int QuantPosition(int row, int group) => (group * TileRows + row) * 4;
+
+    /// <summary>
+    /// Eight rows' f16 scales as f32, exactly, for finite values (zero and subnormals included). The sign-extended
+    /// f16 shifted left by 13 has the magnitude bits in an f32's exponent/mantissa field, the sign in bit 31 and
+    /// copies of it in bits 28-30, which the mask clears; that f32 is the value times 2⁻¹¹², so one multiply by
+    /// 2¹¹² restores it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> HalfToSingle(byte* halves, Vector256<int> signAndMagnitude, Vector256<float> twoTo112) =>
+        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)halves), 13) & signAndMagnitude).AsSingle() * twoTo112;
+
+    /// <summary>Σ over eight quant vectors of quant·activation per int32 lane, in two chains so the dpbusd latencies overlap.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Dot8(Vector256<int> seed,
+        Vector256<byte> w0, Vector256<byte> w1, Vector256<byte> w2, Vector256<byte> w3,
+        Vector256<byte> w4, Vector256<byte> w5, Vector256<byte> w6, Vector256<byte> w7,
+        Vector256<sbyte> a0, Vector256<sbyte> a1, Vector256<sbyte> a2, Vector256<sbyte> a3,
+        Vector256<sbyte> a4, Vector256<sbyte> a5, Vector256<sbyte> a6, Vector256<sbyte> a7)
+    {
+        var even = AvxVnni.MultiplyWideningAndAdd(seed, w0, a0);
+        var odd = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, w1, a1);
+        even = AvxVnni.MultiplyWideningAndAdd(even, w2, a2);
+        odd = AvxVnni.MultiplyWideningAndAdd(odd, w3, a3);
+        even = AvxVnni.MultiplyWideningAndAdd(even, w4, a4);
+        odd = AvxVnni.MultiplyWideningAndAdd(odd, w5, a5);
+        even = AvxVnni.MultiplyWideningAndAdd(even, w6, a6);
+        odd = AvxVnni.MultiplyWideningAndAdd(odd, w7, a7);
+        return even + odd;
+    }
+
+    /// <summary>
+    /// How far ahead of the weight stream the AVX-512 MatVec prefetches (non-temporal: decode reads each weight
+    /// once; the GEMM tiles, which re-read a tile per token group, do not prefetch). Measured at 2048 and 4096
+    /// columns against the same kernel without it (best of 41 alternating runs on this shared Zen 5): Q4_0 +7-15 %
+    /// at 4-8 KiB (nothing at 1-2 KiB), Q8_0 +1-7 %.
+    /// </summary>
+    public const int PrefetchDistance = 4096;
+
+    /// <summary>Non-temporal prefetch of the five cache lines over one Q4_0 tile block (288 bytes) <see cref="PrefetchDistance"/> ahead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PrefetchQ4_0TileBlock(byte* tileBlock)
+    {
+        var p = tileBlock + PrefetchDistance;
+        Sse.PrefetchNonTemporal(p);
+        Sse.PrefetchNonTemporal(p + 64);
+        Sse.PrefetchNonTemporal(p + 128);
+        Sse.PrefetchNonTemporal(p + 192);
+        Sse.PrefetchNonTemporal(p + 256);
+    }
+
+    /// <summary>Non-temporal prefetch of the nine cache lines over one Q8_0 tile block (544 bytes) <see cref="PrefetchDistance"/> ahead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PrefetchQ8_0TileBlock(byte* tileBlock)
+    {
+        var p = tileBlock + PrefetchDistance;
+        Sse.PrefetchNonTemporal(p);
+        Sse.PrefetchNonTemporal(p + 64);
+        Sse.PrefetchNonTemporal(p + 128);
+        Sse.PrefetchNonTemporal(p + 192);
+        Sse.PrefetchNonTemporal(p + 256);
+        Sse.PrefetchNonTemporal(p + 320);
+        Sse.PrefetchNonTemporal(p + 384);
+        Sse.PrefetchNonTemporal(p + 448);
+        Sse.PrefetchNonTemporal(p + 512);
+    }
+
+    /// <summary>Four activation bytes (one int32) broadcast to every lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<sbyte> Broadcast(byte* quads) => Vector256.Create(*(int*)quads).AsSByte();
+}
