@@ -17,11 +17,17 @@ public enum KernelPreference
 
     /// <summary>The first repacking kernel that accepts each matrix (lookup-table or row-interleaved), else MAD.</summary>
     Repacked,
+
+    /// <summary>The first lookup-table kernel that accepts each matrix, else MAD (A/B runs of the table kernels).</summary>
+    Lut,
+
+    /// <summary>The first row-interleaved multiply-add kernel that accepts each matrix, else MAD.</summary>
+    Interleaved,
 }
 
 /// <summary>
 /// Load-time kernel choice. It is fixed per loaded model, not per context: every context shares the model's
-/// weights and their repacked copies. <c>LUTRA_KERNEL=auto|mad|repacked</c> sets the default preference, so a
+/// weights and their repacked copies. <c>LUTRA_KERNEL=auto|mad|repacked|lut|interleaved</c> sets the default preference, so a
 /// whole test suite can run once per choice; <c>LUTRA_REPACK=0</c> still removes every repacking kernel (= MAD).
 /// </summary>
 public sealed record KernelOptions
@@ -43,7 +49,7 @@ public sealed record KernelOptions
     /// <summary>The tune cache file; null keeps no cache. Default: <see cref="TuneCache.DefaultPath"/>.</summary>
     public string? CachePath { get; init; } = TuneCache.DefaultPath();
 
-    /// <summary>Parses auto, mad or repacked (any case); ArgumentException names the accepted values.</summary>
+    /// <summary>Parses auto, mad, repacked, lut or interleaved (any case); ArgumentException names the accepted values.</summary>
     public static KernelPreference ParsePreference(string text, string source)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -52,7 +58,9 @@ public sealed record KernelOptions
             "AUTO" => KernelPreference.Auto,
             "MAD" => KernelPreference.Mad,
             "REPACKED" => KernelPreference.Repacked,
-            _ => throw new ArgumentException($"{source}: '{text}' is not a kernel choice (auto, mad or repacked)"),
+            "LUT" => KernelPreference.Lut,
+            "INTERLEAVED" => KernelPreference.Interleaved,
+            _ => throw new ArgumentException($"{source}: '{text}' is not a kernel choice (auto, mad, repacked, lut or interleaved)"),
         };
     }
 

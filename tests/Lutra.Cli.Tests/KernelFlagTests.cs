@@ -38,7 +38,7 @@ public sealed class KernelFlagTests : IDisposable
     }
 
     [Theory]
-    [InlineData("bench", "--kernel", "lut")]
+    [InlineData("bench", "--kernel", "table")]
     [InlineData("bench", "--kernel", "auto,fast")]
     [InlineData("run", "-p", "hi", "--kernel", "fastest")]
     [InlineData("logits", "--tokens", "1 2", "-o", "x.bin", "--kernel", "MADD")]
@@ -52,7 +52,7 @@ public sealed class KernelFlagTests : IDisposable
         var (exit, _, stderr) = LutraCli.Run(full);
         Assert.Equal(1, exit);
         Assert.StartsWith("error: --kernel: '", stderr, StringComparison.Ordinal);
-        Assert.Contains("is not a kernel choice (auto, mad or repacked)", stderr, StringComparison.Ordinal);
+        Assert.Contains("is not a kernel choice (auto, mad, repacked, lut or interleaved)", stderr, StringComparison.Ordinal);
         Assert.Single(stderr.Trim().Split('\n'));
     }
 

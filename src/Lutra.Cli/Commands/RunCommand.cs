@@ -136,7 +136,7 @@ internal static class InferenceFlags
 internal sealed class KernelFlags
 {
     public const string ChoiceHelp = "auto (time the candidates of each weight shape at load, keep the fastest), mad (GGUF-layout kernels only) " +
-        "or repacked (first repacking kernel that accepts each matrix)";
+        "repacked (first repacking kernel that accepts each matrix), lut (lookup-table kernels only) or interleaved (row-interleaved MAD only)";
 
     private readonly Option<string?> _kernel = new("--kernel") { Description = $"Weight kernels: {ChoiceHelp}; default auto, or ${KernelOptions.PreferenceVariable}" };
 

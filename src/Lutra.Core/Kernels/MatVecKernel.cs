@@ -48,6 +48,9 @@ public abstract unsafe class MatVecKernel
     /// </summary>
     public virtual bool RepacksWeights => false;
 
+    /// <summary>True for the lookup-table kernels (weights as table indices), false for multiply-add ones.</summary>
+    public virtual bool UsesLookupTables => false;
+
     /// <summary>
     /// Rows per weight tile of a repacking kernel: each <see cref="MatVec"/> call must start at a multiple of it
     /// (counted from the matrix's first row) and cover whole tiles, except that the last call may end at the
@@ -158,9 +161,11 @@ public static unsafe partial class KernelTable
     private static MatVecKernel[] CreateRepacking(GgmlType weightType, InstructionSet isa)
     {
         var kernels = new List<MatVecKernel>();
+        // Untuned loads take the first that accepts a matrix: the order is the measured one on this machine
+        // (interleaved Q4_0 beats the bit-serial tables in decode and prefill).
         AddTernaryLutKernels(kernels, weightType, isa);
-        AddBitSerialLutKernels(kernels, weightType, isa);
         AddInterleavedKernels(kernels, weightType, isa);
+        AddBitSerialLutKernels(kernels, weightType, isa);
         return [.. kernels];
     }
 

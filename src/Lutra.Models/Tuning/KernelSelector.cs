@@ -57,7 +57,12 @@ internal sealed class KernelSelector(
             var shape = group.ToArray();
             var (type, rows, columns) = group.Key;
             var gguf = mad(type);
-            var repackers = repacking(type);
+            var repackers = options.Preference switch
+            {
+                KernelPreference.Lut => repacking(type).Where(k => k.UsesLookupTables).ToArray(),
+                KernelPreference.Interleaved => repacking(type).Where(k => !k.UsesLookupTables).ToArray(),
+                _ => repacking(type),
+            };
             KernelChoice Choice(KernelChoiceSource source, IReadOnlyList<CandidateTiming>? timings = null) =>
                 new(type, rows, columns, shape.Length, shape[0].Kernel, source, timings ?? []);
 
@@ -69,7 +74,7 @@ internal sealed class KernelSelector(
                 continue;
             }
             MatVecKernel[] staticOrder = [.. repackers, gguf];
-            if (options.Preference == KernelPreference.Repacked)
+            if (options.Preference is KernelPreference.Repacked or KernelPreference.Lut or KernelPreference.Interleaved)
             {
                 UseFirstAccepting(shape, staticOrder);
                 choices.Add(Choice(KernelChoiceSource.Preference));

@@ -11,6 +11,10 @@ namespace Lutra.Models.Tests.Tuning;
 /// </summary>
 internal sealed unsafe class FakeKernel(string name, bool repacks, GgmlType type = GgmlType.F32) : MatVecKernel(type, InstructionSet.Scalar, name)
 {
+    public bool LookupTables { get; init; }
+
+    public override bool UsesLookupTables => LookupTables;
+
     public Func<float, bool> Refuses { get; init; } = _ => false;
 
     public override bool RepacksWeights => repacks;

@@ -100,6 +100,23 @@ public sealed class KernelSelectorTests : IDisposable
     }
 
     [Fact]
+    public void Lut_and_interleaved_preferences_take_the_first_acceptor_of_their_family_untimed()
+    {
+        var interleaved = new FakeKernel("interleaved", repacks: true);
+        var table = new FakeKernel("table", repacks: true) { LookupTables = true };
+        var layers = Layers(2);
+        var timer = new FakeTimer();
+
+        Select(layers, timer, new KernelOptions { Preference = KernelPreference.Lut, CachePath = null }, repackers: [interleaved, table]);
+        Assert.All(layers, m => Assert.Same(table, m.Kernel));
+        Select(layers, timer, new KernelOptions { Preference = KernelPreference.Interleaved, CachePath = null }, repackers: [table, interleaved]);
+        Assert.All(layers, m => Assert.Same(interleaved, m.Kernel));
+        Select(layers, timer, new KernelOptions { Preference = KernelPreference.Lut, CachePath = null }, repackers: [interleaved]);
+        Assert.All(layers, m => Assert.Same(_mad, m.Kernel)); // no table kernel: MAD
+        Assert.Empty(timer.Calls);
+    }
+
+    [Fact]
     public void A_matrix_the_winner_refuses_takes_the_next_fastest_that_accepts_it()
     {
         var first = _matrices.Add("first", 8, 64, 1);
@@ -200,13 +217,15 @@ public sealed class KernelSelectorTests : IDisposable
     }
 
     [Fact]
-    public void The_kernel_preference_parses_its_three_names_and_rejects_others()
+    public void The_kernel_preference_parses_its_names_and_rejects_others()
     {
         Assert.Equal(KernelPreference.Auto, KernelOptions.ParsePreference("auto", "x"));
         Assert.Equal(KernelPreference.Mad, KernelOptions.ParsePreference(" MAD ", "x"));
         Assert.Equal(KernelPreference.Repacked, KernelOptions.ParsePreference("Repacked", "x"));
-        var e = Assert.Throws<ArgumentException>(() => KernelOptions.ParsePreference("lut", "--kernel"));
-        Assert.Contains("--kernel: 'lut' is not a kernel choice (auto, mad or repacked)", e.Message, StringComparison.Ordinal);
+        Assert.Equal(KernelPreference.Lut, KernelOptions.ParsePreference("lut", "x"));
+        Assert.Equal(KernelPreference.Interleaved, KernelOptions.ParsePreference("interleaved", "x"));
+        var e = Assert.Throws<ArgumentException>(() => KernelOptions.ParsePreference("table", "--kernel"));
+        Assert.Contains("--kernel: 'table' is not a kernel choice (auto, mad, repacked, lut or interleaved)", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -67,6 +67,8 @@ public abstract unsafe class BitSerialLutMatVec : MatVecKernel
 
     public override bool RepacksWeights => true;
 
+    public override bool UsesLookupTables => true;
+
     public override int RowTile => TileRows(WeightType);
 
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + AlignUp(SidecarBytes(WeightType, n));

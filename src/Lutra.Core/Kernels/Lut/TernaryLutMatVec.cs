@@ -62,6 +62,8 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
 
     public override bool RepacksWeights => true;
 
+    public override bool UsesLookupTables => true;
+
     public override int RowTile => TileRows;
 
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + n / SuperBlock * Groups * TableBytes;
