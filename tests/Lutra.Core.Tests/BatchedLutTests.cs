@@ -5,9 +5,10 @@ using Lutra.Core.Quants;
 namespace Lutra.Core.Tests;
 
 /// <summary>
-/// The batched lookup-table kernels (MatMat over several tokens' tables per weight pass) against the same kernel's
-/// MatVec run token by token: bit-identical, for token counts around the group sizes, rows off the tile size and
-/// long rows. MatVec itself is checked against llama.cpp's reference dot product by the ternary and bit-serial tests.
+/// The lookup-table kernels' MatMat (the bit-serial Q4_0/Q4_1 kernel batches 4 tokens per weight pass; the others
+/// run MatVec per token) against the same kernel's MatVec run token by token: bit-identical, for token counts
+/// around the group size, rows off the tile size and long rows. MatVec itself is checked against llama.cpp's
+/// reference dot product by the ternary and bit-serial tests.
 /// </summary>
 public unsafe class BatchedLutTests
 {

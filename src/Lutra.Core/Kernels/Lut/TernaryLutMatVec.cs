@@ -25,7 +25,7 @@ namespace Lutra.Core.Kernels;
 /// plane, so that one <c>vpermi2b</c> per plane looks up 64 rows at once.
 /// </para>
 /// </summary>
-public abstract unsafe partial class TernaryLutMatVecAvx512 : MatVecKernel
+public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
 {
     private const int SuperBlock = 256;
     private const int Q8_KBytes = 292;
