@@ -19,7 +19,11 @@ public sealed unsafe partial class BitSerialLutAvx512
     {
         if (WeightType == Quants.GgmlType.Q2_K)
         {
-            base.MatMat(weights, rowBytes, rows, states, stateStride, tokens, n, y, yStride);
+            var k = 0;
+            for (; tokens - k >= 2; k += 2)
+                Q2_KBatch(weights, rowBytes, rows, states + (long)k * stateStride, stateStride, n, y + k * yStride, yStride);
+            if (k < tokens)
+                MatVec(weights, rowBytes, rows, states + (long)k * stateStride, n, y + k * yStride);
             return;
         }
         // Groups of 4 measured 4-9 % faster than 4 MatVec calls on one 8192x2048 matrix; groups of 2 measured no
@@ -92,6 +96,139 @@ public sealed unsafe partial class BitSerialLutAvx512
                 Epilogue(acc3, lo3, hi3, (float*)(sidecar + 3 * stride + 256), planes01, planes23, d0, d1, m0, m1, hasMin, yc + 3 * yStride);
             }
         }
+    }
+
+    private void Q2_KBatch(byte* weights, long rowBytes, int rows, byte* states, int stride, int n, float* y, long yStride)
+    {
+        var sidecar = Sidecar(states, n);
+        for (var first = 0; first < rows; first += ChunkRows)
+        {
+            var h = Math.Min(ChunkRows, rows - first);
+            var w = weights + first * rowBytes;
+            if (h == ChunkRows)
+                Q2_KChunkPair(w, sidecar, stride, n / 256, y + first, yStride);
+            else
+                for (var k = 0; k < 2; k++)
+                    BitSerialLutReference.Chunk(WeightType, w, h, 0, sidecar + (long)k * stride, n, y + k * yStride + first);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Q2_KChunk"/> for two tokens: per pair of sub-blocks the index nibbles and the scale and min
+    /// unpacks are computed once; each token's row sums accumulate in y (in scale-position order, permuted at the end).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q2_KChunkPair(byte* w, byte* sidecar, int stride, int superBlocks, float* y, long yStride)
+    {
+        var nibble = Vector512.Create((byte)0x0F);
+        var planes01 = Vector512.Create((ushort)0x0201).AsByte();
+        var planes01Times4 = Vector512.Create((ushort)0x0804).AsByte();
+        var low4 = Vector512.Create((short)0x0F);
+        var ya = y;
+        var yb = y + yStride;
+        Vector512<float>.Zero.Store(ya);
+        Vector512<float>.Zero.Store(ya + 16);
+        Vector512<float>.Zero.Store(yb);
+        Vector512<float>.Zero.Store(yb + 16);
+        for (var sb = 0; sb < superBlocks; sb++)
+        {
+            Vector512<int> ea0 = default, ea1 = default, ca0 = default, ca1 = default;
+            Vector512<int> eb0 = default, eb1 = default, cb0 = default, cb1 = default;
+            for (var p = 0; p < 8; p++, w += 320, sidecar += Q2_KPairRecord)
+            {
+                var v0 = Vector512.Load(w);
+                var v1 = Vector512.Load(w + 64);
+                var lowA0 = (v0 & nibble).AsSByte();
+                var highA0 = HighNibbles(v0).AsSByte();
+                var lowA1 = (v1 & nibble).AsSByte();
+                var highA1 = HighNibbles(v1).AsSByte();
+                v0 = Vector512.Load(w + 128);
+                v1 = Vector512.Load(w + 192);
+                var lowB0 = (v0 & nibble).AsSByte();
+                var highB0 = HighNibbles(v0).AsSByte();
+                var lowB1 = (v1 & nibble).AsSByte();
+                var highB1 = HighNibbles(v1).AsSByte();
+                var scales = Vector512.Load(w + 256);
+                var sa = Avx512BW.ConvertToVector512Int16(scales.GetLower());
+                var sbv = Avx512BW.ConvertToVector512Int16(scales.GetUpper());
+                var scA = sa & low4;
+                var scB = sbv & low4;
+                var scLow = Avx512BW.UnpackLow(scA, scB);
+                var scHigh = Avx512BW.UnpackHigh(scA, scB);
+                var mA = Avx512BW.ShiftRightLogical(sa, 4);
+                var mB = Avx512BW.ShiftRightLogical(sbv, 4);
+                var mLow = Avx512BW.UnpackLow(mA, mB);
+                var mHigh = Avx512BW.UnpackHigh(mA, mB);
+                PairToken(lowA0, highA0, lowA1, highA1, lowB0, highB0, lowB1, highB1, sidecar, planes01, planes01Times4, scLow, scHigh, mLow, mHigh,
+                    ref ea0, ref ea1, ref ca0, ref ca1);
+                PairToken(lowA0, highA0, lowA1, highA1, lowB0, highB0, lowB1, highB1, sidecar + stride, planes01, planes01Times4, scLow, scHigh,
+                    mLow, mHigh, ref eb0, ref eb1, ref cb0, ref cb1);
+            }
+            var d0 = HalfToSingle(Vector256.Load((short*)w));
+            var d1 = HalfToSingle(Vector256.Load((short*)(w + 32)));
+            var dmin0 = HalfToSingle(Vector256.Load((short*)(w + 64)));
+            var dmin1 = HalfToSingle(Vector256.Load((short*)(w + 96)));
+            SuperBlockEpilogue(ea0, ea1, ca0, ca1, (float*)sidecar, d0, d1, dmin0, dmin1, ya);
+            SuperBlockEpilogue(eb0, eb1, cb0, cb1, (float*)(sidecar + stride), d0, d1, dmin0, dmin1, yb);
+            w += 128;
+            sidecar += 16;
+        }
+        RowOrder(ya);
+        RowOrder(yb);
+    }
+
+    /// <summary>One token's share of a Q2_K sub-block pair in <see cref="Q2_KChunk"/>, on nibbles and scale unpacks computed once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PairToken(Vector512<sbyte> lowA0, Vector512<sbyte> highA0, Vector512<sbyte> lowA1, Vector512<sbyte> highA1,
+        Vector512<sbyte> lowB0, Vector512<sbyte> highB0, Vector512<sbyte> lowB1, Vector512<sbyte> highB1, byte* tables, Vector512<byte> planes01,
+        Vector512<byte> planes01Times4, Vector512<short> scLow, Vector512<short> scHigh, Vector512<short> mLow, Vector512<short> mHigh,
+        ref Vector512<int> e0, ref Vector512<int> e1, ref Vector512<int> c0, ref Vector512<int> c1)
+    {
+        var sums = (short*)(tables + 256);
+        var accA = SubBlockNibbles(lowA0, highA0, lowA1, highA1, tables, planes01, planes01Times4) + Vector512.Create(sums[0]);
+        var accB = SubBlockNibbles(lowB0, highB0, lowB1, highB1, tables + 128, planes01, planes01Times4) + Vector512.Create(sums[1]);
+        e0 += Avx512BW.MultiplyAddAdjacent(Avx512BW.UnpackLow(accA, accB), scLow);
+        e1 += Avx512BW.MultiplyAddAdjacent(Avx512BW.UnpackHigh(accA, accB), scHigh);
+        var mins = Vector512.Create(*(int*)(sums + 2)).AsInt16();
+        c0 += Avx512BW.MultiplyAddAdjacent(mLow, mins);
+        c1 += Avx512BW.MultiplyAddAdjacent(mHigh, mins);
+    }
+
+    /// <summary><see cref="SubBlock"/> with the nibbles already split.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> SubBlockNibbles(Vector512<sbyte> low0, Vector512<sbyte> high0, Vector512<sbyte> low1, Vector512<sbyte> high1,
+        byte* tables, Vector512<byte> planes01, Vector512<byte> planes01Times4)
+    {
+        var main = Avx512BW.MultiplyAddAdjacent(planes01Times4, Avx512BW.Shuffle(Table(tables), low0))
+            + Avx512BW.MultiplyAddAdjacent(planes01Times4, Avx512BW.Shuffle(Table(tables + 32), high0))
+            + Avx512BW.MultiplyAddAdjacent(planes01Times4, Avx512BW.Shuffle(Table(tables + 64), low1))
+            + Avx512BW.MultiplyAddAdjacent(planes01Times4, Avx512BW.Shuffle(Table(tables + 96), high1));
+        var rest = Avx512BW.Shuffle(Table(tables + 16), low0) + Avx512BW.Shuffle(Table(tables + 48), high0)
+            + Avx512BW.Shuffle(Table(tables + 80), low1) + Avx512BW.Shuffle(Table(tables + 112), high1);
+        return main + Avx512BW.MultiplyAddAdjacent(planes01, rest);
+    }
+
+    /// <summary>The f32 end of a super-block in <see cref="Q2_KChunk"/>, operation for operation, with the row sums kept in y.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SuperBlockEpilogue(Vector512<int> e0, Vector512<int> e1, Vector512<int> c0, Vector512<int> c1, float* f,
+        Vector512<float> d0, Vector512<float> d1, Vector512<float> dmin0, Vector512<float> dmin1, float* y)
+    {
+        var halfS = Vector512.Create(f[0]);
+        var s = Vector512.Create(f[1]);
+        var y0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(e0) * halfS, d0, Vector512.Load(y));
+        var y1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(e1) * halfS, d1, Vector512.Load(y + 16));
+        Avx512F.FusedMultiplyAddNegated(Avx512F.ConvertToVector512Single(c0) * s, dmin0, y0).Store(y);
+        Avx512F.FusedMultiplyAddNegated(Avx512F.ConvertToVector512Single(c1) * s, dmin1, y1).Store(y + 16);
+    }
+
+    /// <summary>The closing permute of <see cref="Q2_KChunk"/>, in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RowOrder(float* y)
+    {
+        var y0 = Vector512.Load(y);
+        var y1 = Vector512.Load(y + 16);
+        Avx512F.PermuteVar16x32x2(y0, Vector512.Create(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23), y1).Store(y);
+        Avx512F.PermuteVar16x32x2(y0, Vector512.Create(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31), y1).Store(y + 16);
     }
 
     /// <summary><see cref="Lookup"/> on one token's table pair, broadcast from its state, with the nibbles already split.</summary>
