@@ -22,7 +22,7 @@ public sealed unsafe partial class BitSerialLutAvx512
     {
         if (WeightType == Quants.GgmlType.Q2_K)
         {
-            // One 8192x2048 matrix: groups of 4 measured 1.28x the per-token loop, of 2 1.20x. Four tokens leave some
+            // One 8192x2048 matrix: groups of 4 measured 1.17-1.28x the per-token loop, of 2 1.10-1.21x. Four tokens leave some
             // int32 accumulators in memory (the JIT spills 5 of the 16 in the pair loop); 8 would spill far more.
             var k = 0;
             for (; tokens - k >= 4; k += 4)
@@ -33,7 +33,7 @@ public sealed unsafe partial class BitSerialLutAvx512
                 MatVec(weights, rowBytes, rows, states + (long)k * stateStride, n, y + k * yStride);
             return;
         }
-        // Groups of 4 measured 4-9 % faster than 4 MatVec calls on one 8192x2048 matrix; groups of 2 measured no
+        // Groups of 4 measured 3-9 % faster than 4 MatVec calls on one 8192x2048 matrix; groups of 2 measured no
         // faster (0.97-1.01x) and 8 tokens' accumulators would not fit in the 32 registers, so the rest go one by one.
         var t = 0;
         for (; tokens - t >= Group; t += Group)
