@@ -11,7 +11,7 @@ namespace Lutra.Core.Kernels;
 /// row's two planes into an int16. Q4_0/Q4_1 are table-stationary over a 128-row tile: the 8 table pairs (H, L) of a
 /// weight block stay in registers while the tile's four 32-row chunks stream past (row sums accumulate in y, in L1).
 /// </summary>
-public sealed unsafe class BitSerialLutAvx512(GgmlType weightType)
+public sealed unsafe partial class BitSerialLutAvx512(GgmlType weightType)
     : BitSerialLutMatVec(weightType, InstructionSet.Avx512, "AVX-512 bit-serial LUT")
 {
     public static bool IsSupported => Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
