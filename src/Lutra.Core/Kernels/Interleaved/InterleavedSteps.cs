@@ -48,6 +48,43 @@ internal static unsafe class InterleavedSteps
     }
 
     /// <summary>
+    /// Rewrites whole 16-row tiles of f16-scaled 32-element blocks (Q4_0, Q8_0) into the tile layout: per block the 16
+    /// rows' scales, then the quants in 4-byte groups at <see cref="QuantPosition"/>, each XORed with
+    /// <paramref name="quantMask"/> (Q8_0 stores q + 128). Rows past the last whole tile are copied unchanged. False,
+    /// writing nothing, when the shape does not fit the type or a tile row has a non-finite scale.
+    /// </summary>
+    public static bool TryRepackTiles(byte* source, long rowBytes, int rows, int n, byte* destination, int blockBytes, uint quantMask)
+    {
+        if (n <= 0 || n % Block != 0 || rowBytes != (long)n / Block * blockBytes)
+            return false;
+        var blocks = n / Block;
+        var quantGroups = (blockBytes - 2) / 4;
+        var tiles = rows / TileRows;
+        var tileBytes = TileRows * rowBytes;
+        if (!FiniteScales(source, rowBytes, tiles * TileRows, blocks, blockBytes))
+            return false;
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            var dst = destination + tile * tileBytes;
+            for (var r = 0; r < TileRows; r++)
+            {
+                var row = source + (tile * TileRows + r) * rowBytes;
+                for (var b = 0; b < blocks; b++)
+                {
+                    var block = row + b * blockBytes;
+                    var tileBlock = dst + b * TileRows * blockBytes;
+                    ((ushort*)tileBlock)[r] = *(ushort*)block;
+                    for (var j = 0; j < quantGroups; j++)
+                        *(uint*)(tileBlock + 2 * TileRows + QuantPosition(r, j)) = *(uint*)(block + 2 + 4 * j) ^ quantMask;
+                }
+            }
+        }
+        var tail = tiles * tileBytes;
+        Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
+        return true;
+    }
+
+    /// <summary>
     /// The Q8_0 activation row (llama.cpp's x86 conversion, bit-identical to the reference), then per block
     /// <paramref name="offsetFactor"/>·Σa as int32 and d_a·<paramref name="scaleFactor"/> as f32.
     /// </summary>

@@ -33,7 +33,6 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
 {
     private const int BlockBytes = 18;
     private const int TileBlockBytes = TileRows * BlockBytes;
-    private const int QuantGroups = 4;
 
     /// <summary>On the AVX2 path, AVX-VNNI is used where the CPU has it.</summary>
     public Q4_0InterleavedMatVec(InstructionSet isa) : this(isa, AvxVnni.IsSupported)
@@ -56,35 +55,8 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
     public override void PrepareActivations(float* x, int n, byte* state) =>
         InterleavedSteps.PrepareActivations(Isa, x, n, state, StandardActivationBytes(n), -8, 1f);
 
-    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
-    {
-        if (n <= 0 || n % Block != 0 || rowBytes != (long)n / Block * BlockBytes)
-            return false;
-        var blocks = n / Block;
-        var tiles = rows / TileRows;
-        var tileBytes = TileRows * rowBytes;
-        if (!FiniteScales(source, rowBytes, tiles * TileRows, blocks, BlockBytes))
-            return false;
-        for (var tile = 0; tile < tiles; tile++)
-        {
-            var dst = destination + tile * tileBytes;
-            for (var r = 0; r < TileRows; r++)
-            {
-                var row = source + (tile * TileRows + r) * rowBytes;
-                for (var b = 0; b < blocks; b++)
-                {
-                    var block = row + b * BlockBytes;
-                    var tileBlock = dst + b * TileBlockBytes;
-                    ((ushort*)tileBlock)[r] = *(ushort*)block;
-                    for (var j = 0; j < QuantGroups; j++)
-                        *(uint*)(tileBlock + 2 * TileRows + QuantPosition(r, j)) = *(uint*)(block + 2 + 4 * j);
-                }
-            }
-        }
-        var tail = tiles * tileBytes;
-        Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
-        return true;
-    }
+    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
+        TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, 0u);
 
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {

@@ -28,7 +28,6 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
 {
     private const int BlockBytes = 34;
     private const int TileBlockBytes = TileRows * BlockBytes;
-    private const int QuantGroups = 8;
 
     public override bool RepacksWeights => true;
 
@@ -39,35 +38,8 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
     public override void PrepareActivations(float* x, int n, byte* state) =>
         InterleavedSteps.PrepareActivations(Isa, x, n, state, StandardActivationBytes(n), -128, TwoTo112);
 
-    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
-    {
-        if (n <= 0 || n % Block != 0 || rowBytes != (long)n / Block * BlockBytes)
-            return false;
-        var blocks = n / Block;
-        var tiles = rows / TileRows;
-        var tileBytes = TileRows * rowBytes;
-        if (!FiniteScales(source, rowBytes, tiles * TileRows, blocks, BlockBytes))
-            return false;
-        for (var tile = 0; tile < tiles; tile++)
-        {
-            var dst = destination + tile * tileBytes;
-            for (var r = 0; r < TileRows; r++)
-            {
-                var row = source + (tile * TileRows + r) * rowBytes;
-                for (var b = 0; b < blocks; b++)
-                {
-                    var block = row + b * BlockBytes;
-                    var tileBlock = dst + b * TileBlockBytes;
-                    ((ushort*)tileBlock)[r] = *(ushort*)block;
-                    for (var j = 0; j < QuantGroups; j++)
-                        *(uint*)(tileBlock + 2 * TileRows + QuantPosition(r, j)) = *(uint*)(block + 2 + 4 * j) ^ 0x8080_8080u;
-                }
-            }
-        }
-        var tail = tiles * tileBytes;
-        Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
-        return true;
-    }
+    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
+        TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, 0x8080_8080u);
 
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
