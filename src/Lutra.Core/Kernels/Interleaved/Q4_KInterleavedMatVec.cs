@@ -1,0 +1,168 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Lutra.Core.Quants;
+using static Lutra.Core.Kernels.InterleavedSteps;
+
+namespace Lutra.Core.Kernels;
+
+/// <summary>
+/// Q4_K weights · Q8_K activations over 16-row interleaved tiles (AVX-512 BW; see <see cref="InterleavedSteps"/>).
+/// <para>
+/// Tile super-block (2304 bytes, 16 GGUF super-blocks' worth): the 16 rows' f16 d, their f16 dmin, then the
+/// 12 packed scale bytes as three 64-byte groups (group g holds scale bytes 4g..4g+3 of row r in int32 lane r),
+/// then 32 quant groups of 64 bytes: group j holds quant bytes 4j..4j+3 of every row, row r in lane r. So the
+/// 6-bit scales and mins of all 16 rows unpack with a few whole-vector shifts and masks, and each quant load
+/// serves 16 rows against one broadcast of four activation bytes.
+/// </para>
+/// <para>
+/// Per sub-block the vpmaddubsw pairs of 8 groups are summed in int16 (|Σ| ≤ 8·2·15·128 &lt; 2¹⁵), and one
+/// vpmaddwd against the row's scale (duplicated in both int16 halves of its lane) gives sc·Σq·a in int32. The
+/// mins term Σ m_j·(bsums[2j] + bsums[2j+1]) is four vpmaddwd. Exact: the integer sums are the reference's and
+/// the float arithmetic per super-block is the reference's, (d·d_a)·sumi − (dmin·d_a)·summ added in order, so
+/// every output equals <see cref="QuantReference.Dot"/> bit for bit. Rows after the last whole tile keep the
+/// GGUF layout and run through the reference dot product.
+/// </para>
+/// </summary>
+public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
+{
+    private const int SuperBlock = 256;
+    private const int BlockBytes = 144;
+    private const int TileBlockBytes = TileRows * BlockBytes;
+    private const int ScalesOffset = 4 * TileRows;
+    private const int QuantsOffset = ScalesOffset + 12 * TileRows;
+    private const int ActivationBlockBytes = 292;
+    private const int BsumsOffset = 4 + SuperBlock;
+
+    public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512);
+
+    public override bool RepacksWeights => true;
+
+    public override int RowTile => TileRows;
+
+    public override void PrepareActivations(float* x, int n, byte* state) => Q8_KKernels.QuantizeRowAvx512(x, state, n);
+
+    /// <summary>
+    /// Rewrites whole tiles into the tile layout and copies the rows after them. False, writing nothing, when the
+    /// shape is not Q4_K's or a tile row has a non-finite d or dmin (the f16 conversion handles finite values only).
+    /// </summary>
+    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
+    {
+        if (n <= 0 || n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * BlockBytes)
+            return false;
+        var blocks = n / SuperBlock;
+        var tiles = rows / TileRows;
+        var tileBytes = TileRows * rowBytes;
+        if (!FiniteScales(source, rowBytes, tiles * TileRows, blocks, BlockBytes) || !FiniteScales(source + 2, rowBytes, tiles * TileRows, blocks, BlockBytes))
+            return false;
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            var dst = destination + tile * tileBytes;
+            for (var r = 0; r < TileRows; r++)
+            {
+                var row = source + (tile * TileRows + r) * rowBytes;
+                for (var b = 0; b < blocks; b++)
+                {
+                    var block = row + b * BlockBytes;
+                    var tileBlock = dst + b * TileBlockBytes;
+                    ((ushort*)tileBlock)[r] = *(ushort*)block;
+                    ((ushort*)tileBlock)[TileRows + r] = *(ushort*)(block + 2);
+                    for (var g = 0; g < 3; g++)
+                        *(uint*)(tileBlock + ScalesOffset + QuantPosition(r, g)) = *(uint*)(block + 4 + 4 * g);
+                    for (var j = 0; j < 32; j++)
+                        *(uint*)(tileBlock + QuantsOffset + QuantPosition(r, j)) = *(uint*)(block + 16 + 4 * j);
+                }
+            }
+        }
+        var tail = tiles * tileBytes;
+        Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
+        return true;
+    }
+
+    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
+    {
+        var blocks = n / SuperBlock;
+        var tiles = rows / TileRows;
+        Tiles(weights, rowBytes, tiles, state, blocks, y);
+        var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
+        for (var r = tiles * TileRows; r < rows; r++)
+            y[r] = Q4_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tiles(byte* weights, long rowBytes, int tiles, byte* state, int blocks, float* y)
+    {
+        var six = Vector512.Create(0x3F3F3F3Fu);
+        var nibbles = Vector512.Create(0x0F0F0F0Fu);
+        var tops = Vector512.Create(0x30303030u);
+        var evenBytes = Vector512.Create(0x00FF00FFu);
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            var w = weights + tile * TileRows * rowBytes;
+            var a = state;
+            var acc = Vector512<float>.Zero;
+            for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes)
+            {
+                var u0 = Vector512.Load((uint*)(w + ScalesOffset));
+                var u1 = Vector512.Load((uint*)(w + ScalesOffset + 64));
+                var u2 = Vector512.Load((uint*)(w + ScalesOffset + 128));
+                var scalesLow = u0 & six;
+                var scalesHigh = (u2 & nibbles) | (Vector512.ShiftRightLogical(u0, 2) & tops);
+                var minsLow = u1 & six;
+                var minsHigh = (Vector512.ShiftRightLogical(u2, 4) & nibbles) | (Vector512.ShiftRightLogical(u1, 2) & tops);
+                var q = w + QuantsOffset;
+                var sumi = Chunk(q, a + 4, Pair(scalesLow, 0), Pair(scalesLow, 8))
+                    + Chunk(q + 512, a + 68, Pair(scalesLow, 16), Pair(scalesLow, 24))
+                    + (Chunk(q + 1024, a + 132, Pair(scalesHigh, 0), Pair(scalesHigh, 8))
+                    + Chunk(q + 1536, a + 196, Pair(scalesHigh, 16), Pair(scalesHigh, 24)));
+                var bsums = (short*)(a + BsumsOffset);
+                var summ = Avx512BW.MultiplyAddAdjacent((minsLow & evenBytes).AsInt16(), SumPair(bsums, 0, 2))
+                    + Avx512BW.MultiplyAddAdjacent((Vector512.ShiftRightLogical(minsLow, 8) & evenBytes).AsInt16(), SumPair(bsums, 1, 3))
+                    + Avx512BW.MultiplyAddAdjacent((minsHigh & evenBytes).AsInt16(), SumPair(bsums, 4, 6))
+                    + Avx512BW.MultiplyAddAdjacent((Vector512.ShiftRightLogical(minsHigh, 8) & evenBytes).AsInt16(), SumPair(bsums, 5, 7));
+                var da = Vector512.Create(*(float*)a);
+                acc += HalfToSingle512(w) * da * Vector512.ConvertToSingle(sumi) - HalfToSingle512(w + 2 * TileRows) * da * Vector512.ConvertToSingle(summ);
+            }
+            acc.Store(y + tile * TileRows);
+        }
+    }
+
+    /// <summary>Σ sc·q·a of one 64-element chunk (8 quant groups: low nibbles one sub-block, high nibbles the next) for 16 rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Chunk(byte* q, byte* a, Vector512<short> lowScale, Vector512<short> highScale)
+    {
+        var mask = Vector512.Create((byte)0x0F);
+        var low = Vector512<short>.Zero;
+        var high = Vector512<short>.Zero;
+        for (var k = 0; k < 8; k++)
+        {
+            var v = Vector512.Load(q + 64 * k);
+            Sse.PrefetchNonTemporal(q + 64 * k + PrefetchDistance);
+            low += Avx512BW.MultiplyAddAdjacent(v & mask, Broadcast512(a + 4 * k));
+            high += Avx512BW.MultiplyAddAdjacent(Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask, Broadcast512(a + 32 + 4 * k));
+        }
+        return Avx512BW.MultiplyAddAdjacent(low, lowScale) + Avx512BW.MultiplyAddAdjacent(high, highScale);
+    }
+
+    /// <summary>Byte <paramref name="shift"/>/8 of each lane, in both int16 halves of the lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Pair(Vector512<uint> packed, int shift)
+    {
+        var value = Vector512.ShiftRightLogical(packed, shift) & Vector512.Create(0xFFu);
+        return (value | Vector512.ShiftLeft(value, 16)).AsInt16();
+    }
+
+    /// <summary>The activation sums of sub-blocks <paramref name="first"/> and <paramref name="second"/> as an int16 pair in every lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> SumPair(short* bsums, int first, int second) =>
+        Vector512.Create((uint)(ushort)(bsums[2 * first] + bsums[2 * first + 1]) | ((uint)(bsums[2 * second] + bsums[2 * second + 1]) << 16)).AsInt16();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Broadcast512(byte* quads) => Vector512.Create(*(int*)quads).AsSByte();
+
+    /// <summary>16 rows' f16 values as f32, exactly for finite values (the trick of <see cref="InterleavedSteps.HalfToSingle"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> HalfToSingle512(byte* halves) =>
+        (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)halves)), 13) & Vector512.Create(unchecked((int)0x8FFF_FFFF))).AsSingle()
+        * Vector512.Create(TwoTo112);
+}

@@ -1,0 +1,152 @@
+using System.Runtime.InteropServices;
+using Lutra.Core.Kernels;
+using Lutra.Core.Quants;
+
+namespace Lutra.Core.Tests;
+
+/// <summary>
+/// The 16-row interleaved Q4_K kernel against llama.cpp's reference dot product. Its integer sums are exact and its
+/// float arithmetic per super-block is the reference's, in the reference's order, so every output must equal
+/// <see cref="QuantReference.Dot"/> bit for bit.
+/// </summary>
+public unsafe class Q4_KInterleavedMatVecTests
+{
+    private const int RowBytesPerBlock = 144;
+
+    private static Q4_KInterleavedMatVec Kernel()
+    {
+        if (!Q4_KInterleavedMatVec.IsSupported)
+            Assert.Skip("the interleaved Q4_K kernel needs AVX-512 BW");
+        var kernel = new Q4_KInterleavedMatVec();
+        Assert.Contains(KernelTable.RepackingKernels(GgmlType.Q4_K, InstructionSet.Avx512), k => k is Q4_KInterleavedMatVec);
+        return kernel;
+    }
+
+    private sealed class Native : IDisposable
+    {
+        public Native(long bytes, byte fill)
+        {
+            Length = bytes;
+            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
+            new Span<byte>(Pointer, (int)bytes).Fill(fill);
+        }
+
+        public long Length { get; }
+        public byte* Pointer { get; }
+        public Span<byte> Span => new(Pointer, (int)Length);
+        public void Dispose() => NativeMemory.AlignedFree(Pointer);
+    }
+
+    private static float[] RandomRow(Random rng, int n, double scale)
+    {
+        var x = new float[n];
+        for (var i = 0; i < n; i++)
+            x[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
+        return x;
+    }
+
+    /// <summary>Rows quantized by the reference quantizer, or raw random bytes with random finite d and dmin (zero, subnormal, negative).</summary>
+    private static byte[] Weights(Random rng, int n, int rows, bool raw)
+    {
+        var rowBytes = n / 256 * RowBytesPerBlock;
+        var bytes = new byte[rowBytes * rows];
+        if (!raw)
+        {
+            for (var r = 0; r < rows; r++)
+                QuantReference.Quantize(GgmlType.Q4_K, RandomRow(rng, n, 0.5 + r % 3), bytes.AsSpan(r * rowBytes, rowBytes));
+            return bytes;
+        }
+        rng.NextBytes(bytes);
+        for (var block = 0; block < bytes.Length / RowBytesPerBlock; block++)
+        {
+            for (var half = 0; half < 2; half++)
+            {
+                var scale = ((block + half) % 5) switch
+                {
+                    0 => (Half)0,
+                    1 => BitConverter.UInt16BitsToHalf((ushort)rng.Next(1, 0x400)), // subnormal
+                    2 => (Half)(-(rng.NextDouble() * 100)),
+                    _ => (Half)((rng.NextDouble() - 0.5) * 0.02),
+                };
+                MemoryMarshal.Write(bytes.AsSpan(block * RowBytesPerBlock + 2 * half), scale);
+            }
+        }
+        return bytes;
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(8)]
+    public void MatVec_equals_the_reference_dot_exactly(int blocks)
+    {
+        var kernel = Kernel();
+        var rng = new Random(blocks);
+        var n = blocks * 256;
+        foreach (var raw in new[] { false, true })
+        {
+            foreach (var (rows, splits) in new (int, int[])[] { (16 * 2 + 5, [16]), (5, []), (16, []) })
+            {
+                var weights = Weights(rng, n, rows, raw);
+                var rowBytes = weights.Length / rows;
+                // A guard region after the matrix: the repacked layout has exactly the GGUF size.
+                using var packed = new Native(weights.Length + 64, 0x5A);
+                fixed (byte* pw = weights)
+                    Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+                Assert.True(packed.Span[weights.Length..].IndexOfAnyExcept((byte)0x5A) < 0, "TryPrepareWeights wrote past rows·rowBytes");
+                using var state = new Native(kernel.ActivationBytes(n), 0);
+                for (var t = 0; t < 2; t++)
+                {
+                    // Token 0 saturates: every activation quantizes to ±127 or −128.
+                    var x = t == 0 ? RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray() : RandomRow(rng, n, 4);
+                    fixed (float* px = x)
+                        kernel.PrepareActivations(px, n, state.Pointer);
+                    var standard = new byte[kernel.StandardActivationBytes(n)];
+                    QuantReference.QuantizeActivations(GgmlType.Q8_K, x, standard);
+                    Assert.True(standard.AsSpan().SequenceEqual(state.Span[..standard.Length]), "the prepared state must begin with the reference activation row");
+                    var y = new float[rows + 1];
+                    y[rows] = float.NaN;
+                    fixed (float* py = y)
+                    {
+                        var start = 0;
+                        foreach (var end in splits.Append(rows))
+                        {
+                            kernel.MatVec(packed.Pointer + (long)start * rowBytes, rowBytes, end - start, state.Pointer, n, py + start);
+                            start = end;
+                        }
+                    }
+                    for (var r = 0; r < rows; r++)
+                    {
+                        var expected = QuantReference.Dot(GgmlType.Q4_K, weights.AsSpan(r * rowBytes, rowBytes), standard, n);
+                        Assert.True(expected.Equals(y[r]), $"raw={raw} n={n} rows={rows} token {t} row {r}: reference {expected}, kernel {y[r]}");
+                    }
+                    Assert.True(float.IsNaN(y[rows]), "MatVec wrote past its rows");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Matrices_the_layout_cannot_hold_are_refused()
+    {
+        var kernel = Kernel();
+        var rng = new Random(3);
+        const int n = 512, rows = 20;
+        var weights = Weights(rng, n, rows, raw: false);
+        var rowBytes = weights.Length / rows;
+        using var packed = new Native(weights.Length, 0);
+        fixed (byte* pw = weights)
+        {
+            Assert.False(kernel.TryPrepareWeights(pw, rowBytes + 2, rows - 1, n, packed.Pointer));
+            Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n + 32, packed.Pointer));
+            // A non-finite d or dmin in a tail row is fine (that row keeps the GGUF layout); in a tile row it is not.
+            MemoryMarshal.Write(weights.AsSpan(17 * rowBytes + RowBytesPerBlock), Half.PositiveInfinity);
+            Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + RowBytesPerBlock + 2), Half.NaN);
+            Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + RowBytesPerBlock + 2), (Half)0.5f);
+            Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            MemoryMarshal.Write(weights.AsSpan(3 * rowBytes), Half.NegativeInfinity);
+            Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+        }
+    }
+}
