@@ -34,6 +34,12 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
     private const int ActivationBlockBytes = 292;
     private const int BsumsOffset = 4 + SuperBlock;
 
+    /// <summary>
+    /// Non-temporal prefetch distance over the quant stream: twice the Q4_0/Q8_0 one. Measured with `bench --kernels
+    /// Q4_K` (4096 columns, 3 runs each): none ~45 %, 2 KiB ~68 %, 4 KiB ~75 %, 8 KiB ~85 %, 16 KiB ~80 % of the probe.
+    /// </summary>
+    private const int QuantPrefetchDistance = 8192;
+
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512);
 
     public override bool RepacksWeights => true;
@@ -131,17 +137,28 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Chunk(byte* q, byte* a, Vector512<short> lowScale, Vector512<short> highScale)
     {
-        var mask = Vector512.Create((byte)0x0F);
-        var low = Vector512<short>.Zero;
-        var high = Vector512<short>.Zero;
-        for (var k = 0; k < 8; k++)
-        {
-            var v = Vector512.Load(q + 64 * k);
-            Sse.PrefetchNonTemporal(q + 64 * k + PrefetchDistance);
-            low += Avx512BW.MultiplyAddAdjacent(v & mask, Broadcast512(a + 4 * k));
-            high += Avx512BW.MultiplyAddAdjacent(Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask, Broadcast512(a + 32 + 4 * k));
-        }
+        var (l0, h0) = Group(q, a);
+        var (l1, h1) = Group(q + 64, a + 4);
+        var (l2, h2) = Group(q + 128, a + 8);
+        var (l3, h3) = Group(q + 192, a + 12);
+        var (l4, h4) = Group(q + 256, a + 16);
+        var (l5, h5) = Group(q + 320, a + 20);
+        var (l6, h6) = Group(q + 384, a + 24);
+        var (l7, h7) = Group(q + 448, a + 28);
+        var low = ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7));
+        var high = ((h0 + h1) + (h2 + h3)) + ((h4 + h5) + (h6 + h7));
         return Avx512BW.MultiplyAddAdjacent(low, lowScale) + Avx512BW.MultiplyAddAdjacent(high, highScale);
+    }
+
+    /// <summary>One quant group's low- and high-nibble vpmaddubsw pairs for 16 rows (prefetching the stream ahead).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector512<short> Low, Vector512<short> High) Group(byte* q, byte* a)
+    {
+        var mask = Vector512.Create((byte)0x0F);
+        var v = Vector512.Load(q);
+        Sse.PrefetchNonTemporal(q + QuantPrefetchDistance);
+        return (Avx512BW.MultiplyAddAdjacent(v & mask, Broadcast512(a)),
+            Avx512BW.MultiplyAddAdjacent(Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask, Broadcast512(a + 32)));
     }
 
     /// <summary>Byte <paramref name="shift"/>/8 of each lane, in both int16 halves of the lane.</summary>
