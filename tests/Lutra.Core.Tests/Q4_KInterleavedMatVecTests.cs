@@ -126,6 +126,50 @@ public unsafe class Q4_KInterleavedMatVecTests
     }
 
     [Fact]
+    public void MatMat_equals_the_reference_dot_exactly()
+    {
+        var kernel = Kernel();
+        var rng = new Random(2);
+        foreach (var tokens in new[] { 1, 4, 5, 9 })
+        {
+            foreach (var (blocks, rows) in new[] { (1, 16 * 2 + 5), (8, 16) })
+            {
+                var n = blocks * 256;
+                var weights = Weights(rng, n, rows, raw: tokens % 2 == 0);
+                var rowBytes = weights.Length / rows;
+                using var packed = new Native(weights.Length, 0);
+                fixed (byte* pw = weights)
+                    Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+                var stride = kernel.ActivationBytes(n);
+                using var states = new Native((long)stride * tokens, 0);
+                for (var t = 0; t < tokens; t++)
+                {
+                    var x = t == 0 ? RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray() : RandomRow(rng, n, 4);
+                    fixed (float* px = x)
+                        kernel.PrepareActivations(px, n, states.Pointer + (long)t * stride);
+                }
+                // A y stride wider than the rows: the kernel must write only its own cells.
+                var yStride = rows + 5;
+                var y = new float[tokens * yStride];
+                Array.Fill(y, float.NaN);
+                fixed (float* py = y)
+                    kernel.MatMat(packed.Pointer, rowBytes, rows, states.Pointer, stride, tokens, n, py, yStride);
+                for (var t = 0; t < tokens; t++)
+                {
+                    var standard = new ReadOnlySpan<byte>(states.Pointer + (long)t * stride, kernel.StandardActivationBytes(n));
+                    for (var r = 0; r < rows; r++)
+                    {
+                        var expected = QuantReference.Dot(GgmlType.Q4_K, weights.AsSpan(r * rowBytes, rowBytes), standard, n);
+                        Assert.True(expected.Equals(y[t * yStride + r]), $"n={n} rows={rows} token {t}/{tokens} row {r}: reference {expected}, MatMat {y[t * yStride + r]}");
+                    }
+                    for (var r = rows; r < yStride; r++)
+                        Assert.True(float.IsNaN(y[t * yStride + r]), $"MatMat wrote outside its rows (token {t}, column {r})");
+                }
+            }
+        }
+    }
+
+    [Fact]
     public void Matrices_the_layout_cannot_hold_are_refused()
     {
         var kernel = Kernel();

@@ -95,13 +95,126 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
             y[r] = Q4_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
     }
 
+    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
+    {
+        var blocks = n / SuperBlock;
+        var tiles = rows / TileRows;
+        var t = 0;
+        for (; t + 4 <= tokens; t += 4)
+        {
+            var s0 = states + (long)t * stateStride;
+            TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, blocks, y + t * yStride, yStride);
+            for (var k = 0; k < 4; k++)
+            {
+                var activations = new ReadOnlySpan<byte>(s0 + (long)k * stateStride, StandardActivationBytes(n));
+                for (var r = tiles * TileRows; r < rows; r++)
+                    y[(t + k) * yStride + r] = Q4_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
+            }
+        }
+        for (; t < tokens; t++)
+            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
+    }
+
+    /// <summary>
+    /// GEMM tile: four tokens × 16 rows; each quant group's nibbles are split once for the four tokens. The same
+    /// integer sums and float order per token as <see cref="Tiles"/>, so the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int blocks, float* y, long yStride)
+    {
+        var six = Vector512.Create(0x3F3F3F3Fu);
+        var nibbles = Vector512.Create(0x0F0F0F0Fu);
+        var tops = Vector512.Create(0x30303030u);
+        var mask = Vector512.Create((byte)0x0F);
+        var s1 = s0 + stateStride;
+        var s2 = s1 + stateStride;
+        var s3 = s2 + stateStride;
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            var w = weights + tile * TileRows * rowBytes;
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+            for (var b = 0; b < blocks; b++, w += TileBlockBytes)
+            {
+                var u0 = Vector512.Load((uint*)(w + ScalesOffset));
+                var u2 = Vector512.Load((uint*)(w + ScalesOffset + 128));
+                var scalesLow = u0 & six;
+                var scalesHigh = (u2 & nibbles) | (Vector512.ShiftRightLogical(u0, 2) & tops);
+                Vector512<int> sumi0 = default, sumi1 = default, sumi2 = default, sumi3 = default;
+                var o = b * ActivationBlockBytes + 4;
+                for (var chunk = 0; chunk < 4; chunk++)
+                {
+                    var q = w + QuantsOffset + 512 * chunk;
+                    Vector512<short> low0 = default, low1 = default, low2 = default, low3 = default;
+                    Vector512<short> high0 = default, high1 = default, high2 = default, high3 = default;
+                    for (var k = 0; k < 8; k++)
+                    {
+                        var v = Vector512.Load(q + 64 * k);
+                        var lo = v & mask;
+                        var hi = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+                        var ao = o + 64 * chunk + 4 * k;
+                        low0 += Avx512BW.MultiplyAddAdjacent(lo, Broadcast512(s0 + ao));
+                        high0 += Avx512BW.MultiplyAddAdjacent(hi, Broadcast512(s0 + ao + 32));
+                        low1 += Avx512BW.MultiplyAddAdjacent(lo, Broadcast512(s1 + ao));
+                        high1 += Avx512BW.MultiplyAddAdjacent(hi, Broadcast512(s1 + ao + 32));
+                        low2 += Avx512BW.MultiplyAddAdjacent(lo, Broadcast512(s2 + ao));
+                        high2 += Avx512BW.MultiplyAddAdjacent(hi, Broadcast512(s2 + ao + 32));
+                        low3 += Avx512BW.MultiplyAddAdjacent(lo, Broadcast512(s3 + ao));
+                        high3 += Avx512BW.MultiplyAddAdjacent(hi, Broadcast512(s3 + ao + 32));
+                    }
+                    var scales = chunk < 2 ? scalesLow : scalesHigh;
+                    var lowScale = Pair(scales, 16 * (chunk & 1));
+                    var highScale = Pair(scales, 16 * (chunk & 1) + 8);
+                    sumi0 += Avx512BW.MultiplyAddAdjacent(low0, lowScale) + Avx512BW.MultiplyAddAdjacent(high0, highScale);
+                    sumi1 += Avx512BW.MultiplyAddAdjacent(low1, lowScale) + Avx512BW.MultiplyAddAdjacent(high1, highScale);
+                    sumi2 += Avx512BW.MultiplyAddAdjacent(low2, lowScale) + Avx512BW.MultiplyAddAdjacent(high2, highScale);
+                    sumi3 += Avx512BW.MultiplyAddAdjacent(low3, lowScale) + Avx512BW.MultiplyAddAdjacent(high3, highScale);
+                }
+                var dw = HalfToSingle512(w);
+                var dmin = HalfToSingle512(w + 2 * TileRows);
+                var ab = b * ActivationBlockBytes;
+                c0 = Combine(c0, w, s0 + ab, sumi0, dw, dmin);
+                c1 = Combine(c1, w, s1 + ab, sumi1, dw, dmin);
+                c2 = Combine(c2, w, s2 + ab, sumi2, dw, dmin);
+                c3 = Combine(c3, w, s3 + ab, sumi3, dw, dmin);
+            }
+            var yt = y + tile * TileRows;
+            c0.Store(yt);
+            c1.Store(yt + yStride);
+            c2.Store(yt + 2 * yStride);
+            c3.Store(yt + 3 * yStride);
+        }
+    }
+
+    /// <summary>acc + (d·d_a)·sumi − (dmin·d_a)·summ for one token, the mins term from the tile block's packed scale bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Combine(Vector512<float> acc, byte* w, byte* a, Vector512<int> sumi, Vector512<float> dw, Vector512<float> dmin)
+    {
+        var u1 = Vector512.Load((uint*)(w + ScalesOffset + 64));
+        var u2 = Vector512.Load((uint*)(w + ScalesOffset + 128));
+        var summ = MinSums(u1, u2, (short*)(a + BsumsOffset));
+        var da = Vector512.Create(*(float*)a);
+        return acc + (dw * da * Vector512.ConvertToSingle(sumi) - dmin * da * Vector512.ConvertToSingle(summ));
+    }
+
+    /// <summary>Σ_j m_j·(bsums[2j] + bsums[2j+1]) for 16 rows, from the three packed scale groups.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> MinSums(Vector512<uint> u1, Vector512<uint> u2, short* bsums)
+    {
+        var evenBytes = Vector512.Create(0x00FF00FFu);
+        var minsLow = u1 & Vector512.Create(0x3F3F3F3Fu);
+        var minsHigh = (Vector512.ShiftRightLogical(u2, 4) & Vector512.Create(0x0F0F0F0Fu)) | (Vector512.ShiftRightLogical(u1, 2) & Vector512.Create(0x30303030u));
+        return Avx512BW.MultiplyAddAdjacent((minsLow & evenBytes).AsInt16(), SumPair(bsums, 0, 2))
+            + Avx512BW.MultiplyAddAdjacent((Vector512.ShiftRightLogical(minsLow, 8) & evenBytes).AsInt16(), SumPair(bsums, 1, 3))
+            + Avx512BW.MultiplyAddAdjacent((minsHigh & evenBytes).AsInt16(), SumPair(bsums, 4, 6))
+            + Avx512BW.MultiplyAddAdjacent((Vector512.ShiftRightLogical(minsHigh, 8) & evenBytes).AsInt16(), SumPair(bsums, 5, 7));
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tiles(byte* weights, long rowBytes, int tiles, byte* state, int blocks, float* y)
     {
         var six = Vector512.Create(0x3F3F3F3Fu);
         var nibbles = Vector512.Create(0x0F0F0F0Fu);
         var tops = Vector512.Create(0x30303030u);
-        var evenBytes = Vector512.Create(0x00FF00FFu);
         for (var tile = 0; tile < tiles; tile++)
         {
             var w = weights + tile * TileRows * rowBytes;
@@ -114,18 +227,12 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
                 var u2 = Vector512.Load((uint*)(w + ScalesOffset + 128));
                 var scalesLow = u0 & six;
                 var scalesHigh = (u2 & nibbles) | (Vector512.ShiftRightLogical(u0, 2) & tops);
-                var minsLow = u1 & six;
-                var minsHigh = (Vector512.ShiftRightLogical(u2, 4) & nibbles) | (Vector512.ShiftRightLogical(u1, 2) & tops);
                 var q = w + QuantsOffset;
                 var sumi = Chunk(q, a + 4, Pair(scalesLow, 0), Pair(scalesLow, 8))
                     + Chunk(q + 512, a + 68, Pair(scalesLow, 16), Pair(scalesLow, 24))
                     + (Chunk(q + 1024, a + 132, Pair(scalesHigh, 0), Pair(scalesHigh, 8))
                     + Chunk(q + 1536, a + 196, Pair(scalesHigh, 16), Pair(scalesHigh, 24)));
-                var bsums = (short*)(a + BsumsOffset);
-                var summ = Avx512BW.MultiplyAddAdjacent((minsLow & evenBytes).AsInt16(), SumPair(bsums, 0, 2))
-                    + Avx512BW.MultiplyAddAdjacent((Vector512.ShiftRightLogical(minsLow, 8) & evenBytes).AsInt16(), SumPair(bsums, 1, 3))
-                    + Avx512BW.MultiplyAddAdjacent((minsHigh & evenBytes).AsInt16(), SumPair(bsums, 4, 6))
-                    + Avx512BW.MultiplyAddAdjacent((Vector512.ShiftRightLogical(minsHigh, 8) & evenBytes).AsInt16(), SumPair(bsums, 5, 7));
+                var summ = MinSums(u1, u2, (short*)(a + BsumsOffset));
                 var da = Vector512.Create(*(float*)a);
                 acc += HalfToSingle512(w) * da * Vector512.ConvertToSingle(sumi) - HalfToSingle512(w + 2 * TileRows) * da * Vector512.ConvertToSingle(summ);
             }
