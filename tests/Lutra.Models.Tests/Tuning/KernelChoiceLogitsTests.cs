@@ -17,6 +17,7 @@ public class KernelChoiceLogitsTests
     [InlineData("tiny-synth-Q4_0", KernelPreference.Lut)]
     [InlineData("tiny-synth-Q4_0", KernelPreference.Interleaved)]
     [InlineData("tiny-synth-F16", KernelPreference.Interleaved)]
+    [InlineData("tiny-synth-Q4_K_S", KernelPreference.Interleaved)]
     [InlineData("tiny-synth-Q4_1", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q8_0", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q2_K", KernelPreference.Repacked)]
