@@ -34,6 +34,9 @@ public sealed record KernelOptions
 {
     public const string PreferenceVariable = "LUTRA_KERNEL";
 
+    /// <summary>The default <see cref="RepackCacheDirectory"/>; unset or <c>off</c> keeps no repack cache.</summary>
+    public const string RepackCacheVariable = "LUTRA_REPACK_CACHE";
+
     public KernelPreference Preference { get; init; } = DefaultPreference();
 
     /// <summary>
@@ -48,6 +51,13 @@ public sealed record KernelOptions
 
     /// <summary>The tune cache file; null keeps no cache. Default: <see cref="TuneCache.DefaultPath"/>.</summary>
     public string? CachePath { get; init; } = TuneCache.DefaultPath();
+
+    /// <summary>
+    /// Directory of the on-disk repack cache (<see cref="RepackCache"/>): repacked weights are written there once and
+    /// mapped on later loads instead of repacked. Null (the default, unless <c>$LUTRA_REPACK_CACHE</c> names a
+    /// directory) keeps none: the cache costs as much disk as the repacked matrices.
+    /// </summary>
+    public string? RepackCacheDirectory { get; init; } = RepackCache.DefaultDirectory();
 
     /// <summary>Parses auto, mad, repacked, lut or interleaved (any case); ArgumentException names the accepted values.</summary>
     public static KernelPreference ParsePreference(string text, string source)

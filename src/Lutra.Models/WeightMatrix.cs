@@ -2,6 +2,7 @@ using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
 using Lutra.Core.Tensors;
 using Lutra.Gguf;
+using Lutra.Models.Tuning;
 
 namespace Lutra.Models;
 
@@ -9,13 +10,13 @@ namespace Lutra.Models;
 /// A 2-D weight read in place from the memory-mapped GGUF file, still in its stored ggml type.
 /// <see cref="Rows"/> outputs of <see cref="Columns"/> inputs each (GGUF ne = [Columns, Rows]).
 /// It starts on the GGUF-layout kernel of its type; when the model's kernel selection picks a repacking kernel
-/// (lookup-table or row-interleaved), the matrix keeps a repacked copy for it and the mapped bytes only serve
-/// dequantization and reference mode.
+/// (lookup-table or row-interleaved), the matrix keeps a repacked copy for it (repacked in this process or mapped
+/// from the repack cache) and the mapped bytes only serve dequantization and reference mode.
 /// </summary>
 public sealed unsafe class WeightMatrix : IDisposable
 {
     private readonly byte* _data;
-    private NativeBuffer? _repacked;
+    private RepackedCopy? _repacked;
 
     public WeightMatrix(string name, GgmlType type, int columns, int rows, byte* data)
     {
@@ -50,6 +51,9 @@ public sealed unsafe class WeightMatrix : IDisposable
     /// <summary>Bytes of the repacked copy (0 when the kernel reads the memory map).</summary>
     public long RepackedBytes => _repacked?.Length ?? 0;
 
+    /// <summary>True when the repacked copy was mapped from the repack cache file rather than repacked at this load.</summary>
+    public bool RepackedFromCache => _repacked?.FromCache ?? false;
+
     /// <summary>Bytes of the weights: rows × row bytes.</summary>
     public long ByteSize => (long)Rows * RowBytes;
 
@@ -57,7 +61,7 @@ public sealed unsafe class WeightMatrix : IDisposable
     /// Switches to <paramref name="kernel"/>: a GGUF-layout kernel reads the map (<paramref name="repacked"/> null);
     /// a repacking kernel reads <paramref name="repacked"/>, which it already prepared and this matrix now owns.
     /// </summary>
-    internal void Use(MatVecKernel kernel, NativeBuffer? repacked)
+    internal void Use(MatVecKernel kernel, RepackedCopy? repacked)
     {
         if (kernel.WeightType != Type)
             throw new ArgumentException($"{Name}: kernel {kernel} does not multiply {QuantTypes.Get(Type).Name}", nameof(kernel));
@@ -71,14 +75,17 @@ public sealed unsafe class WeightMatrix : IDisposable
     }
 
     /// <summary>
-    /// Repacks the weights for <paramref name="kernel"/> into a new buffer; null (nothing allocated stays) when
-    /// the kernel's layout cannot represent them. The caller owns the buffer until it passes it to <see cref="Use"/>.
+    /// The weights in <paramref name="kernel"/>'s layout: from <paramref name="cache"/> when it holds them, else
+    /// repacked into a new buffer; null (nothing allocated stays) when the kernel's layout cannot represent them.
+    /// The caller owns the copy until it passes it to <see cref="Use"/>.
     /// </summary>
-    internal NativeBuffer? TryRepack(MatVecKernel kernel)
+    internal RepackedCopy? TryRepack(MatVecKernel kernel, RepackCache? cache = null)
     {
+        if (cache?.TryGet(this, kernel) is { } cached)
+            return cached;
         var buffer = new NativeBuffer(ByteSize);
         if (kernel.TryPrepareWeights(_data, RowBytes, Rows, Columns, buffer.Pointer))
-            return buffer;
+            return RepackedCopy.Owned(buffer);
         buffer.Dispose();
         return null;
     }

@@ -83,4 +83,29 @@ public sealed class KernelFlagTests : IDisposable
         Assert.True(mad.Zip(repacked).Average(p => Math.Abs(p.First - p.Second)) < 1e-3);
         Assert.True(mad.Zip(untuned).Average(p => Math.Abs(p.First - p.Second)) < 1e-3);
     }
+
+    [Fact]
+    public void Repack_cache_flag_maps_the_weights_on_the_second_run()
+    {
+        var model = Path.Combine(_dir, "model.gguf");
+        File.Copy(SharedData.Model("tiny-synth-Q4_0.gguf"), model);
+        var cache = Path.Combine(_dir, "repacked");
+        string[] args = ["bench", "-m", model, "-p", "0", "-n", "1", "-t", "1", "-r", "1", "--kernel", "repacked", "--repack-cache", cache];
+        var (exit, _, stderr) = LutraCli.Run(args);
+        Assert.True(exit == 0, stderr);
+        Assert.Matches(@"repack cache .*: 0 matrices mapped, [1-9][0-9]* written", stderr);
+        (exit, _, stderr) = LutraCli.Run(args);
+        Assert.True(exit == 0, stderr);
+        Assert.Matches(@"repack cache .*: [1-9][0-9]* matrices mapped, 0 written", stderr);
+    }
+
+    [Fact]
+    public void A_repack_cache_that_is_a_file_is_one_error_line()
+    {
+        var file = Path.Combine(_dir, "not-a-directory");
+        File.WriteAllText(file, "x");
+        var (exit, _, stderr) = LutraCli.Run("run", "-m", SharedData.Model("stories260K.gguf"), "-p", "hi", "--repack-cache", file);
+        Assert.Equal(1, exit);
+        Assert.Equal($"error: --repack-cache: '{file}' is a file, not a directory", stderr.Trim());
+    }
 }

@@ -50,7 +50,7 @@ internal static class BenchCommand
                 Math.Max(parse.GetValue(reps), 5))
             : Run(
             parse.GetValue(models) ?? [], parse.GetValue(synthetic) ?? [], parse.GetValue(prompt), parse.GetValue(gen),
-            ParseThreads(parse.GetValue(threads)!), parse.GetValue(reps), parse.GetValue(json), kernelChoice.ReadList(parse), kernelChoice.NoTune(parse))));
+            ParseThreads(parse.GetValue(threads)!), parse.GetValue(reps), parse.GetValue(json), kernelChoice.ReadList(parse), choice => kernelChoice.Options(parse, choice, 1))));
         return command;
     }
 
@@ -75,7 +75,7 @@ internal static class BenchCommand
     }
 
     private static int Run(string[] models, string[] synthetic, int nPrompt, int nGen, int[] threadCounts, int reps, bool json,
-        KernelPreference[] choices, bool noTune)
+        KernelPreference[] choices, Func<KernelPreference, KernelOptions> loadOptions)
     {
         if (models.Length == 0 && synthetic.Length == 0)
             throw new ArgumentException("give a model with -m or a synthetic one with --synthetic SHAPE:TYPE (e.g. llama-1b:Q4_0)");
@@ -110,8 +110,8 @@ internal static class BenchCommand
                     // file, between the same two probes. A synthetic file is new each run, so it is never cached.
                     foreach (var choice in choices)
                     {
-                        var options = KernelFlags.Options(choice, noTune, t);
-                        using var model = Transformer.Load(path, spec.Synthetic is null ? options : options with { CachePath = null });
+                        var options = loadOptions(choice) with { Threads = t };
+                        using var model = Transformer.Load(path, spec.Synthetic is null ? options : options with { CachePath = null, RepackCacheDirectory = null });
                         var facts = ModelFacts.Of(model);
                         PrintKernels(label, t, model);
                         if (nPrompt > 0)
@@ -241,6 +241,12 @@ internal static class BenchCommand
                 ? " (" + string.Join(", ", c.Timings.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Kernel.Name} {t.Microseconds:F0} µs"))) + ")"
                 : "";
             Console.Error.WriteLine($"  {c.Shape} x{c.MatrixCount}: {c.Kernel} [{Source(c.Source)}]{timings}");
+        }
+        if (selection.RepackCache is { } cache)
+        {
+            Console.Error.WriteLine(cache.WriteError is { } error
+                ? $"  repack cache {cache.Path}: {cache.MatricesRead} matrices mapped; not written: {error}"
+                : $"  repack cache {cache.Path}: {cache.MatricesRead} matrices mapped, {cache.MatricesWritten} written");
         }
     }
 

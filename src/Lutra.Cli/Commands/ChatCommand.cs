@@ -25,7 +25,7 @@ internal static class ChatCommand
         kernels.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
-            using var lutra = LutraModel.Load(parse.GetValue(model)!, kernels.ModelOptions(parse, threads));
+            using var lutra = kernels.Load(parse, model, threads);
             _ = lutra.ChatRenderer; // fail before the first question when the template cannot be rendered
             var s = sampling.Read(parse);
             var options = new ChatOptions

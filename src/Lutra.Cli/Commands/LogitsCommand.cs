@@ -25,7 +25,7 @@ internal static class LogitsCommand
         command.SetAction(parse => CliErrors.Run(() =>
         {
             var ids = ParseIds(parse.GetValue(tokens)!);
-            using var lutra = LutraModel.Load(parse.GetValue(model)!, kernels.ModelOptions(parse, threads));
+            using var lutra = kernels.Load(parse, model, threads);
             var options = InferenceFlags.Options(parse, lutra, context, cacheK, cacheV, threads);
             options = options with
             {

@@ -22,7 +22,7 @@ internal static class PerplexityCommand
             if (text.EndsWith('\n'))
                 text = text[..^1]; // like llama.cpp's -f loader
             var n = parse.GetValue(context);
-            using var lutra = LutraModel.Load(parse.GetValue(model)!, kernels.ModelOptions(parse, threads));
+            using var lutra = kernels.Load(parse, model, threads);
             var tokenizer = lutra.Tokenizer;
             var ids = tokenizer.Encode(text, addSpecial: true, parseSpecial: false);
             Console.Error.WriteLine($"tokenized the text: {ids.Length} tokens, {ids.Length / Math.Max(n, 1)} chunks of {n}");

@@ -25,7 +25,7 @@ internal static class RunCommand
         kernels.AddTo(command);
         command.SetAction(parse => CliErrors.Run(() =>
         {
-            using var lutra = LutraModel.Load(parse.GetValue(model)!, kernels.ModelOptions(parse, threads));
+            using var lutra = kernels.Load(parse, model, threads);
             using var ctx = lutra.CreateContext(InferenceFlags.Options(parse, lutra, context, cacheK, cacheV, threads));
             var options = new GenerationOptions { MaxTokens = parse.GetValue(predict), Sampling = sampling.Read(parse) };
             using var cancel = new CancellationTokenSource();
@@ -132,7 +132,7 @@ internal static class InferenceFlags
     }
 }
 
-/// <summary>How the weights' kernels are chosen at load: --kernel and --no-tune (shared by every command that loads a model).</summary>
+/// <summary>How the weights' kernels are chosen at load: --kernel, --no-tune and --repack-cache (shared by every command that loads a model).</summary>
 internal sealed class KernelFlags
 {
     public const string ChoiceHelp = "auto (time the candidates of each weight shape at load, keep the fastest), mad (GGUF-layout kernels only) " +
@@ -145,6 +145,12 @@ internal sealed class KernelFlags
         Description = "With auto: time nothing at load; use the tune cache's decision, else the first accepting repacked kernel",
     };
 
+    private readonly Option<string?> _repackCache = new("--repack-cache")
+    {
+        Description = $"Directory to keep repacked weights in, so later loads map them instead of repacking (costs their size on disk); default ${KernelOptions.RepackCacheVariable}, or none",
+        HelpName = "DIR",
+    };
+
     public KernelFlags(bool listOfChoices = false)
     {
         if (listOfChoices)
@@ -155,17 +161,38 @@ internal sealed class KernelFlags
     {
         command.Options.Add(_kernel);
         command.Options.Add(_noTune);
+        command.Options.Add(_repackCache);
     }
 
     /// <summary>The load options for one choice; the tuner times at <paramref name="threads"/>.</summary>
-    public static KernelOptions Options(KernelPreference? preference, bool noTune, int threads)
+    public KernelOptions Options(ParseResult parse, KernelPreference? preference, int threads)
     {
         var defaults = new KernelOptions();
-        return defaults with { Preference = preference ?? defaults.Preference, Tune = !noTune, Threads = threads };
+        return defaults with
+        {
+            Preference = preference ?? defaults.Preference,
+            Tune = !parse.GetValue(_noTune),
+            Threads = threads,
+            RepackCacheDirectory = parse.GetValue(_repackCache) is { } directory ? RepackDirectory(directory) : defaults.RepackCacheDirectory,
+        };
     }
 
     public KernelOptions Read(ParseResult parse, int threads) =>
-        Options(parse.GetValue(_kernel) is { } text ? KernelOptions.ParsePreference(text, "--kernel") : null, parse.GetValue(_noTune), threads);
+        Options(parse, parse.GetValue(_kernel) is { } text ? KernelOptions.ParsePreference(text, "--kernel") : null, threads);
+
+    // An existing file where the directory should be is a user error worth saying before the model loads; a
+    // missing directory is created at the first write.
+    private static string RepackDirectory(string directory) =>
+        File.Exists(directory) ? throw new ArgumentException($"--repack-cache: '{directory}' is a file, not a directory") : directory;
+
+    /// <summary>Loads the model a command runs, and says on stderr when its repack cache could not be written.</summary>
+    public LutraModel Load(ParseResult parse, Option<string> model, Option<int> threads)
+    {
+        var lutra = LutraModel.Load(parse.GetValue(model)!, ModelOptions(parse, threads));
+        if (lutra.Transformer.Kernels.RepackCache is { WriteError: { } error } report)
+            Console.Error.WriteLine($"warning: repack cache {report.Path} not written: {error}");
+        return lutra;
+    }
 
     /// <summary>Every choice of a comma-separated --kernel list (bench); the default choice when absent.</summary>
     public KernelPreference[] ReadList(ParseResult parse)
@@ -177,8 +204,6 @@ internal sealed class KernelFlags
             .Select(c => KernelOptions.ParsePreference(c, "--kernel")).Distinct().ToArray();
         return choices.Length > 0 ? choices : throw new ArgumentException($"--kernel needs at least one of: {ChoiceHelp}");
     }
-
-    public bool NoTune(ParseResult parse) => parse.GetValue(_noTune);
 
     /// <summary>The model load options for a command that runs at one thread count.</summary>
     public LutraModelOptions ModelOptions(ParseResult parse, Option<int> threads) =>

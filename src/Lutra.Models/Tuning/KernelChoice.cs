@@ -39,15 +39,17 @@ public sealed record KernelChoice(
 
 /// <summary>
 /// The kernel choices of a loaded model and what choosing them cost: <see cref="Elapsed"/> includes repacking
-/// every matrix for its kernel; <see cref="Tuning"/> is the part spent timing candidates (and repacking each
-/// tuned shape's first matrix for the candidates that lost).
+/// every matrix for its kernel (or mapping it from the repack cache) and writing the repack cache;
+/// <see cref="Tuning"/> is the part spent timing candidates (and repacking each tuned shape's first matrix for the
+/// candidates that lost). <see cref="RepackCache"/> is null when no repack cache was configured.
 /// </summary>
 public sealed record KernelSelection(
     KernelPreference Preference,
     IReadOnlyList<KernelChoice> Choices,
     TimeSpan Elapsed,
     TimeSpan Tuning,
-    string? CachePath)
+    string? CachePath,
+    RepackCacheReport? RepackCache = null)
 {
     /// <summary>Shapes timed at this load (not from the cache).</summary>
     public int TunedShapes => Choices.Count(c => c.Source == KernelChoiceSource.Tuned);

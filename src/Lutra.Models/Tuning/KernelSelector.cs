@@ -28,16 +28,17 @@ internal sealed class KernelSelector(
     Func<GgmlType, MatVecKernel> mad,
     Func<GgmlType, IReadOnlyList<MatVecKernel>> repacking,
     ICandidateTimer timer,
-    Action<WeightMatrix>? repacked = null)
+    Action<WeightMatrix>? repacked = null,
+    RepackCache? repackCache = null)
 {
     /// <summary>The model's kernels at the process-wide instruction set, timed on a pool of <see cref="KernelOptions.Threads"/>.</summary>
     public static KernelSelection Apply(IReadOnlyList<WeightMatrix> matrices, KernelOptions options, string? modelIdentity,
-        Action<WeightMatrix>? repacked)
+        Action<WeightMatrix>? repacked, RepackCache? repackCache = null)
     {
         using var timer = new PoolCandidateTimer(options.Threads);
         var isa = KernelIsa.Selected;
         var selector = new KernelSelector(options, modelIdentity, CpuIdentity.Value, t => KernelTable.Get(t, isa),
-            t => KernelTable.RepackingKernels(t, isa), timer, repacked);
+            t => KernelTable.RepackingKernels(t, isa), timer, repacked, repackCache);
         return selector.Apply(matrices);
     }
 
@@ -108,7 +109,8 @@ internal sealed class KernelSelector(
         }
         // Shapes no repacking kernel accepted are stored too: the next load skips the trial repacking.
         cache?.Store(decided);
-        return new KernelSelection(options.Preference, choices, clock.Elapsed, tuning, cache?.Path);
+        var repackReport = repackCache?.Save(matrices);
+        return new KernelSelection(options.Preference, choices, clock.Elapsed, tuning, cache?.Path, repackReport);
     }
 
     /// <summary>
@@ -140,7 +142,7 @@ internal sealed class KernelSelector(
                     placed = true;
                     break;
                 }
-                if (m.TryRepack(kernel) is { } buffer)
+                if (m.TryRepack(kernel, repackCache) is { } buffer)
                 {
                     m.Use(kernel, buffer);
                     repacked?.Invoke(m);
@@ -164,14 +166,14 @@ internal sealed class KernelSelector(
     /// </summary>
     private unsafe List<CandidateTiming> TuneOn(WeightMatrix sample, MatVecKernel[] candidates)
     {
-        var prepared = new List<(MatVecKernel Kernel, NativeBuffer? Copy)>();
+        var prepared = new List<(MatVecKernel Kernel, RepackedCopy? Copy)>();
         try
         {
             foreach (var kernel in candidates)
             {
                 if (!kernel.RepacksWeights)
                     prepared.Add((kernel, null));
-                else if (sample.TryRepack(kernel) is { } copy)
+                else if (sample.TryRepack(kernel, repackCache) is { } copy)
                     prepared.Add((kernel, copy));
             }
             if (prepared.Count == 1)

@@ -1,0 +1,299 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.IO.MemoryMappedFiles;
+using System.Text;
+using Lutra.Core.Kernels;
+
+namespace Lutra.Models.Tuning;
+
+/// <summary>What the repack cache did during one load.</summary>
+/// <param name="Path">The cache file of this model.</param>
+/// <param name="MatricesRead">Matrices whose repacked weights were mapped from the file instead of repacked.</param>
+/// <param name="MatricesWritten">Matrices the file was rewritten with (0: it was up to date, or the write failed).</param>
+/// <param name="WriteError">Why the file could not be written, if it could not.</param>
+public sealed record RepackCacheReport(string Path, int MatricesRead, int MatricesWritten, string? WriteError);
+
+/// <summary>
+/// Repacked weights kept on disk, so a second load maps them like the GGUF file instead of repacking (repacking a
+/// 1 B model takes 1-3 s on one core). Opt-in (<see cref="KernelOptions.RepackCacheDirectory"/>), because the file
+/// is as large as the model's repacked matrices.
+/// <para>
+/// One file per model path, valid only for the same model file (path, size, last write), CPU and instruction set,
+/// and build of Lutra.Core (its module version id changes whenever a kernel, and so possibly a layout, changes);
+/// anything else rewrites it. Each matrix's bytes carry an XXH3 hash that is checked before they are used, so a
+/// damaged file costs a repack, never wrong weights. The file is replaced by renaming a complete temporary file
+/// over it: a concurrent reader keeps the file it mapped. Write failures (full disk, read-only directory) are
+/// reported, not thrown: the model runs on the weights it repacked.
+/// </para>
+/// <para>
+/// Layout (little-endian): "LUTRARPK", u32 version, u32 entries, u64 data start, u64 XXH3 of the header bytes
+/// after this field up to the data start; the key string; per entry its matrix name, kernel id, u64 offset,
+/// u64 length, u64 XXH3 of the bytes (strings as u32 length + UTF-8). Matrices start on 4 KiB boundaries.
+/// </para>
+/// </summary>
+internal sealed unsafe class RepackCache : IDisposable
+{
+    private const ulong Magic = 0x4B50_5241_5254_554C; // "LUTRARPK" read as little-endian u64
+    private const uint FormatVersion = 1;
+    private const int FixedHeaderBytes = 32;
+    private const int Alignment = 4096;
+    private const int MaxStringBytes = 1 << 16;
+
+    private readonly string _key;
+    private readonly Dictionary<(string Matrix, string Kernel), Entry> _entries = [];
+    private MemoryMappedFile? _map;
+    private MemoryMappedViewAccessor? _view;
+    private byte* _base;
+
+    private RepackCache(string path, string key)
+    {
+        Path = path;
+        _key = key;
+    }
+
+    public string Path { get; }
+
+    /// <summary><c>$LUTRA_REPACK_CACHE</c>, or null when it is unset or <c>off</c>.</summary>
+    public static string? DefaultDirectory()
+    {
+        var value = Environment.GetEnvironmentVariable(KernelOptions.RepackCacheVariable);
+        return string.IsNullOrWhiteSpace(value) || value.Trim().Equals("off", StringComparison.OrdinalIgnoreCase) ? null : value.Trim();
+    }
+
+    /// <summary>
+    /// The cache of the model named <paramref name="modelIdentity"/> (path|size|last write) in
+    /// <paramref name="directory"/>: its file mapped when it exists and matches, else empty (filled by <see cref="Save"/>).
+    /// </summary>
+    public static RepackCache Open(string directory, string modelPath, string modelIdentity, string cpuIdentity)
+    {
+        var name = Convert.ToHexStringLower(XxHash3.Hash(Encoding.UTF8.GetBytes(System.IO.Path.GetFullPath(modelPath))));
+        var path = System.IO.Path.Combine(System.IO.Path.GetFullPath(directory), $"{name}.lutra-repack");
+        var build = typeof(MatVecKernel).Assembly.ManifestModule.ModuleVersionId;
+        var cache = new RepackCache(path, $"{modelIdentity}\n{cpuIdentity}\nLutra.Core {build}");
+        cache.MapIfValid();
+        return cache;
+    }
+
+    /// <summary>
+    /// The cached bytes of <paramref name="matrix"/> in <paramref name="kernel"/>'s layout, or null when the file
+    /// has none or they fail their hash.
+    /// </summary>
+    public RepackedCopy? TryGet(WeightMatrix matrix, MatVecKernel kernel)
+    {
+        if (_base == null || !_entries.TryGetValue((matrix.Name, KernelSelector.Id(kernel)), out var entry) || entry.Length != matrix.ByteSize)
+            return null;
+        if (!entry.Verified)
+        {
+            if (Hash(_base + entry.Offset, entry.Length) != entry.Hash)
+            {
+                _entries.Remove((matrix.Name, KernelSelector.Id(kernel)));
+                return null;
+            }
+            entry.Verified = true;
+        }
+        return RepackedCopy.Mapped(_base + entry.Offset, entry.Length);
+    }
+
+    /// <summary>
+    /// Rewrites the file with every repacked matrix of <paramref name="matrices"/> unless it already holds exactly
+    /// those (all of them were read from it).
+    /// </summary>
+    public RepackCacheReport Save(IReadOnlyList<WeightMatrix> matrices)
+    {
+        var repacked = matrices.Where(m => m.RepackedBytes > 0).ToArray();
+        var read = repacked.Count(m => m.RepackedFromCache);
+        if (read == repacked.Length)
+            return new RepackCacheReport(Path, read, 0, null);
+        var temporary = $"{Path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
+        try
+        {
+            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
+            Write(temporary, repacked);
+            File.Move(temporary, Path, overwrite: true);
+            return new RepackCacheReport(Path, read, repacked.Length, null);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
+        {
+            TryDelete(temporary);
+            return new RepackCacheReport(Path, read, 0, e.Message);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_view is not null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+            _view = null;
+        }
+        _map?.Dispose();
+        _map = null;
+        _base = null;
+    }
+
+    private void Write(string path, WeightMatrix[] matrices)
+    {
+        var header = new MemoryStream();
+        var writer = new BinaryWriter(header, Encoding.UTF8);
+        WriteString(writer, _key);
+        var entriesAt = header.Position;
+        foreach (var m in matrices)
+        {
+            WriteString(writer, m.Name);
+            WriteString(writer, KernelSelector.Id(m.Kernel));
+            writer.Write(0L);
+            writer.Write(0L);
+            writer.Write(0UL);
+        }
+        var dataStart = AlignUp(FixedHeaderBytes + header.Length);
+        header.Position = entriesAt;
+        var offset = dataStart;
+        foreach (var m in matrices)
+        {
+            SkipString(writer, m.Name);
+            SkipString(writer, KernelSelector.Id(m.Kernel));
+            writer.Write(offset);
+            writer.Write(m.RepackedBytes);
+            writer.Write(Hash(m.KernelData, m.RepackedBytes));
+            offset = AlignUp(offset + m.RepackedBytes);
+        }
+        writer.Flush();
+        var body = header.ToArray();
+
+        Span<byte> fixedPart = stackalloc byte[FixedHeaderBytes];
+        BinaryPrimitives.WriteUInt64LittleEndian(fixedPart, Magic);
+        BinaryPrimitives.WriteUInt32LittleEndian(fixedPart[8..], FormatVersion);
+        BinaryPrimitives.WriteUInt32LittleEndian(fixedPart[12..], (uint)matrices.Length);
+        BinaryPrimitives.WriteInt64LittleEndian(fixedPart[16..], dataStart);
+        var padded = new byte[dataStart - FixedHeaderBytes];
+        body.CopyTo(padded, 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(fixedPart[24..], XxHash3.HashToUInt64(padded));
+
+        using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+        file.Write(fixedPart);
+        file.Write(padded);
+        foreach (var m in matrices)
+        {
+            for (long done = 0; done < m.RepackedBytes; done += int.MaxValue / 2)
+                file.Write(new ReadOnlySpan<byte>(m.KernelData + done, (int)Math.Min(int.MaxValue / 2, m.RepackedBytes - done)));
+            file.Write(new byte[AlignUp(m.RepackedBytes) - m.RepackedBytes]);
+        }
+        file.Flush(flushToDisk: true);
+    }
+
+    /// <summary>Maps the file when its header is intact and names this cache's key; otherwise leaves the cache empty.</summary>
+    private void MapIfValid()
+    {
+        FileStream? stream = null;
+        try
+        {
+            stream = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1);
+            var length = stream.Length;
+            Span<byte> fixedPart = stackalloc byte[FixedHeaderBytes];
+            if (length < FixedHeaderBytes || stream.Read(fixedPart) != FixedHeaderBytes
+                || BinaryPrimitives.ReadUInt64LittleEndian(fixedPart) != Magic
+                || BinaryPrimitives.ReadUInt32LittleEndian(fixedPart[8..]) != FormatVersion)
+                return;
+            var count = BinaryPrimitives.ReadUInt32LittleEndian(fixedPart[12..]);
+            var dataStart = BinaryPrimitives.ReadInt64LittleEndian(fixedPart[16..]);
+            if (dataStart < FixedHeaderBytes || dataStart > length || dataStart > 64L << 20 || dataStart % Alignment != 0)
+                return;
+            var header = new byte[dataStart - FixedHeaderBytes];
+            stream.ReadExactly(header);
+            if (XxHash3.HashToUInt64(header) != BinaryPrimitives.ReadUInt64LittleEndian(fixedPart[24..]))
+                return;
+            var entries = ReadEntries(header, count, dataStart, length);
+            if (entries is null)
+                return;
+
+            _map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+            stream = null; // the map owns it now
+            _view = _map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+            byte* p = null;
+            _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            _base = p + _view.PointerOffset;
+            foreach (var e in entries)
+                _entries[(e.Matrix, e.Kernel)] = e;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
+        {
+            Dispose();
+        }
+        finally
+        {
+            stream?.Dispose();
+        }
+    }
+
+    private List<Entry>? ReadEntries(byte[] header, uint count, long dataStart, long fileLength)
+    {
+        try
+        {
+            var reader = new BinaryReader(new MemoryStream(header), Encoding.UTF8);
+            if (ReadString(reader) != _key)
+                return null;
+            var entries = new List<Entry>();
+            for (var i = 0u; i < count; i++)
+            {
+                var entry = new Entry(ReadString(reader), ReadString(reader), reader.ReadInt64(), reader.ReadInt64(), reader.ReadUInt64());
+                if (entry.Offset < dataStart || entry.Offset % Alignment != 0 || entry.Length <= 0 || entry.Length > fileLength - entry.Offset)
+                    return null;
+                entries.Add(entry);
+            }
+            return entries;
+        }
+        catch (Exception e) when (e is EndOfStreamException or FormatException or DecoderFallbackException)
+        {
+            return null;
+        }
+    }
+
+    private static string ReadString(BinaryReader reader)
+    {
+        var length = reader.ReadUInt32();
+        if (length > MaxStringBytes)
+            throw new FormatException("string too long");
+        var bytes = reader.ReadBytes((int)length);
+        if (bytes.Length != length)
+            throw new EndOfStreamException();
+        return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes);
+    }
+
+    private static void WriteString(BinaryWriter writer, string text)
+    {
+        var bytes = Encoding.UTF8.GetBytes(text);
+        writer.Write((uint)bytes.Length);
+        writer.Write(bytes);
+    }
+
+    private static void SkipString(BinaryWriter writer, string text) =>
+        writer.Seek(sizeof(uint) + Encoding.UTF8.GetByteCount(text), SeekOrigin.Current);
+
+    private static ulong Hash(byte* data, long length)
+    {
+        var hash = new XxHash3();
+        for (long done = 0; done < length; done += int.MaxValue / 2)
+            hash.Append(new ReadOnlySpan<byte>(data + done, (int)Math.Min(int.MaxValue / 2, length - done)));
+        return hash.GetCurrentHashAsUInt64();
+    }
+
+    private static long AlignUp(long value) => (value + Alignment - 1) / Alignment * Alignment;
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A leftover temporary file is harmless: it is never read.
+        }
+    }
+
+    private sealed record Entry(string Matrix, string Kernel, long Offset, long Length, ulong Hash)
+    {
+        public bool Verified { get; set; }
+    }
+}
