@@ -103,7 +103,7 @@ internal sealed class KernelSelector(
             var tuningStart = Stopwatch.GetTimestamp();
             var timings = TuneOn(shape[0], candidates);
             tuning += Stopwatch.GetElapsedTime(tuningStart);
-            UseFirstAccepting(shape.AsSpan(1), timings.Select(t => t.Kernel).ToArray());
+            UseFirstAccepting(new ArraySegment<WeightMatrix>(shape, 1, shape.Length - 1), timings.Select(t => t.Kernel).ToArray());
             decided.Add(new TuneDecision(key, timings.Select(t => Id(t.Kernel)).ToArray(), timings.Select(t => t.Microseconds).ToArray()));
             choices.Add(Choice(timings.Count > 1 ? KernelChoiceSource.Tuned : KernelChoiceSource.OnlyCandidate, timings.Count > 1 ? timings : null));
         }
@@ -128,31 +128,46 @@ internal sealed class KernelSelector(
     /// <summary>The name a kernel has in the tune cache: its type, activation type, description and instruction set.</summary>
     internal static string Id(MatVecKernel kernel) => $"{kernel} [{kernel.Isa}]";
 
-    /// <summary>Each matrix takes the first kernel of <paramref name="ranking"/> that accepts it, MAD at the latest.</summary>
-    private void UseFirstAccepting(ReadOnlySpan<WeightMatrix> shape, IReadOnlyList<MatVecKernel> ranking)
+    /// <summary>
+    /// Each matrix takes the first kernel of <paramref name="ranking"/> that accepts it, MAD at the latest. Repacking
+    /// is most of a load's time (about 2 s for a 1B ternary model on one core) and each matrix's is independent,
+    /// so the matrices are spread over the run's thread count.
+    /// </summary>
+    private void UseFirstAccepting(ArraySegment<WeightMatrix> shape, IReadOnlyList<MatVecKernel> ranking)
     {
-        foreach (var m in shape)
+        if (options.Threads == 1 || shape.Count < 2)
         {
-            var placed = false;
-            foreach (var kernel in ranking)
-            {
-                if (!kernel.RepacksWeights)
-                {
-                    m.Use(kernel, null);
-                    placed = true;
-                    break;
-                }
-                if (m.TryRepack(kernel, repackCache) is { } buffer)
-                {
-                    m.Use(kernel, buffer);
-                    repacked?.Invoke(m);
-                    placed = true;
-                    break;
-                }
-            }
-            if (!placed)
-                m.Use(mad(m.Type), null);
+            foreach (var m in shape)
+                Place(m, ranking);
+            return;
         }
+        try
+        {
+            Parallel.ForEach(shape, new ParallelOptions { MaxDegreeOfParallelism = options.Threads }, m => Place(m, ranking));
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count == 1)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+        }
+    }
+
+    private void Place(WeightMatrix m, IReadOnlyList<MatVecKernel> ranking)
+    {
+        foreach (var kernel in ranking)
+        {
+            if (!kernel.RepacksWeights)
+            {
+                m.Use(kernel, null);
+                return;
+            }
+            if (m.TryRepack(kernel, repackCache) is { } copy)
+            {
+                m.Use(kernel, copy);
+                repacked?.Invoke(m);
+                return;
+            }
+        }
+        m.Use(mad(m.Type), null);
     }
 
     /// <summary>

@@ -80,17 +80,21 @@ internal sealed unsafe class RepackCache : IDisposable
     /// </summary>
     public RepackedCopy? TryGet(WeightMatrix matrix, MatVecKernel kernel)
     {
-        if (_base == null || !_entries.TryGetValue((matrix.Name, KernelSelector.Id(kernel)), out var entry) || entry.Length != matrix.ByteSize)
-            return null;
-        if (!entry.Verified)
+        var key = (matrix.Name, KernelSelector.Id(kernel));
+        Entry? entry;
+        lock (_entries)
         {
-            if (Hash(_base + entry.Offset, entry.Length) != entry.Hash)
-            {
-                _entries.Remove((matrix.Name, KernelSelector.Id(kernel)));
+            if (_base == null || !_entries.TryGetValue(key, out entry) || entry.Length != matrix.ByteSize)
                 return null;
-            }
-            entry.Verified = true;
         }
+        // Matrices are prepared in parallel, and each entry is hashed by the one thread that asks for its matrix.
+        if (!entry.Verified && Hash(_base + entry.Offset, entry.Length) != entry.Hash)
+        {
+            lock (_entries)
+                _entries.Remove(key);
+            return null;
+        }
+        entry.Verified = true;
         return RepackedCopy.Mapped(_base + entry.Offset, entry.Length);
     }
 
