@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -173,13 +174,21 @@ public sealed unsafe class TQ2_0InterleavedMatVec() : MatVecKernel(GgmlType.TQ2_
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<short> Group(byte* q, byte* a)
     {
-        var three = Vector512.Create((byte)3);
         var v = Vector512.Load(q);
         Sse.PrefetchNonTemporal(q + QuantPrefetchDistance);
-        return (Avx512BW.MultiplyAddAdjacent(v & three, Broadcast512(a))
-            + Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(v.AsUInt16(), 2).AsByte() & three, Broadcast512(a + 32)))
-            + (Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & three, Broadcast512(a + 64))
-            + Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(v.AsUInt16(), 6).AsByte() & three, Broadcast512(a + 96)));
+        return Planes(v & Vector512.Create((byte)3), Plane(v, 2), Plane(v, 4), Plane(v, 6), a);
+    }
+
+    /// <summary>
+    /// (v &gt;&gt; shift) &amp; 3 per byte. With GFNI one affine transform (output bits 0 and 1 = input bits shift and
+    /// shift + 1) replaces the shift and the mask: measured in L2, 66 against 54 GB/s for the whole kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Plane(Vector512<byte> v, [ConstantExpected(Min = 2, Max = 6)] byte shift)
+    {
+        if (Gfni.V512.IsSupported)
+            return Gfni.V512.GaloisFieldAffineTransform(v, Vector512.Create((((1UL << shift) << 8) | (1UL << (shift + 1))) << 48).AsByte(), 0);
+        return Avx512BW.ShiftRightLogical(v.AsUInt16(), shift).AsByte() & Vector512.Create((byte)3);
     }
 
     /// <summary>
@@ -206,9 +215,9 @@ public sealed unsafe class TQ2_0InterleavedMatVec() : MatVecKernel(GgmlType.TQ2_
                 {
                     var v = Vector512.Load(w + 64 * j);
                     var p0 = v & three;
-                    var p1 = Avx512BW.ShiftRightLogical(v.AsUInt16(), 2).AsByte() & three;
-                    var p2 = Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & three;
-                    var p3 = Avx512BW.ShiftRightLogical(v.AsUInt16(), 6).AsByte() & three;
+                    var p1 = Plane(v, 2);
+                    var p2 = Plane(v, 4);
+                    var p3 = Plane(v, 6);
                     var o = ab + ActivationQuants + 128 * (j >> 3) + 4 * (j & 7);
                     sum0 += Planes(p0, p1, p2, p3, s0 + o);
                     sum1 += Planes(p0, p1, p2, p3, s1 + o);
