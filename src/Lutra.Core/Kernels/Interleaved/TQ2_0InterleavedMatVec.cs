@@ -10,11 +10,13 @@ namespace Lutra.Core.Kernels;
 /// <summary>
 /// TQ2_0 weights · Q8_K activations over 16-row interleaved tiles (AVX-512 BW; see <see cref="InterleavedSteps"/>).
 /// <para>
-/// Tile (16 rows·rowBytes, the GGUF size): first the quants of every super-block, 1024 bytes each as 16 groups of
-/// 64 bytes (group j holds qs bytes 4j..4j+3 of row r in int32 lane r), then the 16 rows' f16 d of every
-/// super-block, 32 bytes each. Keeping the scales apart keeps each 64-byte quant load on one cache line (a
-/// super-block of 16 rows is 1056 bytes, not a multiple of 64). A qs byte m of half h holds the 2-bit codes of
-/// elements 128h + 32p + m for p = 0..3, so plane p of a group, (v &gt;&gt; 2p) &amp; 3, is 16 codes of every row
+/// Tile (16 rows·rowBytes, the GGUF size): first the 16 rows' f16 d of every super-block, 32 bytes each, then the
+/// quants of every super-block, 1024 bytes each as 16 groups of 64 bytes (group j holds qs bytes 4j..4j+3 of row r
+/// in int32 lane r). Keeping the scales apart keeps each 64-byte quant load on one cache line (a super-block of 16
+/// rows is 1056 bytes, not a multiple of 64) when the super-block count is even; putting them at the head of the
+/// tile puts them in the path of the quant stream's software prefetch, issued while the previous tile runs. A qs
+/// byte m of half h holds the 2-bit codes of elements 128h + 32p + m for p = 0..3, so plane p of a group,
+/// (v &gt;&gt; 2p) &amp; 3, is 16 codes of every row
 /// against four consecutive activations broadcast to every lane.
 /// </para>
 /// <para>
@@ -79,7 +81,8 @@ public sealed unsafe class TQ2_0InterleavedMatVec() : MatVecKernel(GgmlType.TQ2_
         for (var tile = 0; tile < tiles; tile++)
         {
             var dst = destination + tile * tileBytes;
-            var scales = dst + (long)blocks * TileQuantBytes;
+            var scales = dst;
+            dst += (long)blocks * TileScaleBytes;
             for (var r = 0; r < TileRows; r++)
             {
                 var row = source + (tile * TileRows + r) * rowBytes;
@@ -150,8 +153,8 @@ public sealed unsafe class TQ2_0InterleavedMatVec() : MatVecKernel(GgmlType.TQ2_
     {
         for (var tile = 0; tile < tiles; tile++)
         {
-            var q = weights + tile * TileRows * rowBytes;
-            var scales = q + (long)blocks * TileQuantBytes;
+            var scales = weights + tile * TileRows * rowBytes;
+            var q = scales + (long)blocks * TileScaleBytes;
             var a = state;
             var acc = Vector512<float>.Zero;
             for (var b = 0; b < blocks; b++, q += TileQuantBytes, scales += TileScaleBytes, a += ActivationBlockBytes)
@@ -204,8 +207,8 @@ public sealed unsafe class TQ2_0InterleavedMatVec() : MatVecKernel(GgmlType.TQ2_
         var s3 = s2 + stateStride;
         for (var tile = 0; tile < tiles; tile++)
         {
-            var w = weights + tile * TileRows * rowBytes;
-            var scales = w + (long)blocks * TileQuantBytes;
+            var scales = weights + tile * TileRows * rowBytes;
+            var w = scales + (long)blocks * TileScaleBytes;
             Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
             for (var b = 0; b < blocks; b++, w += TileQuantBytes, scales += TileScaleBytes)
             {
