@@ -16,8 +16,7 @@ namespace Lutra.Core.Kernels;
 /// rows is 1056 bytes, not a multiple of 64) when the super-block count is even; putting them at the head of the
 /// tile puts them in the path of the quant stream's software prefetch, issued while the previous tile runs. A qs
 /// byte m of half h holds the 2-bit codes of elements 128h + 32p + m for p = 0..3, so plane p of a group,
-/// (v &gt;&gt; 2p) &amp; 3, is 16 codes of every row
-/// against four consecutive activations broadcast to every lane.
+/// (v &gt;&gt; 2p) &amp; 3, is 16 codes of every row against four consecutive activations broadcast to every lane.
 /// </para>
 /// <para>
 /// Codes c ∈ {0, 1, 2} enter vpmaddubsw unsigned; every pair is in [−512, 508] and each int16 slot of a lane
