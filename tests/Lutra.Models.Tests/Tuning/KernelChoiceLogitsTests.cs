@@ -1,4 +1,5 @@
 using Lutra.Core.Kernels;
+using Lutra.Core.Quants;
 using Lutra.Models.Tuning;
 using Lutra.Tests;
 
@@ -13,6 +14,8 @@ public class KernelChoiceLogitsTests
     [InlineData("tiny-synth-TQ2_0", KernelPreference.Mad)]
     [InlineData("tiny-synth-TQ2_0", KernelPreference.Repacked)]
     [InlineData("tiny-synth-TQ2_0", KernelPreference.Auto)]
+    [InlineData("tiny-synth-TQ2_0", KernelPreference.Interleaved)]
+    [InlineData("tiny-synth-TQ2_0", KernelPreference.Lut)]
     [InlineData("tiny-synth-Q4_0", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q4_0", KernelPreference.Lut)]
     [InlineData("tiny-synth-Q4_0", KernelPreference.Interleaved)]
@@ -58,6 +61,27 @@ public class KernelChoiceLogitsTests
             var expectRepacked = KernelTable.RepackingKernels(m.Type, KernelIsa.Selected).Any(k => Accepts(m, k));
             Assert.Equal(expectRepacked, m.Kernel.RepacksWeights);
             Assert.Equal(expectRepacked ? m.ByteSize : 0, m.RepackedBytes);
+        }
+    }
+
+    [Theory]
+    [InlineData(KernelPreference.Interleaved)]
+    [InlineData(KernelPreference.Lut)]
+    public void Forcing_a_family_puts_every_ternary_matrix_on_that_family(KernelPreference preference)
+    {
+        var path = SharedData.Model("tiny-synth-TQ2_0.gguf");
+        var lookup = preference == KernelPreference.Lut;
+        using var model = Transformer.Load(path, new KernelOptions { Preference = preference, CachePath = null });
+        foreach (var m in model.Weights.Matrices.Where(m => m.Type == GgmlType.TQ2_0))
+        {
+            var family = KernelTable.RepackingKernels(m.Type, KernelIsa.Selected).Where(k => k.UsesLookupTables == lookup).ToArray();
+            Assert.Equal(family.Any(k => Accepts(m, k)), m.Kernel.RepacksWeights);
+            if (m.Kernel.RepacksWeights)
+                Assert.Equal(lookup, m.Kernel.UsesLookupTables);
+            if (KernelIsa.Selected == InstructionSet.Avx512 && !lookup && TQ2_0InterleavedMatVec.IsSupported)
+                Assert.IsType<TQ2_0InterleavedMatVec>(m.Kernel);
+            if (KernelIsa.Selected == InstructionSet.Avx512 && lookup && TernaryLutMatVecAvx512.IsSupported)
+                Assert.IsType<TQ2_0LutMatVecAvx512>(m.Kernel);
         }
     }
 }
