@@ -89,7 +89,7 @@ public unsafe class Q6_KInterleavedMatVecTests
         return bytes;
     }
 
-    /// <summary>Token 0 saturates to −128 everywhere, token 1 to ±127/−128, the rest are random.</summary>
+    /// <summary>Token 0 is −127 everywhere (the largest int16 partial sums against code 63), token 1 ±127, the rest random.</summary>
     private static float[] Activations(Random rng, int n, int token) => token switch
     {
         0 => Enumerable.Repeat(-3f, n).ToArray(),

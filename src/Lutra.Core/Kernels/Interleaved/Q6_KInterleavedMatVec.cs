@@ -11,19 +11,20 @@ namespace Lutra.Core.Kernels;
 /// <para>
 /// Tile super-block (3360 bytes, 16 GGUF super-blocks' worth): the 16 rows' f16 d, then the 16 int8 scales as four
 /// 64-byte groups (group g holds scales 4g..4g+3 of row r in int32 lane r), then 16 quads of three 64-byte vectors.
-/// Quad t = 8h + i covers, for every row, elements 128h + 32f + 4i + j (f, j &lt; 4): byte j of row r's lane in
-/// vector f &lt; 3 holds the 6-bit code of field f in its low bits and two bits of field 3's code on top (bits 0-1,
-/// 2-3, 4-5 of it in vectors 0, 1, 2). Fields 0-2 unpack with one AND each and field 3 with three shifts and three
-/// logic ops, where the GGUF bit planes cost a shift and a merge per code.
+/// Quad 2m + u covers 16 elements of sub-blocks 2m and 2m + 1 in four "fields": field k's four bytes in row r's lane
+/// are elements 32m + 8u + 2k + {0, 1, 16, 17}, so the low int16 of a vpmaddubsw pair belongs to sub-block 2m and the
+/// high one to 2m + 1. Vector k &lt; 3 holds field k's 6-bit codes in its low bits and two bits of field 3's code on
+/// top (bits 0-1, 2-3, 4-5 in vectors 0, 1, 2): fields 0-2 unpack with one AND each, field 3 with three shifts and
+/// three logic ops. The prepared activations carry a copy of each block's values in that element order (the sidecar),
+/// so four activation bytes broadcast to every lane still serve 16 rows.
 /// </para>
 /// <para>
-/// vpmaddubsw multiplies the unsigned codes (value + 32) by the activations; two quads' pairs add in int16
-/// (|Σ| ≤ 4·63·128 &lt; 2¹⁵), and one vpmaddwd against the row's sub-block scale (sign-extended into both int16
-/// halves of its lane) gives sc·Σ code·a in int32. The +32 comes off as 32·Σ_s sc_s·bsums[s], eight vpmaddwd of
-/// 32·sc pairs against the activation block sums. The integer sum per super-block is the reference's exactly, and
-/// the float arithmetic is the reference's, acc + (d·d_a)·sumi in order, so every output equals
-/// <see cref="QuantReference.Dot"/> bit for bit. Rows after the last whole tile keep the GGUF layout and run
-/// through the reference dot product.
+/// vpmaddubsw multiplies the unsigned codes (value + 32) by the activations; two fields' pairs add in int16
+/// (|Σ| ≤ 4·63·127 &lt; 2¹⁵), and one vpmaddwd against (sc_2m, sc_2m+1) in each lane gives Σ sc·code·a in int32.
+/// The +32 comes off as 32·Σ_m (sc_2m·bsums[2m] + sc_2m+1·bsums[2m+1]), one vpmaddwd per sub-block pair with the
+/// same scale vector. The integer sum per super-block is the reference's exactly, and the float arithmetic is the
+/// reference's, acc + (d·d_a)·sumi in order, so every output equals <see cref="QuantReference.Dot"/> bit for bit.
+/// Rows after the last whole tile keep the GGUF layout and run through the reference dot product.
 /// </para>
 /// </summary>
 public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
@@ -36,7 +37,6 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     private const int ScalesOffset = 2 * TileRows;
     private const int QuantsOffset = ScalesOffset + 16 * TileRows;
     private const int QuadBytes = 3 * 64;
-    private const int HalfBytes = 8 * QuadBytes;
     private const int ActivationBlockBytes = 292;
     private const int BsumsOffset = 4 + SuperBlock;
 
@@ -49,7 +49,31 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
 
     public override int RowTile => TileRows;
 
-    public override void PrepareActivations(float* x, int n, byte* state) => Q8_KKernels.QuantizeRowAvx512(x, state, n);
+    /// <summary>The standard Q8_K row, then the sidecar: each block's 256 values in the tile field order.</summary>
+    public override int ActivationBytes(int n) => SidecarOffset(n) + n;
+
+    private int SidecarOffset(int n) => AlignUp(StandardActivationBytes(n));
+
+    /// <summary>
+    /// The Q8_K row (bit-identical to the reference), then per 32 values the order of the tile fields: int16 unit j of
+    /// the first 16 values next to unit j of the second 16, i.e. an unpack of 16-bit words.
+    /// </summary>
+    public override void PrepareActivations(float* x, int n, byte* state)
+    {
+        Q8_KKernels.QuantizeRowAvx512(x, state, n);
+        var side = state + SidecarOffset(n);
+        for (var b = 0; b < n / SuperBlock; b++)
+        {
+            var qs = state + b * ActivationBlockBytes + 4;
+            for (var m = 0; m < 8; m++, side += 32)
+            {
+                var first = Vector128.Load(qs + 32 * m).AsInt16();
+                var second = Vector128.Load(qs + 32 * m + 16).AsInt16();
+                Sse2.UnpackLow(first, second).Store((short*)side);
+                Sse2.UnpackHigh(first, second).Store((short*)(side + 16));
+            }
+        }
+    }
 
     /// <summary>
     /// Rewrites whole tiles into the tile layout and copies the rows after them. False, writing nothing, when the
@@ -84,21 +108,21 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
         ((ushort*)tileBlock)[r] = *(ushort*)(block + GgufD);
         for (var g = 0; g < 4; g++)
             *(uint*)(tileBlock + ScalesOffset + QuantPosition(r, g)) = *(uint*)(block + GgufScales + 4 * g);
-        var ql = block;
-        var qh = block + 128;
-        for (var h = 0; h < 2; h++)
+        ref readonly var source = ref *(BlockQ6_K*)block;
+        for (var quad = 0; quad < 16; quad++)
         {
-            for (var l = 0; l < 32; l++)
+            for (var j = 0; j < 4; j++)
             {
-                int first = ql[64 * h + l], second = ql[64 * h + 32 + l], high = qh[32 * h + l];
-                var c0 = (first & 0xF) | ((high & 3) << 4);
-                var c1 = (second & 0xF) | (((high >> 2) & 3) << 4);
-                var c2 = (first >> 4) | (((high >> 4) & 3) << 4);
-                var c3 = (second >> 4) | (((high >> 6) & 3) << 4);
-                var quad = tileBlock + QuantsOffset + (8 * h + l / 4) * QuadBytes + 4 * r + l % 4;
-                quad[0] = (byte)(c0 | ((c3 & 3) << 6));
-                quad[64] = (byte)(c1 | (((c3 >> 2) & 3) << 6));
-                quad[128] = (byte)(c2 | ((c3 >> 4) << 6));
+                // Field k, byte j: element 32m + 8u + 2k + (j & 1) + 16·(j >> 1) of quad 2m + u.
+                var e = 32 * (quad >> 1) + 8 * (quad & 1) + (j & 1) + 16 * (j >> 1);
+                var c0 = Q6_KReference.Quant(source, e) + 32;
+                var c1 = Q6_KReference.Quant(source, e + 2) + 32;
+                var c2 = Q6_KReference.Quant(source, e + 4) + 32;
+                var c3 = Q6_KReference.Quant(source, e + 6) + 32;
+                var at = tileBlock + QuantsOffset + quad * QuadBytes + 4 * r + j;
+                at[0] = (byte)(c0 | ((c3 & 3) << 6));
+                at[64] = (byte)(c1 | (((c3 >> 2) & 3) << 6));
+                at[128] = (byte)(c2 | ((c3 >> 4) << 6));
             }
         }
     }
@@ -107,7 +131,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     {
         var blocks = n / SuperBlock;
         var tiles = rows / TileRows;
-        Tiles(weights, rowBytes, tiles, state, blocks, y);
+        Tiles(weights, rowBytes, tiles, state, state + SidecarOffset(n), blocks, y);
         var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
         for (var r = tiles * TileRows; r < rows; r++)
             y[r] = Q6_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
@@ -121,7 +145,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
         for (; t + 4 <= tokens; t += 4)
         {
             var s0 = states + (long)t * stateStride;
-            TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, blocks, y + t * yStride, yStride);
+            TilesFourTokens(weights, rowBytes, tiles, s0, SidecarOffset(n), stateStride, blocks, y + t * yStride, yStride);
             for (var k = 0; k < 4; k++)
             {
                 var activations = new ReadOnlySpan<byte>(s0 + (long)k * stateStride, StandardActivationBytes(n));
@@ -134,14 +158,15 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tiles(byte* weights, long rowBytes, int tiles, byte* state, int blocks, float* y)
+    private static void Tiles(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
     {
         for (var tile = 0; tile < tiles; tile++)
         {
             var w = weights + tile * TileRows * rowBytes;
             var a = state;
+            var side = sidecar;
             var acc = Vector512<float>.Zero;
-            for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes)
+            for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, side += SuperBlock)
             {
                 var p = w + StreamPrefetchDistance;
                 Sse.PrefetchNonTemporal(p);
@@ -149,43 +174,40 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
                 Sse.PrefetchNonTemporal(p + 128);
                 Sse.PrefetchNonTemporal(p + 192);
                 Sse.PrefetchNonTemporal(p + 256);
-                var g0 = Vector512.Load(w + ScalesOffset);
-                var g1 = Vector512.Load(w + ScalesOffset + 64);
-                var g2 = Vector512.Load(w + ScalesOffset + 128);
-                var g3 = Vector512.Load(w + ScalesOffset + 192);
                 var q = w + QuantsOffset;
-                var sumi = Half(q, a + 4, g0, g1) + Half(q + HalfBytes, a + 132, g2, g3);
-                sumi -= OffsetSums(g0, g1, g2, g3, a + BsumsOffset);
+                var bsums = a + BsumsOffset;
+                var (sumi, offset) = Group(q, side, bsums, Vector512.Load(w + ScalesOffset));
+                var (sumi1, offset1) = Group(q + 4 * QuadBytes, side + 64, bsums + 8, Vector512.Load(w + ScalesOffset + 64));
+                var (sumi2, offset2) = Group(q + 8 * QuadBytes, side + 128, bsums + 16, Vector512.Load(w + ScalesOffset + 128));
+                var (sumi3, offset3) = Group(q + 12 * QuadBytes, side + 192, bsums + 24, Vector512.Load(w + ScalesOffset + 192));
+                sumi = (sumi + sumi1) + (sumi2 + sumi3) - Vector512.ShiftLeft((offset + offset1) + (offset2 + offset3), 5);
                 acc += HalfToSingle512(w) * Vector512.Create(*(float*)a) * Vector512.ConvertToSingle(sumi);
             }
             acc.Store(y + tile * TileRows);
         }
     }
 
-    /// <summary>Σ sc·Σ code·a over one half super-block (eight quads) for 16 rows; gA, gB its two scale groups.</summary>
+    /// <summary>
+    /// One scale group (sub-blocks 4g..4g+3, four quads) for 16 rows: Σ sc·code·a, and Σ sc·bsums for the +32 of the
+    /// codes.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Half(byte* q, byte* a, Vector512<byte> gA, Vector512<byte> gB)
+    private static (Vector512<int> Sum, Vector512<int> Offset) Group(byte* q, byte* side, byte* bsums, Vector512<byte> scales)
     {
-        // Quads 0-3 hold elements 0-15 of each 32-run (sub-blocks 2f), quads 4-7 elements 16-31 (sub-blocks 2f + 1).
-        var s0 = Pair(gA, 0);
-        var s1 = Pair(gA, 2);
-        var s2 = Pair(gB, 0);
-        var s3 = Pair(gB, 2);
-        var low = QuadPair(q, a, s0, s1, s2, s3) + QuadPair(q + 2 * QuadBytes, a + 8, s0, s1, s2, s3);
-        s0 = Pair(gA, 1);
-        s1 = Pair(gA, 3);
-        s2 = Pair(gB, 1);
-        s3 = Pair(gB, 3);
-        var high = QuadPair(q + 4 * QuadBytes, a + 16, s0, s1, s2, s3) + QuadPair(q + 6 * QuadBytes, a + 24, s0, s1, s2, s3);
-        return low + high;
+        var first = Pair(scales, 0);
+        var second = Pair(scales, 2);
+        var sum = QuadPair(q, side, first) + QuadPair(q + 2 * QuadBytes, side + 32, second);
+        var offset = Avx512BW.MultiplyAddAdjacent(first, Vector512.Create(*(int*)bsums).AsInt16())
+            + Avx512BW.MultiplyAddAdjacent(second, Vector512.Create(*(int*)(bsums + 4)).AsInt16());
+        return (sum, offset);
     }
 
     /// <summary>
-    /// Two consecutive quads (same sub-blocks): per field the vpmaddubsw pairs of both added in int16, then scaled by
-    /// the field's sub-block scale into int32.
+    /// Two quads (sub-blocks 2m and 2m + 1): two fields' vpmaddubsw pairs at a time added in int16, then scaled by
+    /// (sc_2m, sc_2m+1) into int32.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> QuadPair(byte* q, byte* a, Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3)
+    private static Vector512<int> QuadPair(byte* q, byte* side, Vector512<short> scales)
     {
         var six = Vector512.Create((byte)0x3F);
         var p = q + StreamPrefetchDistance;
@@ -201,12 +223,12 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
         var u0 = Vector512.Load(q + QuadBytes);
         var u1 = Vector512.Load(q + QuadBytes + 64);
         var u2 = Vector512.Load(q + QuadBytes + 128);
-        var f0 = Mad(v0 & six, a) + Mad(u0 & six, a + 4);
-        var f1 = Mad(v1 & six, a + 32) + Mad(u1 & six, a + 36);
-        var f2 = Mad(v2 & six, a + 64) + Mad(u2 & six, a + 68);
-        var f3 = Mad(Field3(v0, v1, v2), a + 96) + Mad(Field3(u0, u1, u2), a + 100);
-        return Avx512BW.MultiplyAddAdjacent(f0, s0) + Avx512BW.MultiplyAddAdjacent(f1, s1)
-            + (Avx512BW.MultiplyAddAdjacent(f2, s2) + Avx512BW.MultiplyAddAdjacent(f3, s3));
+        var first = Mad(v0 & six, side) + Mad(v1 & six, side + 4);
+        var second = Mad(v2 & six, side + 8) + Mad(Field3(v0, v1, v2), side + 12);
+        var third = Mad(u0 & six, side + 16) + Mad(u1 & six, side + 20);
+        var fourth = Mad(u2 & six, side + 24) + Mad(Field3(u0, u1, u2), side + 28);
+        return (Avx512BW.MultiplyAddAdjacent(first, scales) + Avx512BW.MultiplyAddAdjacent(second, scales))
+            + (Avx512BW.MultiplyAddAdjacent(third, scales) + Avx512BW.MultiplyAddAdjacent(fourth, scales));
     }
 
     /// <summary>Field 3's codes from the top two bits of a quad's three vectors.</summary>
@@ -222,37 +244,18 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     private static Vector512<byte> Select(Vector512<byte> mask, Vector512<byte> ones, Vector512<byte> zeros) =>
         Avx512F.TernaryLogic(ones, zeros, mask, 0xE4);
 
-    /// <summary>Σ_s 32·sc_s·bsums[s] for 16 rows: the codes' +32 times the scaled activation sums.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> OffsetSums(Vector512<byte> g0, Vector512<byte> g1, Vector512<byte> g2, Vector512<byte> g3, byte* bsums) =>
-        (OffsetGroup(g0, bsums) + OffsetGroup(g1, bsums + 8)) + (OffsetGroup(g2, bsums + 16) + OffsetGroup(g3, bsums + 24));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> OffsetGroup(Vector512<byte> g, byte* bsums) =>
-        Avx512BW.MultiplyAddAdjacent(Times32(g, 0), Vector512.Create(*(int*)bsums).AsInt16())
-        + Avx512BW.MultiplyAddAdjacent(Times32(g, 2), Vector512.Create(*(int*)(bsums + 4)).AsInt16());
-
-    /// <summary>32·scale <paramref name="k"/> and 32·scale k + 1 of each lane as its two int16 halves.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Times32(Vector512<byte> g, int k) =>
-        Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(g, ScaleControl(k, k + 1)).AsInt16(), 3);
-
-    /// <summary>Scale byte <paramref name="k"/> of each lane, sign-extended into both int16 halves of the lane.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Pair(Vector512<byte> g, int k) =>
-        Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(g, ScaleControl(k, k)).AsInt16(), 8);
-
     /// <summary>
-    /// vpshufb control putting byte <paramref name="low"/> of each lane in the high byte of the lane's low int16 and
-    /// byte <paramref name="high"/> in that of its high int16, zeroing the low bytes (their index has bit 7 set).
+    /// Scale bytes <paramref name="k"/> and k + 1 of each lane, sign-extended into the lane's two int16 halves
+    /// (vpshufb puts each in the high byte of its int16 and zeroes the low byte, whose index has bit 7 set).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> ScaleControl(int low, int high)
+    private static Vector512<short> Pair(Vector512<byte> scales, int k)
     {
         const uint z = 0x0080_0080;
-        return (Vector512.Create(z, z | 0x0400_0400, z | 0x0800_0800, z | 0x0C00_0C00, z, z | 0x0400_0400, z | 0x0800_0800, z | 0x0C00_0C00,
+        var control = Vector512.Create(z, z | 0x0400_0400, z | 0x0800_0800, z | 0x0C00_0C00, z, z | 0x0400_0400, z | 0x0800_0800, z | 0x0C00_0C00,
             z, z | 0x0400_0400, z | 0x0800_0800, z | 0x0C00_0C00, z, z | 0x0400_0400, z | 0x0800_0800, z | 0x0C00_0C00)
-            + Vector512.Create((uint)(low << 8 | high << 24))).AsByte();
+            + Vector512.Create((uint)(k << 8 | (k + 1) << 24));
+        return Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(scales, control.AsByte()).AsInt16(), 8);
     }
 
     /// <summary>vpmaddubsw of unsigned codes against four activation bytes broadcast to every lane.</summary>
@@ -261,11 +264,11 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
         Avx512BW.MultiplyAddAdjacent(codes, Vector512.Create(*(int*)a).AsSByte());
 
     /// <summary>
-    /// GEMM tile: four tokens × 16 rows; each field's codes are unpacked once for the four tokens. The same integer
+    /// GEMM tile: four tokens × 16 rows; each quad pair's codes are unpacked once for the four tokens. The same integer
     /// sums and float order per token as <see cref="Tiles"/>, so the same bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int blocks, float* y, long yStride)
+    private static void TilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int sidecarOffset, int stateStride, int blocks, float* y, long yStride)
     {
         var six = Vector512.Create((byte)0x3F);
         var s1 = s0 + stateStride;
@@ -278,54 +281,43 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
             for (var b = 0; b < blocks; b++, w += TileBlockBytes)
             {
                 var ab = b * ActivationBlockBytes;
+                var sb = sidecarOffset + b * SuperBlock;
                 Vector512<int> sumi0 = default, sumi1 = default, sumi2 = default, sumi3 = default;
-                for (var g = 0; g < 4; g++)
+                Vector512<int> offset0 = default, offset1 = default, offset2 = default, offset3 = default;
+                for (var m = 0; m < 8; m++)
                 {
-                    var scales = Vector512.Load(w + ScalesOffset + 64 * g);
-                    var even = Times32(scales, 0);
-                    var odd = Times32(scales, 2);
-                    var o = ab + BsumsOffset + 8 * g;
-                    sumi0 -= Avx512BW.MultiplyAddAdjacent(even, Vector512.Create(*(int*)(s0 + o)).AsInt16()) + Avx512BW.MultiplyAddAdjacent(odd, Vector512.Create(*(int*)(s0 + o + 4)).AsInt16());
-                    sumi1 -= Avx512BW.MultiplyAddAdjacent(even, Vector512.Create(*(int*)(s1 + o)).AsInt16()) + Avx512BW.MultiplyAddAdjacent(odd, Vector512.Create(*(int*)(s1 + o + 4)).AsInt16());
-                    sumi2 -= Avx512BW.MultiplyAddAdjacent(even, Vector512.Create(*(int*)(s2 + o)).AsInt16()) + Avx512BW.MultiplyAddAdjacent(odd, Vector512.Create(*(int*)(s2 + o + 4)).AsInt16());
-                    sumi3 -= Avx512BW.MultiplyAddAdjacent(even, Vector512.Create(*(int*)(s3 + o)).AsInt16()) + Avx512BW.MultiplyAddAdjacent(odd, Vector512.Create(*(int*)(s3 + o + 4)).AsInt16());
-                }
-                // Per (half h, 16-element run lh, field f): sub-block 8h + 2f + lh over four quads.
-                for (var run = 0; run < 4; run++)
-                {
-                    var h = run >> 1;
-                    var lh = run & 1;
-                    var quads = w + QuantsOffset + h * HalfBytes + lh * 4 * QuadBytes;
-                    for (var f = 0; f < 4; f++)
-                    {
-                        var scale = Pair(Vector512.Load(w + ScalesOffset + 128 * h + 64 * (f >> 1)), 2 * (f & 1) + lh);
-                        Vector512<byte> k0, k1, k2, k3;
-                        if (f < 3)
-                        {
-                            k0 = Vector512.Load(quads + 64 * f) & six;
-                            k1 = Vector512.Load(quads + QuadBytes + 64 * f) & six;
-                            k2 = Vector512.Load(quads + 2 * QuadBytes + 64 * f) & six;
-                            k3 = Vector512.Load(quads + 3 * QuadBytes + 64 * f) & six;
-                        }
-                        else
-                        {
-                            k0 = Field3(Vector512.Load(quads), Vector512.Load(quads + 64), Vector512.Load(quads + 128));
-                            k1 = Field3(Vector512.Load(quads + QuadBytes), Vector512.Load(quads + QuadBytes + 64), Vector512.Load(quads + QuadBytes + 128));
-                            k2 = Field3(Vector512.Load(quads + 2 * QuadBytes), Vector512.Load(quads + 2 * QuadBytes + 64), Vector512.Load(quads + 2 * QuadBytes + 128));
-                            k3 = Field3(Vector512.Load(quads + 3 * QuadBytes), Vector512.Load(quads + 3 * QuadBytes + 64), Vector512.Load(quads + 3 * QuadBytes + 128));
-                        }
-                        var ao = ab + 4 + 128 * h + 16 * lh + 32 * f;
-                        sumi0 += Field(k0, k1, k2, k3, s0 + ao, scale);
-                        sumi1 += Field(k0, k1, k2, k3, s1 + ao, scale);
-                        sumi2 += Field(k0, k1, k2, k3, s2 + ao, scale);
-                        sumi3 += Field(k0, k1, k2, k3, s3 + ao, scale);
-                    }
+                    var scales = Pair(Vector512.Load(w + ScalesOffset + 64 * (m >> 1)), 2 * (m & 1));
+                    var o = ab + BsumsOffset + 4 * m;
+                    offset0 += Avx512BW.MultiplyAddAdjacent(scales, Vector512.Create(*(int*)(s0 + o)).AsInt16());
+                    offset1 += Avx512BW.MultiplyAddAdjacent(scales, Vector512.Create(*(int*)(s1 + o)).AsInt16());
+                    offset2 += Avx512BW.MultiplyAddAdjacent(scales, Vector512.Create(*(int*)(s2 + o)).AsInt16());
+                    offset3 += Avx512BW.MultiplyAddAdjacent(scales, Vector512.Create(*(int*)(s3 + o)).AsInt16());
+                    var q = w + QuantsOffset + 2 * m * QuadBytes;
+                    var v0 = Vector512.Load(q);
+                    var v1 = Vector512.Load(q + 64);
+                    var v2 = Vector512.Load(q + 128);
+                    var u0 = Vector512.Load(q + QuadBytes);
+                    var u1 = Vector512.Load(q + QuadBytes + 64);
+                    var u2 = Vector512.Load(q + QuadBytes + 128);
+                    var k0 = v0 & six;
+                    var k1 = v1 & six;
+                    var k2 = v2 & six;
+                    var k3 = Field3(v0, v1, v2);
+                    var k4 = u0 & six;
+                    var k5 = u1 & six;
+                    var k6 = u2 & six;
+                    var k7 = Field3(u0, u1, u2);
+                    var side = sb + 32 * m;
+                    sumi0 += QuadPairToken(k0, k1, k2, k3, k4, k5, k6, k7, s0 + side, scales);
+                    sumi1 += QuadPairToken(k0, k1, k2, k3, k4, k5, k6, k7, s1 + side, scales);
+                    sumi2 += QuadPairToken(k0, k1, k2, k3, k4, k5, k6, k7, s2 + side, scales);
+                    sumi3 += QuadPairToken(k0, k1, k2, k3, k4, k5, k6, k7, s3 + side, scales);
                 }
                 var dw = HalfToSingle512(w);
-                c0 += dw * Vector512.Create(*(float*)(s0 + ab)) * Vector512.ConvertToSingle(sumi0);
-                c1 += dw * Vector512.Create(*(float*)(s1 + ab)) * Vector512.ConvertToSingle(sumi1);
-                c2 += dw * Vector512.Create(*(float*)(s2 + ab)) * Vector512.ConvertToSingle(sumi2);
-                c3 += dw * Vector512.Create(*(float*)(s3 + ab)) * Vector512.ConvertToSingle(sumi3);
+                c0 += dw * Vector512.Create(*(float*)(s0 + ab)) * Vector512.ConvertToSingle(sumi0 - Vector512.ShiftLeft(offset0, 5));
+                c1 += dw * Vector512.Create(*(float*)(s1 + ab)) * Vector512.ConvertToSingle(sumi1 - Vector512.ShiftLeft(offset1, 5));
+                c2 += dw * Vector512.Create(*(float*)(s2 + ab)) * Vector512.ConvertToSingle(sumi2 - Vector512.ShiftLeft(offset2, 5));
+                c3 += dw * Vector512.Create(*(float*)(s3 + ab)) * Vector512.ConvertToSingle(sumi3 - Vector512.ShiftLeft(offset3, 5));
             }
             var yt = y + tile * TileRows;
             c0.Store(yt);
@@ -335,10 +327,12 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
         }
     }
 
-    /// <summary>One token's sc·Σ code·a over four quads of one field (one 16-element sub-block).</summary>
+    /// <summary>One token's Σ sc·code·a over a quad pair's eight unpacked fields (the sums of <see cref="QuadPair"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Field(Vector512<byte> k0, Vector512<byte> k1, Vector512<byte> k2, Vector512<byte> k3, byte* a, Vector512<short> scale) =>
-        Avx512BW.MultiplyAddAdjacent(Mad(k0, a) + Mad(k1, a + 4), scale) + Avx512BW.MultiplyAddAdjacent(Mad(k2, a + 8) + Mad(k3, a + 12), scale);
+    private static Vector512<int> QuadPairToken(Vector512<byte> k0, Vector512<byte> k1, Vector512<byte> k2, Vector512<byte> k3,
+        Vector512<byte> k4, Vector512<byte> k5, Vector512<byte> k6, Vector512<byte> k7, byte* side, Vector512<short> scales) =>
+        (Avx512BW.MultiplyAddAdjacent(Mad(k0, side) + Mad(k1, side + 4), scales) + Avx512BW.MultiplyAddAdjacent(Mad(k2, side + 8) + Mad(k3, side + 12), scales))
+        + (Avx512BW.MultiplyAddAdjacent(Mad(k4, side + 16) + Mad(k5, side + 20), scales) + Avx512BW.MultiplyAddAdjacent(Mad(k6, side + 24) + Mad(k7, side + 28), scales));
 
     /// <summary>16 rows' f16 values as f32, exactly for finite values (the trick of <see cref="InterleavedSteps.HalfToSingle"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
