@@ -40,7 +40,11 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     private const int ActivationBlockBytes = 292;
     private const int BsumsOffset = 4 + SuperBlock;
 
-    /// <summary>Non-temporal prefetch distance over the tile stream (every cache line of it, header included).</summary>
+    /// <summary>
+    /// Non-temporal prefetch distance over the tile stream (every cache line of it, header included), Q4_K's.
+    /// Measured as the best of 15 GEMVs over 256 MiB (4096 columns) against a read probe in the same process, on the
+    /// shared machine: distance 0 ~50 %, 4 KiB 83-89 %, 8 KiB 84-93 %, 16 KiB 76-90 %, 24 KiB below 8 KiB.
+    /// </summary>
     private const int StreamPrefetchDistance = 8192;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512);
