@@ -112,22 +112,38 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
         ((ushort*)tileBlock)[r] = *(ushort*)(block + GgufD);
         for (var g = 0; g < 4; g++)
             *(uint*)(tileBlock + ScalesOffset + QuantPosition(r, g)) = *(uint*)(block + GgufScales + 4 * g);
-        ref readonly var source = ref *(BlockQ6_K*)block;
+        // The 256 codes (value + 32) in element order, from the bit planes of formats.md's Q6_K table.
+        var codes = stackalloc byte[SuperBlock];
+        var nibble = Vector256.Create((byte)0x0F);
+        var two = Vector256.Create((byte)3);
+        for (var h = 0; h < 2; h++)
+        {
+            var first = Vector256.Load(block + 64 * h);
+            var second = Vector256.Load(block + 64 * h + 32);
+            var high = Vector256.Load(block + 128 + 32 * h);
+            var run = codes + 128 * h;
+            ((first & nibble) | Vector256.ShiftLeft(high & two, 4)).Store(run);
+            ((second & nibble) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(high, 2) & two, 4)).Store(run + 32);
+            (Vector256.ShiftRightLogical(first, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(high, 4) & two, 4)).Store(run + 64);
+            (Vector256.ShiftRightLogical(second, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(high, 6), 4)).Store(run + 96);
+        }
+        // Field order, as the activation sidecar: dword 4t + k holds quad t's field k for this row.
+        var fields = stackalloc uint[SuperBlock / 4];
+        for (var m = 0; m < 8; m++)
+        {
+            var lower = Vector128.Load(codes + 32 * m).AsInt16();
+            var upper = Vector128.Load(codes + 32 * m + 16).AsInt16();
+            Sse2.UnpackLow(lower, upper).AsUInt32().Store(fields + 8 * m);
+            Sse2.UnpackHigh(lower, upper).AsUInt32().Store(fields + 8 * m + 4);
+        }
         for (var quad = 0; quad < 16; quad++)
         {
-            for (var j = 0; j < 4; j++)
-            {
-                // Field k, byte j: element 32m + 8u + 2k + (j & 1) + 16·(j >> 1) of quad 2m + u.
-                var e = 32 * (quad >> 1) + 8 * (quad & 1) + (j & 1) + 16 * (j >> 1);
-                var c0 = Q6_KReference.Quant(source, e) + 32;
-                var c1 = Q6_KReference.Quant(source, e + 2) + 32;
-                var c2 = Q6_KReference.Quant(source, e + 4) + 32;
-                var c3 = Q6_KReference.Quant(source, e + 6) + 32;
-                var at = tileBlock + QuantsOffset + quad * QuadBytes + 4 * r + j;
-                at[0] = (byte)(c0 | ((c3 & 3) << 6));
-                at[64] = (byte)(c1 | (((c3 >> 2) & 3) << 6));
-                at[128] = (byte)(c2 | ((c3 >> 4) << 6));
-            }
+            var f = fields + 4 * quad;
+            var field3 = f[3];
+            var at = tileBlock + QuantsOffset + quad * QuadBytes + 4 * r;
+            *(uint*)at = f[0] | ((field3 & 0x0303_0303) << 6);
+            *(uint*)(at + 64) = f[1] | (((field3 >> 2) & 0x0303_0303) << 6);
+            *(uint*)(at + 128) = f[2] | (((field3 >> 4) & 0x0303_0303) << 6);
         }
     }
 
