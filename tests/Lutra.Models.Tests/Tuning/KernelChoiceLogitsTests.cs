@@ -21,6 +21,7 @@ public class KernelChoiceLogitsTests
     [InlineData("tiny-synth-Q4_0", KernelPreference.Interleaved)]
     [InlineData("tiny-synth-F16", KernelPreference.Interleaved)]
     [InlineData("tiny-synth-Q4_K_S", KernelPreference.Interleaved)]
+    [InlineData("tiny-synth-Q6_K", KernelPreference.Interleaved)]
     [InlineData("tiny-synth-Q4_1", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q8_0", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q2_K", KernelPreference.Repacked)]

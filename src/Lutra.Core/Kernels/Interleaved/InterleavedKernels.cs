@@ -7,7 +7,7 @@ public static unsafe partial class KernelTable
 {
     /// <summary>
     /// The 16-row interleaved kernels: Q4_0 on the AVX2 and AVX-512 paths; Q8_0 wherever AVX-VNNI (256-bit, VEX) is
-    /// present, on the AVX2 and the AVX-512 paths alike; F16, Q4_K and TQ2_0 on AVX-512.
+    /// present, on the AVX2 and the AVX-512 paths alike; F16, Q4_K, Q6_K and TQ2_0 on AVX-512.
     /// </summary>
     static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
     {
@@ -19,6 +19,8 @@ public static unsafe partial class KernelTable
             kernels.Add(new F16InterleavedMatVec());
         else if (weightType == GgmlType.Q4_K && isa == InstructionSet.Avx512 && Q4_KInterleavedMatVec.IsSupported)
             kernels.Add(new Q4_KInterleavedMatVec());
+        else if (weightType == GgmlType.Q6_K && isa == InstructionSet.Avx512 && Q6_KInterleavedMatVec.IsSupported)
+            kernels.Add(new Q6_KInterleavedMatVec());
         else if (weightType == GgmlType.TQ2_0 && isa == InstructionSet.Avx512 && TQ2_0InterleavedMatVec.IsSupported)
             kernels.Add(new TQ2_0InterleavedMatVec());
     }
