@@ -7,7 +7,7 @@ public static unsafe partial class KernelTable
 {
     /// <summary>
     /// The 16-row interleaved kernels: Q4_0 on the AVX2 and AVX-512 paths; Q8_0 wherever AVX-VNNI (256-bit, VEX) is
-    /// present, on the AVX2 and the AVX-512 paths alike; F16 and Q4_K on AVX-512.
+    /// present, on the AVX2 and the AVX-512 paths alike; F16, Q4_K and Q2_K on AVX-512.
     /// </summary>
     static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
     {
@@ -19,5 +19,7 @@ public static unsafe partial class KernelTable
             kernels.Add(new F16InterleavedMatVec());
         else if (weightType == GgmlType.Q4_K && isa == InstructionSet.Avx512 && Q4_KInterleavedMatVec.IsSupported)
             kernels.Add(new Q4_KInterleavedMatVec());
+        else if (weightType == GgmlType.Q2_K && isa == InstructionSet.Avx512 && Q2_KInterleavedMatVec.IsSupported)
+            kernels.Add(new Q2_KInterleavedMatVec());
     }
 }
