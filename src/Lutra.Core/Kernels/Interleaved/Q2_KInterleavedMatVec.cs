@@ -226,6 +226,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
         var s2 = s1 + stateStride;
         var s3 = s2 + stateStride;
         var planes = new CodePlanes();
+        var (low, high, bits45, bits67) = (planes.Low, planes.High, planes.Bits45, planes.Bits67);
         var pick0 = ScalePick(0);
         var pick1 = ScalePick(1);
         var pick2 = ScalePick(2);
@@ -249,10 +250,10 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
                     for (var i = 0; i < 4; i++, ao += 4)
                     {
                         var v = Vector512.Load(q + 64 * i);
-                        var plane0 = v & planes.Low;
-                        var plane1 = v & planes.High;
-                        var plane2 = Bits(v, planes.Bits45);
-                        var plane3 = Bits(v, planes.Bits67);
+                        var plane0 = v & low;
+                        var plane1 = v & high;
+                        var plane2 = Bits(v, bits45);
+                        var plane3 = Bits(v, bits67);
                         a00 += Avx512BW.MultiplyAddAdjacent(plane0, Broadcast512(s0 + ao));
                         a01 += Avx512BW.MultiplyAddAdjacent(plane1, Broadcast512(s0 + ao + 32));
                         a02 += Avx512BW.MultiplyAddAdjacent(plane2, Broadcast512(s0 + ao + 64));
