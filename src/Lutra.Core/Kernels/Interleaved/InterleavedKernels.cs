@@ -7,7 +7,7 @@ public static unsafe partial class KernelTable
 {
     /// <summary>
     /// The 16-row interleaved kernels: Q4_0 on the AVX2 and AVX-512 paths; Q8_0 wherever AVX-VNNI (256-bit, VEX) is
-    /// present, on the AVX2 and the AVX-512 paths alike; F16, Q4_K and Q2_K (32-row tiles) on AVX-512.
+    /// present, on the AVX2 and the AVX-512 paths alike; F16, Q4_K and Q2_K on AVX-512.
     /// </summary>
     static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
     {

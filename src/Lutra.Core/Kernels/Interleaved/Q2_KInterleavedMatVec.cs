@@ -7,15 +7,13 @@ using static Lutra.Core.Kernels.InterleavedSteps;
 namespace Lutra.Core.Kernels;
 
 /// <summary>
-/// Q2_K weights · Q8_K activations over 32-row interleaved tiles (AVX-512 BW and GFNI; see <see cref="InterleavedSteps"/>).
+/// Q2_K weights · Q8_K activations over 16-row interleaved tiles (AVX-512 BW and GFNI; see <see cref="InterleavedSteps"/>).
 /// <para>
-/// Tile super-block (2688 bytes = 42 cache lines, 32 GGUF super-blocks' worth): the 32 rows' f16 d, their f16 dmin,
-/// then the 16 scale/min bytes as four 128-byte groups, then the 64 qs bytes as 16 quant groups of 128 bytes. In a
-/// group, rows 0-15 fill the first 64 bytes and rows 16-31 the next, row r's four bytes in int32 lane r % 16. Quant
-/// group j holds qs bytes 4j..4j+3; scale group g holds the bytes of sub-blocks 4g, 4g+2, 4g+1, 4g+3, in that order,
-/// so that the mins of sub-blocks 4g and 4g+1 sit in the low bytes of a lane's two int16 halves and pair with the
-/// adjacent activation sums bsums[4g], bsums[4g+1] as one broadcast int32. Each 64-byte load thus serves 16 rows,
-/// and each broadcast activation dword both halves: 32 rows (16-row tiles measured ~10 % slower in cache).
+/// Tile super-block (1344 bytes = 21 cache lines, 16 GGUF super-blocks' worth): the 16 rows' f16 d, their f16 dmin,
+/// then the 16 scale/min bytes as four 64-byte groups (group g holds row r's bytes of sub-blocks 4g, 4g+2, 4g+1,
+/// 4g+3 in int32 lane r, in that order, so that the mins of sub-blocks 4g, 4g+1 sit in the low bytes of the lane's
+/// two int16 halves and pair with the adjacent activation sums bsums[4g], bsums[4g+1] as one broadcast int32), then
+/// 16 quant groups of 64 bytes: group j holds qs bytes 4j..4j+3 of every row, row r in lane r.
 /// </para>
 /// <para>
 /// A quant byte carries four 2-bit codes, of elements l, l+32, l+64, l+96 of its half. One load of a quant group
@@ -23,41 +21,33 @@ namespace Lutra.Core.Kernels;
 /// transforms moving bits 4-5 and 6-7 to bits 0-1 (measured a few % faster than a shift and two masks); each plane
 /// is one vpmaddubsw against four broadcast activation bytes, and the four groups of a 16-element sub-block add up
 /// in int16 (|Σ| ≤ 4·2·12·128 &lt; 2¹⁵). The times-4 plane is shifted back (exactly: every term is a multiple of
-/// 4), then one vpmaddwd against the sub-block's scale, shuffled out of its scale group into both int16 halves of
-/// each lane, gives sc·Σq·a in int32. The mins term Σ m_s·bsums[s] is eight vpmaddwd of the high nibbles kept in
-/// place (16·m, shifted back at the end). The integer sums are the reference's and the float arithmetic per
-/// super-block is the reference's, (d_a·d)·sumi − (d_a·dmin)·summ added in order, so every output equals
-/// <see cref="QuantReference.Dot"/> bit for bit. Rows after the last whole tile keep the GGUF layout and run
-/// through the reference dot product.
+/// 4), then one vpmaddwd against the sub-block's scale, shuffled out of its
+/// scale group into both int16 halves of each lane, gives sc·Σq·a in int32. The mins term Σ m_s·bsums[s] is eight
+/// vpmaddwd of the high nibbles kept in place (16·m, shifted back at the end). The integer sums are the
+/// reference's and the float arithmetic per super-block is the reference's, (d_a·d)·sumi − (d_a·dmin)·summ added
+/// in order, so every output equals <see cref="QuantReference.Dot"/> bit for bit. Rows after the last whole tile
+/// keep the GGUF layout and run through the reference dot product.
 /// </para>
 /// </summary>
-public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K, InstructionSet.Avx512, "AVX-512 BW 32-row interleaved")
+public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
 {
     private const int SuperBlock = 256;
     private const int BlockBytes = 84;
-
-    /// <summary>Rows per tile: two 16-row halves, so that each broadcast activation dword serves 32 rows.</summary>
-    private const int Rows = 2 * TileRows;
-
-    private const int TileBlockBytes = Rows * BlockBytes;
-
-    /// <summary>Bytes of a 32-row group (a scale or quant group): rows 0-15 in the first 64, rows 16-31 in the next.</summary>
-    private const int GroupBytes = 2 * 64;
-
-    private const int DMinOffset = 2 * Rows;
-    private const int ScalesOffset = 4 * Rows;
-    private const int QuantsOffset = ScalesOffset + 4 * GroupBytes;
+    private const int TileBlockBytes = TileRows * BlockBytes;
+    private const int DMinOffset = 2 * TileRows;
+    private const int ScalesOffset = 4 * TileRows;
+    private const int QuantsOffset = ScalesOffset + 16 * TileRows;
     private const int ActivationBlockBytes = 292;
     private const int BsumsOffset = 4 + SuperBlock;
 
-    /// <summary>Non-temporal prefetch distance over the tile stream (every one of its 42 lines per tile super-block), as Q4_K's.</summary>
+    /// <summary>Non-temporal prefetch distance over the tile stream (every one of its 21 lines per tile super-block), as Q4_K's.</summary>
     private const int PrefetchAhead = 8192;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512) && Gfni.V512.IsSupported;
 
     public override bool RepacksWeights => true;
 
-    public override int RowTile => Rows;
+    public override int RowTile => TileRows;
 
     public override void PrepareActivations(float* x, int n, byte* state) => Q8_KKernels.QuantizeRowAvx512(x, state, n);
 
@@ -73,16 +63,16 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
         if (n <= 0 || n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * BlockBytes)
             return false;
         var blocks = n / SuperBlock;
-        var tiles = rows / Rows;
-        var tileBytes = Rows * rowBytes;
-        if (!FiniteScales(source + 80, rowBytes, tiles * Rows, blocks, BlockBytes) || !FiniteScales(source + 82, rowBytes, tiles * Rows, blocks, BlockBytes))
+        var tiles = rows / TileRows;
+        var tileBytes = TileRows * rowBytes;
+        if (!FiniteScales(source + 80, rowBytes, tiles * TileRows, blocks, BlockBytes) || !FiniteScales(source + 82, rowBytes, tiles * TileRows, blocks, BlockBytes))
             return false;
         for (var tile = 0; tile < tiles; tile++)
         {
             var dst = destination + tile * tileBytes;
-            for (var r = 0; r < Rows; r++)
+            for (var r = 0; r < TileRows; r++)
             {
-                var row = source + (tile * Rows + r) * rowBytes;
+                var row = source + (tile * TileRows + r) * rowBytes;
                 for (var b = 0; b < blocks; b++)
                 {
                     var block = row + b * BlockBytes;
@@ -91,9 +81,9 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
                     ((ushort*)(tileBlock + DMinOffset))[r] = *(ushort*)(block + 82);
                     for (var g = 0; g < 4; g++)
                         for (var p = 0; p < 4; p++)
-                            tileBlock[ScalesOffset + Position(r, g) + p] = block[4 * g + ScaleOrder[p]];
+                            tileBlock[ScalesOffset + QuantPosition(r, g) + p] = block[4 * g + ScaleOrder[p]];
                     for (var j = 0; j < 16; j++)
-                        *(uint*)(tileBlock + QuantsOffset + Position(r, j)) = *(uint*)(block + 16 + 4 * j);
+                        *(uint*)(tileBlock + QuantsOffset + QuantPosition(r, j)) = *(uint*)(block + 16 + 4 * j);
                 }
             }
         }
@@ -102,26 +92,23 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
         return true;
     }
 
-    /// <summary>Where row <paramref name="row"/> (0..31) keeps its four bytes of 32-row group <paramref name="group"/>.</summary>
-    private static int Position(int row, int group) => group * GroupBytes + row / TileRows * 64 + row % TileRows * 4;
-
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
-        var tiles = rows / Rows;
+        var tiles = rows / TileRows;
         Tiles(weights, rowBytes, tiles, state, n / SuperBlock, y);
-        ReferenceRows(weights, rowBytes, tiles * Rows, rows, state, n, y);
+        ReferenceRows(weights, rowBytes, tiles * TileRows, rows, state, n, y);
     }
 
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
-        var tiles = rows / Rows;
+        var tiles = rows / TileRows;
         var t = 0;
         for (; t + 4 <= tokens; t += 4)
         {
             var s0 = states + (long)t * stateStride;
             TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, n / SuperBlock, y + t * yStride, yStride);
             for (var k = 0; k < 4; k++)
-                ReferenceRows(weights, rowBytes, tiles * Rows, rows, s0 + (long)k * stateStride, n, y + (t + k) * yStride);
+                ReferenceRows(weights, rowBytes, tiles * TileRows, rows, s0 + (long)k * stateStride, n, y + (t + k) * yStride);
         }
         for (; t < tokens; t++)
             MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
@@ -142,44 +129,34 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
         var pick1 = ScalePick(1);
         var pick2 = ScalePick(2);
         var pick3 = ScalePick(3);
+        var nibbles = Vector512.Create((byte)0x0F);
         for (var tile = 0; tile < tiles; tile++)
         {
-            var w = weights + tile * Rows * rowBytes;
+            var w = weights + tile * TileRows * rowBytes;
             var a = state;
-            var lower = Vector512<float>.Zero;
-            var upper = Vector512<float>.Zero;
+            var acc = Vector512<float>.Zero;
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes)
             {
                 var ahead = w + PrefetchAhead;
-                Prefetch4(ahead);
-                Prefetch4(ahead + 256);
-                Sse.PrefetchNonTemporal(ahead + 512);
-                Sse.PrefetchNonTemporal(ahead + 576);
-                Vector512<int> sumLower = default, sumUpper = default;
-                Quarter(w, ahead, a, 0, planes, pick0, pick1, ref sumLower, ref sumUpper);
-                Quarter(w, ahead, a, 1, planes, pick2, pick3, ref sumLower, ref sumUpper);
-                Quarter(w, ahead, a, 2, planes, pick0, pick1, ref sumLower, ref sumUpper);
-                Quarter(w, ahead, a, 3, planes, pick2, pick3, ref sumLower, ref sumUpper);
+                Sse.PrefetchNonTemporal(ahead);
+                Sse.PrefetchNonTemporal(ahead + 64);
+                Sse.PrefetchNonTemporal(ahead + 128);
+                Sse.PrefetchNonTemporal(ahead + 192);
+                Sse.PrefetchNonTemporal(ahead + 256);
+                var scales0 = Vector512.Load(w + ScalesOffset) & nibbles;
+                var scales1 = Vector512.Load(w + ScalesOffset + 64) & nibbles;
+                var scales2 = Vector512.Load(w + ScalesOffset + 128) & nibbles;
+                var scales3 = Vector512.Load(w + ScalesOffset + 192) & nibbles;
+                var sumi = (Quarter(w, ahead, a, 0, planes, scales0, scales1, pick0, pick1)
+                    + Quarter(w, ahead, a, 1, planes, scales0, scales1, pick2, pick3))
+                    + (Quarter(w, ahead, a, 2, planes, scales2, scales3, pick0, pick1)
+                    + Quarter(w, ahead, a, 3, planes, scales2, scales3, pick2, pick3));
+                var summ = MinSums(w + ScalesOffset, (int*)(a + BsumsOffset));
                 var da = Vector512.Create(*(float*)a);
-                var bsums = (int*)(a + BsumsOffset);
-                lower += da * HalfToSingle512(w) * Vector512.ConvertToSingle(sumLower)
-                    - da * HalfToSingle512(w + DMinOffset) * Vector512.ConvertToSingle(MinSums(w + ScalesOffset, bsums));
-                upper += da * HalfToSingle512(w + 32) * Vector512.ConvertToSingle(sumUpper)
-                    - da * HalfToSingle512(w + DMinOffset + 32) * Vector512.ConvertToSingle(MinSums(w + ScalesOffset + 64, bsums));
+                acc += da * HalfToSingle512(w) * Vector512.ConvertToSingle(sumi) - da * HalfToSingle512(w + DMinOffset) * Vector512.ConvertToSingle(summ);
             }
-            lower.Store(y + tile * Rows);
-            upper.Store(y + tile * Rows + TileRows);
+            acc.Store(y + tile * TileRows);
         }
-    }
-
-    /// <summary>Non-temporal prefetch of four consecutive cache lines.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Prefetch4(byte* p)
-    {
-        Sse.PrefetchNonTemporal(p);
-        Sse.PrefetchNonTemporal(p + 64);
-        Sse.PrefetchNonTemporal(p + 128);
-        Sse.PrefetchNonTemporal(p + 192);
     }
 
     /// <summary>The masks and GFNI matrices that split a quant byte into its four code planes (planes 1 and 3 times 4, 2 and 3 by GFNI).</summary>
@@ -192,53 +169,34 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
     }
 
     /// <summary>
-    /// Σ sc·q·a for both 16-row halves over the four quant groups of quarter <paramref name="quarter"/> (h = quarter
-    /// / 2, c = quarter % 2: qs bytes 16c..16c+15 of half h, sub-blocks 8h + 2k + c for plane k, whose scales are
-    /// lane byte 2c + k % 2 of scale group 2h + k / 2), prefetching its lines <see cref="PrefetchAhead"/> ahead.
+    /// Σ sc·q·a for 16 rows over the four quant groups of quarter <paramref name="quarter"/> (h = quarter / 2,
+    /// c = quarter % 2: qs bytes 16c..16c+15 of half h, sub-blocks 8h + 2k + c for plane k), prefetching its lines
+    /// <see cref="PrefetchAhead"/> ahead.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Quarter(byte* w, byte* ahead, byte* a, int quarter, CodePlanes planes, Vector512<byte> even, Vector512<byte> odd,
-        ref Vector512<int> sumLower, ref Vector512<int> sumUpper)
+    private static Vector512<int> Quarter(byte* w, byte* ahead, byte* a, int quarter, CodePlanes planes,
+        Vector512<byte> scalesLow, Vector512<byte> scalesHigh, Vector512<byte> pickEven, Vector512<byte> pickOdd)
     {
-        var q = w + QuantsOffset + 4 * GroupBytes * quarter;
+        var q = w + QuantsOffset + 256 * quarter;
         var x = a + 4 + 128 * (quarter >> 1) + 16 * (quarter & 1);
-        Prefetch4(ahead + QuantsOffset + 4 * GroupBytes * quarter);
-        Prefetch4(ahead + QuantsOffset + 4 * GroupBytes * quarter + 256);
+        Sse.PrefetchNonTemporal(ahead + QuantsOffset + 256 * quarter);
+        Sse.PrefetchNonTemporal(ahead + QuantsOffset + 256 * quarter + 64);
+        Sse.PrefetchNonTemporal(ahead + QuantsOffset + 256 * quarter + 128);
+        Sse.PrefetchNonTemporal(ahead + QuantsOffset + 256 * quarter + 192);
         var v0 = Vector512.Load(q);
-        var v1 = Vector512.Load(q + GroupBytes);
-        var v2 = Vector512.Load(q + 2 * GroupBytes);
-        var v3 = Vector512.Load(q + 3 * GroupBytes);
-        var u0 = Vector512.Load(q + 64);
-        var u1 = Vector512.Load(q + GroupBytes + 64);
-        var u2 = Vector512.Load(q + 2 * GroupBytes + 64);
-        var u3 = Vector512.Load(q + 3 * GroupBytes + 64);
-        // Each plane's sums are drained at once (scale groups re-read through folded loads) to keep the register
-        // file to the eight quant vectors, four broadcasts and the two running sums.
-        var scales = w + ScalesOffset + 2 * GroupBytes * (quarter >> 1);
-        var (x0, x1, x2, x3) = (Broadcast512(x), Broadcast512(x + 4), Broadcast512(x + 8), Broadcast512(x + 12));
-        sumLower += Scaled(Plane(v0 & planes.Low, v1 & planes.Low, v2 & planes.Low, v3 & planes.Low, x0, x1, x2, x3), scales, even);
-        sumUpper += Scaled(Plane(u0 & planes.Low, u1 & planes.Low, u2 & planes.Low, u3 & planes.Low, x0, x1, x2, x3), scales + 64, even);
-        (x0, x1, x2, x3) = (Broadcast512(x + 32), Broadcast512(x + 36), Broadcast512(x + 40), Broadcast512(x + 44));
-        sumLower += Scaled(Avx512BW.ShiftRightArithmetic(Plane(v0 & planes.High, v1 & planes.High, v2 & planes.High, v3 & planes.High, x0, x1, x2, x3), 2), scales, odd);
-        sumUpper += Scaled(Avx512BW.ShiftRightArithmetic(Plane(u0 & planes.High, u1 & planes.High, u2 & planes.High, u3 & planes.High, x0, x1, x2, x3), 2), scales + 64, odd);
-        (x0, x1, x2, x3) = (Broadcast512(x + 64), Broadcast512(x + 68), Broadcast512(x + 72), Broadcast512(x + 76));
-        sumLower += Scaled(Plane(Bits(v0, planes.Bits45), Bits(v1, planes.Bits45), Bits(v2, planes.Bits45), Bits(v3, planes.Bits45), x0, x1, x2, x3), scales + GroupBytes, even);
-        sumUpper += Scaled(Plane(Bits(u0, planes.Bits45), Bits(u1, planes.Bits45), Bits(u2, planes.Bits45), Bits(u3, planes.Bits45), x0, x1, x2, x3), scales + GroupBytes + 64, even);
-        (x0, x1, x2, x3) = (Broadcast512(x + 96), Broadcast512(x + 100), Broadcast512(x + 104), Broadcast512(x + 108));
-        sumLower += Scaled(Plane(Bits(v0, planes.Bits67), Bits(v1, planes.Bits67), Bits(v2, planes.Bits67), Bits(v3, planes.Bits67), x0, x1, x2, x3), scales + GroupBytes, odd);
-        sumUpper += Scaled(Plane(Bits(u0, planes.Bits67), Bits(u1, planes.Bits67), Bits(u2, planes.Bits67), Bits(u3, planes.Bits67), x0, x1, x2, x3), scales + GroupBytes + 64, odd);
+        var v1 = Vector512.Load(q + 64);
+        var v2 = Vector512.Load(q + 128);
+        var v3 = Vector512.Load(q + 192);
+        var plane0 = (Avx512BW.MultiplyAddAdjacent(v0 & planes.Low, Broadcast512(x)) + Avx512BW.MultiplyAddAdjacent(v1 & planes.Low, Broadcast512(x + 4)))
+            + (Avx512BW.MultiplyAddAdjacent(v2 & planes.Low, Broadcast512(x + 8)) + Avx512BW.MultiplyAddAdjacent(v3 & planes.Low, Broadcast512(x + 12)));
+        var plane1 = (Avx512BW.MultiplyAddAdjacent(v0 & planes.High, Broadcast512(x + 32)) + Avx512BW.MultiplyAddAdjacent(v1 & planes.High, Broadcast512(x + 36)))
+            + (Avx512BW.MultiplyAddAdjacent(v2 & planes.High, Broadcast512(x + 40)) + Avx512BW.MultiplyAddAdjacent(v3 & planes.High, Broadcast512(x + 44)));
+        var plane2 = (Avx512BW.MultiplyAddAdjacent(Bits(v0, planes.Bits45), Broadcast512(x + 64)) + Avx512BW.MultiplyAddAdjacent(Bits(v1, planes.Bits45), Broadcast512(x + 68)))
+            + (Avx512BW.MultiplyAddAdjacent(Bits(v2, planes.Bits45), Broadcast512(x + 72)) + Avx512BW.MultiplyAddAdjacent(Bits(v3, planes.Bits45), Broadcast512(x + 76)));
+        var plane3 = (Avx512BW.MultiplyAddAdjacent(Bits(v0, planes.Bits67), Broadcast512(x + 96)) + Avx512BW.MultiplyAddAdjacent(Bits(v1, planes.Bits67), Broadcast512(x + 100)))
+            + (Avx512BW.MultiplyAddAdjacent(Bits(v2, planes.Bits67), Broadcast512(x + 104)) + Avx512BW.MultiplyAddAdjacent(Bits(v3, planes.Bits67), Broadcast512(x + 108)));
+        return Drain(plane0, plane1, plane2, plane3, scalesLow, scalesHigh, pickEven, pickOdd);
     }
-
-    /// <summary>One code plane of four 16-row quant groups · their four broadcast activation dwords, summed in int16.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Plane(Vector512<byte> c0, Vector512<byte> c1, Vector512<byte> c2, Vector512<byte> c3,
-        Vector512<sbyte> x0, Vector512<sbyte> x1, Vector512<sbyte> x2, Vector512<sbyte> x3) =>
-        (Avx512BW.MultiplyAddAdjacent(c0, x0) + Avx512BW.MultiplyAddAdjacent(c1, x1)) + (Avx512BW.MultiplyAddAdjacent(c2, x2) + Avx512BW.MultiplyAddAdjacent(c3, x3));
-
-    /// <summary>sc·Σ in int32 per lane: the scale is the lane byte that <paramref name="pick"/> selects from the 16-row scale group at <paramref name="scaleGroup"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Scaled(Vector512<short> sum, byte* scaleGroup, Vector512<byte> pick) =>
-        Avx512BW.MultiplyAddAdjacent(sum, Avx512BW.Shuffle(Vector512.Load(scaleGroup) & Vector512.Create((byte)0x0F), pick).AsInt16());
 
     /// <summary>Two bits of every byte, moved to bits 0-1 by the GFNI matrix <paramref name="matrix"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -273,20 +231,17 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
         var pick1 = ScalePick(1);
         var pick2 = ScalePick(2);
         var pick3 = ScalePick(3);
-        for (var half = 0; half < 2 * tiles; half++)
+        for (var tile = 0; tile < tiles; tile++)
         {
-            // Each 16-row half of a tile in turn: its bytes of every 32-row group start 64 bytes in for the upper
-            // half, its d and dmin 32 bytes in.
-            var w = weights + half / 2 * Rows * rowBytes + 64 * (half & 1);
-            var halves = weights + half / 2 * Rows * rowBytes + 32 * (half & 1);
+            var w = weights + tile * TileRows * rowBytes;
             Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
-            for (var b = 0; b < blocks; b++, w += TileBlockBytes, halves += TileBlockBytes)
+            for (var b = 0; b < blocks; b++, w += TileBlockBytes)
             {
                 Vector512<int> sumi0 = default, sumi1 = default, sumi2 = default, sumi3 = default;
                 var o = b * ActivationBlockBytes + 4;
                 for (var quarter = 0; quarter < 4; quarter++)
                 {
-                    var q = w + QuantsOffset + 4 * GroupBytes * quarter;
+                    var q = w + QuantsOffset + 256 * quarter;
                     var ao = o + 128 * (quarter >> 1) + 16 * (quarter & 1);
                     Vector512<short> a00 = default, a01 = default, a02 = default, a03 = default;
                     Vector512<short> a10 = default, a11 = default, a12 = default, a13 = default;
@@ -294,7 +249,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
                     Vector512<short> a30 = default, a31 = default, a32 = default, a33 = default;
                     for (var i = 0; i < 4; i++, ao += 4)
                     {
-                        var v = Vector512.Load(q + GroupBytes * i);
+                        var v = Vector512.Load(q + 64 * i);
                         var plane0 = v & low;
                         var plane1 = v & high;
                         var plane2 = Bits(v, bits45);
@@ -317,8 +272,8 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
                         a33 += Avx512BW.MultiplyAddAdjacent(plane3, Broadcast512(s3 + ao + 96));
                     }
                     var nibbles = Vector512.Create((byte)0x0F);
-                    var scalesLow = Vector512.Load(w + ScalesOffset + 2 * GroupBytes * (quarter >> 1)) & nibbles;
-                    var scalesHigh = Vector512.Load(w + ScalesOffset + 2 * GroupBytes * (quarter >> 1) + GroupBytes) & nibbles;
+                    var scalesLow = Vector512.Load(w + ScalesOffset + 128 * (quarter >> 1)) & nibbles;
+                    var scalesHigh = Vector512.Load(w + ScalesOffset + 128 * (quarter >> 1) + 64) & nibbles;
                     var pickEven = (quarter & 1) == 0 ? pick0 : pick2;
                     var pickOdd = (quarter & 1) == 0 ? pick1 : pick3;
                     sumi0 += Drain(a00, a01, a02, a03, scalesLow, scalesHigh, pickEven, pickOdd);
@@ -326,15 +281,15 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
                     sumi2 += Drain(a20, a21, a22, a23, scalesLow, scalesHigh, pickEven, pickOdd);
                     sumi3 += Drain(a30, a31, a32, a33, scalesLow, scalesHigh, pickEven, pickOdd);
                 }
-                var dw = HalfToSingle512(halves);
-                var dmin = HalfToSingle512(halves + DMinOffset);
+                var dw = HalfToSingle512(w);
+                var dmin = HalfToSingle512(w + DMinOffset);
                 var ab = b * ActivationBlockBytes;
                 c0 = Combine(c0, w, s0 + ab, sumi0, dw, dmin);
                 c1 = Combine(c1, w, s1 + ab, sumi1, dw, dmin);
                 c2 = Combine(c2, w, s2 + ab, sumi2, dw, dmin);
                 c3 = Combine(c3, w, s3 + ab, sumi3, dw, dmin);
             }
-            var yt = y + half * TileRows;
+            var yt = y + tile * TileRows;
             c0.Store(yt);
             c1.Store(yt + yStride);
             c2.Store(yt + 2 * yStride);
@@ -360,9 +315,9 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
     {
         var keep = Vector512.Create((ushort)0xF0);
         var sum = MinPairs(Vector512.Load((ushort*)scaleGroups), bsumPairs, keep)
-            + MinPairs(Vector512.Load((ushort*)(scaleGroups + GroupBytes)), bsumPairs + 2, keep)
-            + (MinPairs(Vector512.Load((ushort*)(scaleGroups + 2 * GroupBytes)), bsumPairs + 4, keep)
-            + MinPairs(Vector512.Load((ushort*)(scaleGroups + 3 * GroupBytes)), bsumPairs + 6, keep));
+            + MinPairs(Vector512.Load((ushort*)(scaleGroups + 64)), bsumPairs + 2, keep)
+            + (MinPairs(Vector512.Load((ushort*)(scaleGroups + 128)), bsumPairs + 4, keep)
+            + MinPairs(Vector512.Load((ushort*)(scaleGroups + 192)), bsumPairs + 6, keep));
         return Vector512.ShiftRightArithmetic(sum, 4);
     }
 
