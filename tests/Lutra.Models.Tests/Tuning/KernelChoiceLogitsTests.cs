@@ -25,6 +25,8 @@ public class KernelChoiceLogitsTests
     [InlineData("tiny-synth-Q4_1", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q8_0", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q2_K", KernelPreference.Repacked)]
+    [InlineData("tiny-synth-Q2_K", KernelPreference.Interleaved)]
+    [InlineData("tiny-synth-Q2_K", KernelPreference.Lut)]
     public void Forced_kernels_match_llama_cpp(string stem, KernelPreference preference)
     {
         ReferenceLogits.RequireKernels(stem + ".gguf");
@@ -35,6 +37,24 @@ public class KernelChoiceLogitsTests
         // The bar of LogitsTests.Quantized_model_matches_llama_cpp_within_activation_rounding_noise.
         Assert.True(c.MeanAbs <= 0.1, c.ToString());
         Assert.True(c.Top1Agreement >= 0.95 || c.DecisiveDisagreements == 0, c.ToString());
+    }
+
+    /// <summary>Q2_K has both repacking families: each forced family must get its own kernel, not the other's.</summary>
+    [Theory]
+    [InlineData(KernelPreference.Interleaved)]
+    [InlineData(KernelPreference.Lut)]
+    public void Forced_families_give_Q2_K_their_own_kernel(KernelPreference preference)
+    {
+        var path = SharedData.Model("tiny-synth-Q2_K.gguf");
+        var offered = KernelTable.RepackingKernels(Lutra.Core.Quants.GgmlType.Q2_K, KernelIsa.Selected)
+            .Where(k => k.UsesLookupTables == (preference == KernelPreference.Lut)).ToArray();
+        if (offered.Length == 0)
+            Assert.Skip($"this machine has no {preference} kernel for Q2_K");
+        using var model = Transformer.Load(path, new KernelOptions { Preference = preference, CachePath = null });
+        var q2k = model.Weights.Matrices.Where(m => m.Type == Lutra.Core.Quants.GgmlType.Q2_K).ToArray();
+        Assert.NotEmpty(q2k);
+        // Every tiny-synth matrix has whole tiles of either family, so every one is repacked by the first offered kernel.
+        Assert.All(q2k, m => Assert.Same(offered[0], m.Kernel));
     }
 
     private static bool Accepts(WeightMatrix m, MatVecKernel kernel)

@@ -180,4 +180,14 @@ internal static unsafe class InterleavedSteps
     /// <summary>Four activation bytes (one int32) broadcast to every lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<sbyte> Broadcast(byte* quads) => Vector256.Create(*(int*)quads).AsSByte();
+
+    /// <summary>Four activation bytes (one int32) broadcast to every lane of a 512-bit vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<sbyte> Broadcast512(byte* quads) => Vector512.Create(*(int*)quads).AsSByte();
+
+    /// <summary>16 rows' f16 values as f32, exactly for finite values (the trick of <see cref="HalfToSingle"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> HalfToSingle512(byte* halves) =>
+        (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)halves)), 13) & Vector512.Create(unchecked((int)0x8FFF_FFFF))).AsSingle()
+        * Vector512.Create(TwoTo112);
 }

@@ -286,13 +286,4 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<short> SumPair(short* bsums, int first, int second) =>
         Vector512.Create((uint)(ushort)(bsums[2 * first] + bsums[2 * first + 1]) | ((uint)(bsums[2 * second] + bsums[2 * second + 1]) << 16)).AsInt16();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<sbyte> Broadcast512(byte* quads) => Vector512.Create(*(int*)quads).AsSByte();
-
-    /// <summary>16 rows' f16 values as f32, exactly for finite values (the trick of <see cref="InterleavedSteps.HalfToSingle"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> HalfToSingle512(byte* halves) =>
-        (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)halves)), 13) & Vector512.Create(unchecked((int)0x8FFF_FFFF))).AsSingle()
-        * Vector512.Create(TwoTo112);
 }

@@ -1,0 +1,203 @@
+using System.Runtime.InteropServices;
+using Lutra.Core.Kernels;
+using Lutra.Core.Quants;
+
+namespace Lutra.Core.Tests;
+
+/// <summary>
+/// The 16-row interleaved Q2_K kernel against llama.cpp's reference dot product. Its integer sums are exact and its
+/// float arithmetic per super-block is the reference's, in the reference's order, so every output must equal
+/// <see cref="QuantReference.Dot"/> bit for bit.
+/// </summary>
+public unsafe class Q2_KInterleavedMatVecTests
+{
+    private const int RowBytesPerBlock = 84;
+    private const int TileRows = 16;
+
+    private static Q2_KInterleavedMatVec Kernel()
+    {
+        if (!Q2_KInterleavedMatVec.IsSupported)
+            Assert.Skip("the interleaved Q2_K kernel needs AVX-512 BW");
+        var kernel = new Q2_KInterleavedMatVec();
+        Assert.Contains(KernelTable.RepackingKernels(GgmlType.Q2_K, InstructionSet.Avx512), k => k is Q2_KInterleavedMatVec);
+        return kernel;
+    }
+
+    private sealed class Native : IDisposable
+    {
+        public Native(long bytes, byte fill)
+        {
+            Length = bytes;
+            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
+            new Span<byte>(Pointer, (int)bytes).Fill(fill);
+        }
+
+        public long Length { get; }
+        public byte* Pointer { get; }
+        public Span<byte> Span => new(Pointer, (int)Length);
+        public void Dispose() => NativeMemory.AlignedFree(Pointer);
+    }
+
+    private static float[] RandomRow(Random rng, int n, double scale)
+    {
+        var x = new float[n];
+        for (var i = 0; i < n; i++)
+            x[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
+        return x;
+    }
+
+    /// <summary>Rows quantized by the reference quantizer, or raw random bytes with random finite d and dmin (zero, subnormal, negative).</summary>
+    private static byte[] Weights(Random rng, int n, int rows, bool raw)
+    {
+        var rowBytes = n / 256 * RowBytesPerBlock;
+        var bytes = new byte[rowBytes * rows];
+        if (!raw)
+        {
+            for (var r = 0; r < rows; r++)
+                QuantReference.Quantize(GgmlType.Q2_K, RandomRow(rng, n, 0.5 + r % 3), bytes.AsSpan(r * rowBytes, rowBytes));
+            return bytes;
+        }
+        rng.NextBytes(bytes);
+        for (var block = 0; block < bytes.Length / RowBytesPerBlock; block++)
+        {
+            for (var half = 0; half < 2; half++)
+            {
+                var scale = ((block + half) % 5) switch
+                {
+                    0 => (Half)0,
+                    1 => BitConverter.UInt16BitsToHalf((ushort)rng.Next(1, 0x400)), // subnormal
+                    2 => (Half)(-(rng.NextDouble() * 100)),
+                    _ => (Half)((rng.NextDouble() - 0.5) * 0.02),
+                };
+                MemoryMarshal.Write(bytes.AsSpan(block * RowBytesPerBlock + 80 + 2 * half), scale);
+            }
+        }
+        return bytes;
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(8)]
+    public void MatVec_equals_the_reference_dot_exactly(int blocks)
+    {
+        var kernel = Kernel();
+        var rng = new Random(blocks);
+        var n = blocks * 256;
+        foreach (var raw in new[] { false, true })
+        {
+            foreach (var (rows, splits) in new (int, int[])[] { (16 * 2 + 5, [16]), (16 * 3 + 1, [16, 32]), (5, []), (16, []) })
+            {
+                var weights = Weights(rng, n, rows, raw);
+                var rowBytes = weights.Length / rows;
+                // A guard region after the matrix: the repacked layout has exactly the GGUF size.
+                using var packed = new Native(weights.Length + 64, 0x5A);
+                fixed (byte* pw = weights)
+                    Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+                Assert.True(packed.Span[weights.Length..].IndexOfAnyExcept((byte)0x5A) < 0, "TryPrepareWeights wrote past rows·rowBytes");
+                using var state = new Native(kernel.ActivationBytes(n), 0);
+                for (var t = 0; t < 2; t++)
+                {
+                    // Token 0 saturates: every activation quantizes to ±127 or −128.
+                    var x = t == 0 ? RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray() : RandomRow(rng, n, 4);
+                    fixed (float* px = x)
+                        kernel.PrepareActivations(px, n, state.Pointer);
+                    var standard = new byte[kernel.StandardActivationBytes(n)];
+                    QuantReference.QuantizeActivations(GgmlType.Q8_K, x, standard);
+                    Assert.True(standard.AsSpan().SequenceEqual(state.Span[..standard.Length]), "the prepared state must begin with the reference activation row");
+                    var y = new float[rows + 1];
+                    y[rows] = float.NaN;
+                    fixed (float* py = y)
+                    {
+                        var start = 0;
+                        foreach (var end in splits.Append(rows))
+                        {
+                            kernel.MatVec(packed.Pointer + (long)start * rowBytes, rowBytes, end - start, state.Pointer, n, py + start);
+                            start = end;
+                        }
+                    }
+                    for (var r = 0; r < rows; r++)
+                    {
+                        var expected = QuantReference.Dot(GgmlType.Q2_K, weights.AsSpan(r * rowBytes, rowBytes), standard, n);
+                        Assert.True(expected.Equals(y[r]), $"raw={raw} n={n} rows={rows} token {t} row {r}: reference {expected}, kernel {y[r]}");
+                    }
+                    Assert.True(float.IsNaN(y[rows]), "MatVec wrote past its rows");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void MatMat_equals_the_reference_dot_exactly()
+    {
+        var kernel = Kernel();
+        var rng = new Random(2);
+        foreach (var tokens in new[] { 1, 2, 3, 4, 7, 9 })
+        {
+            foreach (var (blocks, rows) in new[] { (1, 16 * 2 + 5), (3, 16 * 2 + 11), (8, 16) })
+            {
+                var n = blocks * 256;
+                var weights = Weights(rng, n, rows, raw: (tokens + blocks) % 2 == 0);
+                var rowBytes = weights.Length / rows;
+                using var packed = new Native(weights.Length, 0);
+                fixed (byte* pw = weights)
+                    Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+                var stride = kernel.ActivationBytes(n);
+                using var states = new Native((long)stride * tokens, 0);
+                for (var t = 0; t < tokens; t++)
+                {
+                    var x = t == 0 ? RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray() : RandomRow(rng, n, 4);
+                    fixed (float* px = x)
+                        kernel.PrepareActivations(px, n, states.Pointer + (long)t * stride);
+                }
+                // A y stride wider than the rows: the kernel must write only its own cells.
+                var yStride = rows + 5;
+                var y = new float[tokens * yStride];
+                Array.Fill(y, float.NaN);
+                // Split at the first tile boundary, as MatMulWork splits rows over threads.
+                var split = rows > TileRows ? TileRows : rows;
+                fixed (float* py = y)
+                {
+                    kernel.MatMat(packed.Pointer, rowBytes, split, states.Pointer, stride, tokens, n, py, yStride);
+                    kernel.MatMat(packed.Pointer + (long)split * rowBytes, rowBytes, rows - split, states.Pointer, stride, tokens, n, py + split, yStride);
+                }
+                for (var t = 0; t < tokens; t++)
+                {
+                    var standard = new ReadOnlySpan<byte>(states.Pointer + (long)t * stride, kernel.StandardActivationBytes(n));
+                    for (var r = 0; r < rows; r++)
+                    {
+                        var expected = QuantReference.Dot(GgmlType.Q2_K, weights.AsSpan(r * rowBytes, rowBytes), standard, n);
+                        Assert.True(expected.Equals(y[t * yStride + r]), $"n={n} rows={rows} token {t}/{tokens} row {r}: reference {expected}, MatMat {y[t * yStride + r]}");
+                    }
+                    for (var r = rows; r < yStride; r++)
+                        Assert.True(float.IsNaN(y[t * yStride + r]), $"MatMat wrote outside its rows (token {t}, column {r})");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Matrices_the_layout_cannot_hold_are_refused()
+    {
+        var kernel = Kernel();
+        var rng = new Random(3);
+        const int n = 512, rows = 20;
+        var weights = Weights(rng, n, rows, raw: false);
+        var rowBytes = weights.Length / rows;
+        using var packed = new Native(weights.Length, 0);
+        fixed (byte* pw = weights)
+        {
+            Assert.False(kernel.TryPrepareWeights(pw, rowBytes + 2, rows - 1, n, packed.Pointer));
+            Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n + 32, packed.Pointer));
+            // A non-finite d or dmin in a tail row is fine (that row keeps the GGUF layout); in a tile row it is not.
+            MemoryMarshal.Write(weights.AsSpan(17 * rowBytes + RowBytesPerBlock + 80), Half.PositiveInfinity);
+            Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + RowBytesPerBlock + 82), Half.NaN);
+            Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + RowBytesPerBlock + 82), (Half)0.5f);
+            Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            MemoryMarshal.Write(weights.AsSpan(3 * rowBytes + 80), Half.NegativeInfinity);
+            Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+        }
+    }
+}
