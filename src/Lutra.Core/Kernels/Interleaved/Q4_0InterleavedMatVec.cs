@@ -185,9 +185,6 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
         return acc + Vector512.ConvertToSingle(sums) * dw * Vector512.Create(*(float*)(sidecar + 4));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<sbyte> Broadcast512(byte* quads) => Vector512.Create(*(int*)quads).AsSByte();
-
     /// <summary>Whole tiles, one token, 256-bit only (AVX2 + AVX-VNNI): two halves of eight rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx2(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)

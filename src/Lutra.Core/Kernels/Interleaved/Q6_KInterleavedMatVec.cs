@@ -353,10 +353,4 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
         Vector512<byte> k4, Vector512<byte> k5, Vector512<byte> k6, Vector512<byte> k7, byte* side, Vector512<short> scales) =>
         (Avx512BW.MultiplyAddAdjacent(Mad(k0, side) + Mad(k1, side + 4), scales) + Avx512BW.MultiplyAddAdjacent(Mad(k2, side + 8) + Mad(k3, side + 12), scales))
         + (Avx512BW.MultiplyAddAdjacent(Mad(k4, side + 16) + Mad(k5, side + 20), scales) + Avx512BW.MultiplyAddAdjacent(Mad(k6, side + 24) + Mad(k7, side + 28), scales));
-
-    /// <summary>16 rows' f16 values as f32, exactly for finite values (the trick of <see cref="InterleavedSteps.HalfToSingle"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> HalfToSingle512(byte* halves) =>
-        (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)halves)), 13) & Vector512.Create(unchecked((int)0x8FFF_FFFF))).AsSingle()
-        * Vector512.Create(TwoTo112);
 }

@@ -257,13 +257,4 @@ public sealed unsafe class TQ2_0InterleavedMatVec() : MatVecKernel(GgmlType.TQ2_
         var sumi = Avx512BW.MultiplyAddAdjacent(sums, Vector512<short>.One) + Vector512.Create(((int*)offsets)[b]);
         return acc + Vector512.ConvertToSingle(sumi) * (dw * Vector512.Create(*(float*)a));
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<sbyte> Broadcast512(byte* quads) => Vector512.Create(*(int*)quads).AsSByte();
-
-    /// <summary>16 rows' f16 values as f32, exactly for finite values (the trick of <see cref="InterleavedSteps.HalfToSingle"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> HalfToSingle512(byte* halves) =>
-        (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)halves)), 13) & Vector512.Create(unchecked((int)0x8FFF_FFFF))).AsSingle()
-        * Vector512.Create(TwoTo112);
 }
