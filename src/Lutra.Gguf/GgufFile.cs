@@ -1,6 +1,7 @@
 using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using Lutra.Core.Quants;
+using Lutra.Core.Tensors;
 
 namespace Lutra.Gguf;
 

@@ -54,7 +54,7 @@ public sealed record KernelOptions
 
     /// <summary>
     /// Directory of the on-disk repack cache (<see cref="RepackCache"/>): repacked weights are written there once and
-    /// mapped on later loads instead of repacked. Null (the default, unless <c>$LUTRA_REPACK_CACHE</c> names a
+    /// read back on later loads instead of repacked. Null (the default, unless <c>$LUTRA_REPACK_CACHE</c> names a
     /// directory) keeps none: the cache costs as much disk as the repacked matrices.
     /// </summary>
     public string? RepackCacheDirectory { get; init; } = RepackCache.DefaultDirectory();

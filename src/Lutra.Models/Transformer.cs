@@ -15,7 +15,6 @@ public sealed class Transformer : IDisposable
     private readonly GgufFile _file;
     private readonly bool _ownsFile;
     private readonly Rope _rope;
-    private readonly RepackCache? _repackCache;
 
     private Transformer(GgufFile file, bool ownsFile, KernelOptions kernels)
     {
@@ -28,25 +27,23 @@ public sealed class Transformer : IDisposable
         HyperParameters = HyperParameters.FromMetadata(file.Metadata, (int)embedding.Shape[1]);
         Weights = TransformerWeights.Load(file, HyperParameters);
         var identity = ModelIdentity(file);
+        var repackCache = kernels.RepackCacheDirectory is not null && identity is not null && kernels.Preference != KernelPreference.Mad
+            ? RepackCache.Open(kernels.RepackCacheDirectory, file.Path!, identity, CpuIdentity.Value)
+            : null;
         try
         {
-            if (kernels.RepackCacheDirectory is not null && identity is not null && kernels.Preference != KernelPreference.Mad)
-                _repackCache = RepackCache.Open(kernels.RepackCacheDirectory, file.Path!, identity, CpuIdentity.Value);
             // A repacked copy replaces the mapped weights for every product; dropping the mapped pages keeps the
             // weights resident once (they fault back in from the file for dequantization or reference mode).
-            Kernels = KernelSelector.Apply(Weights.Matrices.Distinct().ToArray(), kernels, identity, ReleaseMappedWeights, _repackCache);
-            // Nothing maps the old file any more (it was stale, damaged or rewritten): let it go.
-            if (_repackCache is not null && Kernels.RepackCache?.MatricesRead == 0)
-            {
-                _repackCache.Dispose();
-                _repackCache = null;
-            }
+            Kernels = KernelSelector.Apply(Weights.Matrices.Distinct().ToArray(), kernels, identity, ReleaseMappedWeights, repackCache);
         }
         catch
         {
             Weights.Dispose();
-            _repackCache?.Dispose();
             throw;
+        }
+        finally
+        {
+            repackCache?.Dispose();
         }
         _rope = new Rope(HyperParameters, Weights.RopeFreqs);
     }
@@ -232,7 +229,6 @@ public sealed class Transformer : IDisposable
     public void Dispose()
     {
         Weights.Dispose();
-        _repackCache?.Dispose();
         if (_ownsFile)
             _file.Dispose();
     }

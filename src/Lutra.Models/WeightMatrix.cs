@@ -10,8 +10,8 @@ namespace Lutra.Models;
 /// A 2-D weight read in place from the memory-mapped GGUF file, still in its stored ggml type.
 /// <see cref="Rows"/> outputs of <see cref="Columns"/> inputs each (GGUF ne = [Columns, Rows]).
 /// It starts on the GGUF-layout kernel of its type; when the model's kernel selection picks a repacking kernel
-/// (lookup-table or row-interleaved), the matrix keeps a repacked copy for it (repacked in this process or mapped
-/// from the repack cache) and the mapped bytes only serve dequantization and reference mode.
+/// (lookup-table or row-interleaved), the matrix keeps a repacked copy for it (repacked at this load or read from
+/// the repack cache) and the mapped bytes only serve dequantization and reference mode.
 /// </summary>
 public sealed unsafe class WeightMatrix : IDisposable
 {
@@ -51,7 +51,7 @@ public sealed unsafe class WeightMatrix : IDisposable
     /// <summary>Bytes of the repacked copy (0 when the kernel reads the memory map).</summary>
     public long RepackedBytes => _repacked?.Length ?? 0;
 
-    /// <summary>True when the repacked copy was mapped from the repack cache file rather than repacked at this load.</summary>
+    /// <summary>True when the repacked copy was read from the repack cache file rather than repacked at this load.</summary>
     public bool RepackedFromCache => _repacked?.FromCache ?? false;
 
     /// <summary>Bytes of the weights: rows × row bytes.</summary>
@@ -83,9 +83,9 @@ public sealed unsafe class WeightMatrix : IDisposable
     {
         if (cache?.TryGet(this, kernel) is { } cached)
             return cached;
-        var buffer = new NativeBuffer(ByteSize);
+        var buffer = NativeBuffer.ForStreaming(ByteSize);
         if (kernel.TryPrepareWeights(_data, RowBytes, Rows, Columns, buffer.Pointer))
-            return RepackedCopy.Owned(buffer);
+            return new RepackedCopy(buffer, fromCache: false);
         buffer.Dispose();
         return null;
     }

@@ -85,7 +85,7 @@ public sealed class KernelFlagTests : IDisposable
     }
 
     [Fact]
-    public void Repack_cache_flag_maps_the_weights_on_the_second_run()
+    public void Repack_cache_flag_reads_the_weights_back_on_the_second_run()
     {
         var model = Path.Combine(_dir, "model.gguf");
         File.Copy(SharedData.Model("tiny-synth-Q4_0.gguf"), model);
@@ -93,10 +93,10 @@ public sealed class KernelFlagTests : IDisposable
         string[] args = ["bench", "-m", model, "-p", "0", "-n", "1", "-t", "1", "-r", "1", "--kernel", "repacked", "--repack-cache", cache];
         var (exit, _, stderr) = LutraCli.Run(args);
         Assert.True(exit == 0, stderr);
-        Assert.Matches(@"repack cache .*: 0 matrices mapped, [1-9][0-9]* written", stderr);
+        Assert.Matches(@"repack cache .*: 0 matrices read, [1-9][0-9]* written", stderr);
         (exit, _, stderr) = LutraCli.Run(args);
         Assert.True(exit == 0, stderr);
-        Assert.Matches(@"repack cache .*: [1-9][0-9]* matrices mapped, 0 written", stderr);
+        Assert.Matches(@"repack cache .*: [1-9][0-9]* matrices read, 0 written", stderr);
     }
 
     [Fact]

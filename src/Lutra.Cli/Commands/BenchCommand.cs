@@ -245,8 +245,8 @@ internal static class BenchCommand
         if (selection.RepackCache is { } cache)
         {
             Console.Error.WriteLine(cache.WriteError is { } error
-                ? $"  repack cache {cache.Path}: {cache.MatricesRead} matrices mapped; not written: {error}"
-                : $"  repack cache {cache.Path}: {cache.MatricesRead} matrices mapped, {cache.MatricesWritten} written");
+                ? $"  repack cache {cache.Path}: {cache.MatricesRead} matrices read; not written: {error}"
+                : $"  repack cache {cache.Path}: {cache.MatricesRead} matrices read, {cache.MatricesWritten} written");
         }
     }
 

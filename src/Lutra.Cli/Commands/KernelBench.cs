@@ -54,7 +54,7 @@ internal static unsafe class KernelBench
         var cells = new List<string>();
         foreach (var kernel in KernelTable.RepackingKernels(type, KernelIsa.Selected))
         {
-            using var packed = new NativeBuffer(rowBytes * rows);
+            using var packed = NativeBuffer.ForStreaming(rowBytes * rows);
             cells.Add(kernel.TryPrepareWeights(weights, rowBytes, rows, Columns, packed.Pointer)
                 ? $"{kernel.Name}: {Measure(kernel, packed.Pointer, rowBytes, rows, repetitions, probe)}"
                 : $"{kernel.Name}: not representable");

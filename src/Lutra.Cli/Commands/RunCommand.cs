@@ -147,7 +147,7 @@ internal sealed class KernelFlags
 
     private readonly Option<string?> _repackCache = new("--repack-cache")
     {
-        Description = $"Directory to keep repacked weights in, so later loads map them instead of repacking (costs their size on disk); default ${KernelOptions.RepackCacheVariable}, or none",
+        Description = $"Directory to keep repacked weights in, so later loads read them back instead of repacking (costs their size on disk); default ${KernelOptions.RepackCacheVariable}, or none",
         HelpName = "DIR",
     };
 

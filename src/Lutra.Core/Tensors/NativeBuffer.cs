@@ -10,13 +10,37 @@ public sealed unsafe class NativeBuffer : IDisposable
 {
     private byte* _pointer;
 
+    private const long HugePage = 2 << 20;
+
     public NativeBuffer(long bytes)
+        : this(bytes, 64)
+    {
+    }
+
+    private NativeBuffer(long bytes, nuint alignment)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         Length = bytes;
-        _pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 64);
+        _pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), alignment);
         if (bytes > 0)
             GC.AddMemoryPressure(bytes);
+    }
+
+    /// <summary>
+    /// A buffer a kernel streams through once per token (repacked weights): from 2 MiB up it is 2 MiB-aligned and,
+    /// on Linux, asks for transparent huge pages. With 4 KiB pages a 1B model's decode touches some 150 000 pages
+    /// per token; llama-1b Q4_0 (interleaved, one thread) decoded 7 % faster on huge pages, alternating runs
+    /// 48.5/52.3/51.5 against 50.6/56.4/56.3 t/s.
+    /// </summary>
+    public static NativeBuffer ForStreaming(long bytes)
+    {
+        if (bytes < HugePage)
+            return new NativeBuffer(bytes);
+        var buffer = new NativeBuffer(bytes, (nuint)HugePage);
+        // Whole huge pages only: the bytes past the last boundary may belong to another allocation.
+        if (OperatingSystem.IsLinux())
+            LinuxMemory.HugePages((nuint)buffer._pointer, (nuint)(bytes & ~(HugePage - 1)));
+        return buffer;
     }
 
     public long Length { get; }

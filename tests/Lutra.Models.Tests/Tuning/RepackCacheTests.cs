@@ -7,7 +7,7 @@ using Lutra.Models.Tuning;
 namespace Lutra.Models.Tests.Tuning;
 
 /// <summary>
-/// The on-disk repack cache on a small synthetic Q4_0 model: a second load maps the repacked weights instead of
+/// The on-disk repack cache on a small synthetic Q4_0 model: a second load reads the repacked weights instead of
 /// repacking them, and a stale, damaged or unwritable cache costs a repack, never different logits or an error.
 /// </summary>
 public sealed class RepackCacheTests : IDisposable
@@ -49,7 +49,7 @@ public sealed class RepackCacheTests : IDisposable
     private string CacheFile() => Assert.Single(Directory.GetFiles(_cache));
 
     [Fact]
-    public void A_second_load_maps_every_repacked_matrix_and_computes_the_same_logits()
+    public void A_second_load_reads_every_repacked_matrix_and_computes_the_same_logits()
     {
         RequireRepacking();
         var (expected, none, repacked) = Run(null);
