@@ -18,7 +18,7 @@ public enum KernelChoiceSource
     Untuned,
 }
 
-/// <summary>One candidate's median time for one multiplication of the whole matrix (microseconds).</summary>
+/// <summary>One candidate's time (the best of the tuner's rounds, each a median) for one multiplication of the whole matrix (microseconds).</summary>
 public sealed record CandidateTiming(MatVecKernel Kernel, double Microseconds);
 
 /// <summary>The kernel picked for every weight matrix of one (type, rows, columns).</summary>

@@ -122,6 +122,9 @@ internal sealed class KernelSelector(
     /// </summary>
     internal const double NoiseMargin = 0.10;
 
+    /// <summary>Timing rounds per tuned shape; each round times every candidate once (<see cref="ICandidateTimer"/>).</summary>
+    internal const int Rounds = 3;
+
     // Repacking kernels in table order, then the GGUF-layout kernel (prepared lists MAD first).
     private static int RegistrationRank(MatVecKernel kernel, int index) => kernel.RepacksWeights ? index : int.MaxValue;
 
@@ -196,19 +199,30 @@ internal sealed class KernelSelector(
                 sample.Use(prepared[0].Kernel, null);
                 return [new CandidateTiming(prepared[0].Kernel, 0)];
             }
-            var measured = prepared
-                .Select((p, i) => (Index: i, Seconds: timer.Seconds(sample, p.Kernel, p.Copy is null ? sample.Data : p.Copy.Pointer)))
-                .ToList();
+            // Rounds over all candidates, not all of one candidate's repetitions and then the next's: a neighbour's
+            // burst on this shared machine then slows every candidate's round instead of deciding the ranking, and
+            // the best round of each (interference only ever adds time) is what is compared.
+            var best = Enumerable.Repeat(double.MaxValue, prepared.Count).ToArray();
+            for (var round = 0; round < Rounds; round++)
+            {
+                for (var k = 0; k < prepared.Count; k++)
+                {
+                    var i = (k + round) % prepared.Count;
+                    var p = prepared[i];
+                    best[i] = Math.Min(best[i], timer.Seconds(sample, p.Kernel, p.Copy is null ? sample.Data : p.Copy.Pointer));
+                }
+            }
+            var measured = best.Select((seconds, i) => (Index: i, Seconds: seconds)).ToList();
             var fastest = measured.Min(t => t.Seconds);
             var timed = measured
                 .OrderBy(t => t.Seconds <= fastest * (1 + NoiseMargin) ? 0 : 1)
                 .ThenBy(t => t.Seconds <= fastest * (1 + NoiseMargin) ? RegistrationRank(prepared[t.Index].Kernel, t.Index) : 0)
                 .ThenBy(t => t.Seconds)
                 .ToList();
-            var best = prepared[timed[0].Index];
-            sample.Use(best.Kernel, best.Copy);
-            prepared[timed[0].Index] = (best.Kernel, null); // now the matrix's
-            if (best.Copy is not null)
+            var winner = prepared[timed[0].Index];
+            sample.Use(winner.Kernel, winner.Copy);
+            prepared[timed[0].Index] = (winner.Kernel, null); // now the matrix's
+            if (winner.Copy is not null)
                 repacked?.Invoke(sample);
             return timed.Select(t => new CandidateTiming(prepared[t.Index].Kernel, Math.Round(t.Seconds * 1e6, 1))).ToList();
         }

@@ -16,9 +16,10 @@ namespace Lutra.Models.Tuning;
 /// </summary>
 internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, IDisposable
 {
-    private const int MinRepetitions = 3;
-    private const int MaxRepetitions = 9;
-    private static readonly TimeSpan Budget = TimeSpan.FromMilliseconds(30);
+    private const int MinRepetitions = 2;
+    private const int MaxRepetitions = 5;
+    // Per call; the selector calls once per candidate in each of its rounds.
+    private static readonly TimeSpan Budget = TimeSpan.FromMilliseconds(10);
 
     private ComputePool? _pool;
     private MatMulWork? _work;

@@ -16,7 +16,7 @@ public sealed record TuneKey(string Model, string Cpu, int Threads, string Shape
     public override int GetHashCode() => HashCode.Combine(Model, Cpu, Threads, Shape, Candidates.Count);
 }
 
-/// <summary>A tuned shape: its candidates fastest first, with the median time of each.</summary>
+/// <summary>A tuned shape: its candidates fastest first, with the time of each (best round).</summary>
 public sealed record TuneDecision(TuneKey Key, IReadOnlyList<string> Ranking, IReadOnlyList<double> Microseconds);
 
 /// <summary>
