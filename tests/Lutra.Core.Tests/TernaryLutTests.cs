@@ -153,6 +153,62 @@ public unsafe class TernaryLutTests
             Assert.True(expected[r] == y[r], $"{type} {pattern} n={n} row {r}: oracle {expected[r]}, kernel {y[r]}");
     }
 
+    /// <summary>
+    /// Row blocks built around the layout's sign bookkeeping: the count c of positive five-trit groups (stored
+    /// negated past 25, and cancelled by the last group's entry, which holds element 255 too) at 0, 24, 25, 26,
+    /// 27 and 51 positive groups, every sign of element 255, and saturated activations that push the block sums
+    /// to their extremes. The kernel must equal the oracle bit for bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void Sign_counts_at_the_last_table_edges_are_exact(GgmlType type)
+    {
+        var kernel = Kernel(type);
+        var rng = new Random(19);
+        var configs = new List<(int Positive, int Negative, int Last)>();
+        foreach (var positive in new[] { 0, 1, 24, 25, 26, 27, 50, 51 })
+            foreach (var negative in new[] { 0, 1, 24, 25, 26, 51 - positive })
+                if (positive + negative <= 51)
+                    foreach (var last in new[] { -1, 0, 1 })
+                        configs.Add((positive, negative, last));
+        const int n = 1024, rows = 512 + 5;
+        var weightRows = new float[rows][];
+        for (var r = 0; r < rows; r++)
+        {
+            weightRows[r] = new float[n];
+            for (var b = 0; b < n / 256; b++)
+            {
+                var (positive, negative, last) = configs[(r + 37 * b) % configs.Count];
+                var signs = Enumerable.Repeat(1, positive).Concat(Enumerable.Repeat(-1, negative))
+                    .Concat(Enumerable.Repeat(0, 51 - positive - negative)).OrderBy(_ => rng.Next()).ToArray();
+                for (var g = 0; g < 51; g++)
+                {
+                    // Saturated groups (all trits equal) half the time, else any five trits of the wanted sign.
+                    var trits = new int[5];
+                    if (signs[g] != 0 && rng.Next(2) == 0)
+                        Array.Fill(trits, signs[g]);
+                    else
+                        do
+                        {
+                            for (var j = 0; j < 5; j++)
+                                trits[j] = signs[g] == 0 ? 0 : rng.Next(3) - 1;
+                        } while (Math.Sign(trits[0] + 3 * trits[1] + 9 * trits[2] + 27 * trits[3] + 81 * trits[4]) != signs[g]);
+                    for (var j = 0; j < 5; j++)
+                        weightRows[r][256 * b + 5 * g + j] = trits[j];
+                }
+                weightRows[r][256 * b + 255] = last;
+            }
+        }
+        foreach (var activations in new[] { Row(n, _ => 127), Row(n, _ => -127), Row(n, i => i % 256 == 0 ? 127 : 127 * (rng.Next(2) * 2 - 1)) })
+        {
+            var weights = Quantize(type, weightRows);
+            var (y, state) = Run(kernel, weights, activations, rows, 512);
+            var expected = Oracle(type, weights, state, n, rows);
+            for (var r = 0; r < rows; r++)
+                Assert.True(expected[r] == y[r], $"{type} row {r}: oracle {expected[r]}, kernel {y[r]}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Types))]
     public void Random_rows_match_the_reference_dot(GgmlType type)
