@@ -171,7 +171,7 @@ public unsafe class TernaryLutTests
                 if (positive + negative <= 51)
                     foreach (var last in new[] { -1, 0, 1 })
                         configs.Add((positive, negative, last));
-        const int n = 1024, rows = 512 + 5;
+        const int n = 1024, rows = 512 + 256 + 5; // a 512-row tile, a 256-row tile and GGUF-layout rows
         var weightRows = new float[rows][];
         for (var r = 0; r < rows; r++)
         {

@@ -11,13 +11,15 @@ namespace Lutra.Core.Kernels;
 /// that byte indexes a table of the 122 possible partial sums Σ vⱼ·aⱼ of those 5 activations.
 /// <para>
 /// Weight layout (written once by <see cref="TryPrepareWeights"/>): a super-block of 256 trits is cut into 51
-/// groups of 5 consecutive elements plus a one-trit group for element 255. A group with trit values vⱼ ∈ {−1,0,1}
-/// has balanced value B = Σ vⱼ·3ʲ ∈ [−121, 121]; its byte is B when B ≥ 0, else 0x80 | −B (the trits negated
-/// give −B, and the table is odd: T[−B] = −T[B]). Rows are interleaved in tiles of <see cref="RowTile"/> = 256
-/// rows: per super-block, 52 groups × 256 row bytes, then the 256 f16 row scales — 54 bytes per row and
-/// super-block, which is TQ1_0's own size and fits in TQ2_0's 66 (the rest of a TQ2_0 tile is unused, so a
-/// TQ2_0 matrix streams 18 % fewer bytes than its GGUF size). Rows after the last whole tile keep the GGUF
-/// layout and go through the multiply-add row dot.
+/// groups of 5 consecutive elements plus a last group for element 255. A group with trit values vⱼ ∈ {−1,0,1}
+/// has balanced value B = Σ vⱼ·3ʲ ∈ [−121, 121]; its byte is B when B &gt; 0, else 0x80 | −B (the trits negated
+/// give −B, and the table is odd: T[−B] = −T[B]). A row block with more than 25 positive groups is stored
+/// negated, scale included, and the last group's byte also carries that count (<see cref="LastIndex"/>). Rows
+/// are interleaved in tiles of <see cref="RowTile"/> = 512 rows (one 256-row tile after the last whole one if
+/// 256 rows are left): per super-block, 52 groups × tile-width row bytes, then the rows' f16 scales — 54 bytes
+/// per row and super-block, which is TQ1_0's own size and fits in TQ2_0's 66 (the rest of a TQ2_0 tile is
+/// unused, so a TQ2_0 matrix streams 18 % fewer bytes than its GGUF size). Rows after the last tile keep the
+/// GGUF layout and go through the multiply-add row dot.
 /// </para>
 /// <para>
 /// Activation sidecar (built once per input vector, shared by every row, thread and projection): per group,
@@ -35,8 +37,8 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     private const int Groups = 52;
     private const int TableBytes = 256;
     private const int RowsPerVector = 64;
-    private const int Vectors = 4;
-    private const int TileRows = RowsPerVector * Vectors;
+    private const int WideRows = 512;
+    private const int NarrowRows = 256;
     /// <summary>Bytes per row and super-block in the repacked layout: 52 indices and an f16 scale.</summary>
     private const int RepackedBlockBytes = Groups + 2;
     // Software prefetch 24 groups (6 KiB) ahead in the weight stream: the table reads from L2 interleave with
@@ -68,7 +70,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
 
     public override bool UsesLookupTables => true;
 
-    public override int RowTile => TileRows;
+    public override int RowTile => WideRows;
 
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + n / SuperBlock * Groups * TableBytes;
 
@@ -175,25 +177,24 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
         if (n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * _weightBlockBytes)
             return false;
         var blocks = n / SuperBlock;
-        var tiles = rows / TileRows;
         var trits = new int[SuperBlock];
         var values = new int[Groups - 1];
-        var tileBytes = TileRows * rowBytes;
-        for (var tile = 0; tile < tiles; tile++)
+        var start = 0;
+        for (int tileRows; (tileRows = TileRowsAt(rows - start)) != 0; start += tileRows)
         {
-            var dst = destination + tile * tileBytes;
-            new Span<byte>(dst, (int)tileBytes).Clear();
-            for (var r = 0; r < TileRows; r++)
+            var dst = destination + start * rowBytes;
+            new Span<byte>(dst, (int)(tileRows * rowBytes)).Clear();
+            for (var r = 0; r < tileRows; r++)
             {
                 var position = r / RowsPerVector * RowsPerVector + BytePosition(r % RowsPerVector);
-                var row = source + (tile * TileRows + r) * rowBytes;
+                var row = source + (start + r) * rowBytes;
                 for (var b = 0; b < blocks; b++)
                 {
                     var block = row + b * _weightBlockBytes;
                     var scale = *(ushort*)(block + ScaleOffset);
                     if ((scale & 0x7C00) == 0x7C00 || !Unpack(block, trits))
                         return false; // Inf/NaN scales and the 2-bit code 3 have no place in this layout.
-                    var dstBlock = dst + (long)b * TileRows * RepackedBlockBytes;
+                    var dstBlock = dst + (long)b * tileRows * RepackedBlockBytes;
                     int positive = 0, nonzero = 0;
                     for (var g = 0; g < Groups - 1; g++)
                     {
@@ -206,18 +207,21 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
                     var flip = 2 * positive > nonzero;
                     var sign = flip ? -1 : 1;
                     for (var g = 0; g < Groups - 1; g++)
-                        dstBlock[g * TileRows + position] = Index(sign * values[g]);
+                        dstBlock[g * tileRows + position] = Index(sign * values[g]);
                     var last = sign * (trits[SuperBlock - 1] - 1);
-                    dstBlock[(Groups - 1) * TileRows + position] = LastIndex(last, flip ? nonzero - positive : positive);
+                    dstBlock[(Groups - 1) * tileRows + position] = LastIndex(last, flip ? nonzero - positive : positive);
                     // The kernel sums −Σ tⱼ·aⱼ: the stored scale is negated once more.
-                    ((ushort*)(dstBlock + Groups * TileRows))[r] = (ushort)(flip ? scale : scale ^ 0x8000);
+                    ((ushort*)(dstBlock + Groups * tileRows))[r] = (ushort)(flip ? scale : scale ^ 0x8000);
                 }
             }
         }
-        var tail = tiles * tileBytes;
+        var tail = start * rowBytes;
         Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
         return true;
     }
+
+    /// <summary>Rows of the next tile when <paramref name="remaining"/> rows are left: 512, else 256, else none.</summary>
+    private static int TileRowsAt(int remaining) => remaining >= WideRows ? WideRows : remaining >= NarrowRows ? NarrowRows : 0;
 
     /// <summary>Σⱼ (tⱼ − 1)·3ʲ over the five trits from <paramref name="first"/>.</summary>
     private static int Balanced(int[] trits, int first)
@@ -248,15 +252,27 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     {
         var blocks = n / SuperBlock;
         var tables = state + AlignUp(StandardActivationBytes(n));
-        var tiles = rows / TileRows;
-        for (var tile = 0; tile < tiles; tile++)
-            Tile(weights + tile * TileRows * rowBytes, blocks, state, tables, y + tile * TileRows);
-        for (var r = tiles * TileRows; r < rows; r++)
+        var start = 0;
+        for (; rows - start >= WideRows; start += WideRows)
+            Tile<Wide>(weights + start * rowBytes, blocks, state, tables, y + start);
+        if (rows - start >= NarrowRows)
+        {
+            Tile<Narrow>(weights + start * rowBytes, blocks, state, tables, y + start);
+            start += NarrowRows;
+        }
+        for (var r = start; r < rows; r++)
             y[r] = _rowDot(weights + r * rowBytes, state, n);
     }
 
+    /// <summary>Tile widths as type arguments, so that each <see cref="Tile{TWidth}"/> is compiled for its width.</summary>
+    private interface ITileWidth;
+
+    private struct Wide : ITileWidth;
+
+    private struct Narrow : ITileWidth;
+
     /// <summary>
-    /// 256 rows: per super-block, 52 table lookups per row accumulate in int16. The int16 sums wrap modulo 2¹⁶,
+    /// 512 (or 256) rows: per super-block, 52 table lookups per row accumulate in int16. The int16 sums wrap modulo 2¹⁶,
     /// so only the final per-super-block sum must fit: |Σ vⱼ·aⱼ| ≤ 256·127 = 32512 &lt; 32768 (Q8_K values are in
     /// [−127, 127]). The sign is applied backwards, as it costs one <c>vpshufb</c>: a byte with bit 7 clear (B &gt; 0)
     /// takes the one's complement ~T[B] = −T[B] − 1 of both planes, a byte with bit 7 set takes T[|B|] = −T[B]
@@ -264,21 +280,25 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     /// (<see cref="LastIndex"/>), and the stored scale is negated.
     /// Then sum · (d_w·d_a) joins the f32 row sums.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile(byte* w, int blocks, byte* state, byte* tables, float* y)
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Tile<TWidth>(byte* w, int blocks, byte* state, byte* tables, float* y) where TWidth : struct, ITileWidth
     {
-        for (var i = 0; i < TileRows; i += 16)
+        var wide = typeof(TWidth) == typeof(Wide);
+        var tileRows = wide ? WideRows : NarrowRows;
+        for (var i = 0; i < tileRows; i += 16)
             Vector512<float>.Zero.Store(y + i);
         // Loaded, not a constant: the JIT would rematerialize a constant before every use with a vpternlogd that
         // depends on the register's previous value, chaining the lookups into one dependency chain.
         var ones = Vector512.Load((byte*)Unsafe.AsPointer(ref AllOnes[0]));
-        for (var b = 0; b < blocks; b++, w += TileRows * RepackedBlockBytes, tables += Groups * TableBytes)
+        for (var b = 0; b < blocks; b++, w += tileRows * RepackedBlockBytes, tables += Groups * TableBytes)
         {
             Vector512<short> low0 = default, high0 = default, low1 = default, high1 = default;
             Vector512<short> low2 = default, high2 = default, low3 = default, high3 = default;
+            Vector512<short> low4 = default, high4 = default, low5 = default, high5 = default;
+            Vector512<short> low6 = default, high6 = default, low7 = default, high7 = default;
             var t = tables;
             var idx = w;
-            for (var g = 0; g < Groups; g++, t += TableBytes, idx += TileRows)
+            for (var g = 0; g < Groups; g++, t += TableBytes, idx += tileRows)
             {
                 Sse.Prefetch0(idx + PrefetchDistance);
                 Sse.Prefetch0(idx + PrefetchDistance + 64);
@@ -292,13 +312,31 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
                 Lookup(ones, Vector512.Load(idx + 64), loA, loB, hiA, hiB, ref low1, ref high1);
                 Lookup(ones, Vector512.Load(idx + 128), loA, loB, hiA, hiB, ref low2, ref high2);
                 Lookup(ones, Vector512.Load(idx + 192), loA, loB, hiA, hiB, ref low3, ref high3);
+                if (wide)
+                {
+                    Sse.Prefetch0(idx + PrefetchDistance + 256);
+                    Sse.Prefetch0(idx + PrefetchDistance + 320);
+                    Sse.Prefetch0(idx + PrefetchDistance + 384);
+                    Sse.Prefetch0(idx + PrefetchDistance + 448);
+                    Lookup(ones, Vector512.Load(idx + 256), loA, loB, hiA, hiB, ref low4, ref high4);
+                    Lookup(ones, Vector512.Load(idx + 320), loA, loB, hiA, hiB, ref low5, ref high5);
+                    Lookup(ones, Vector512.Load(idx + 384), loA, loB, hiA, hiB, ref low6, ref high6);
+                    Lookup(ones, Vector512.Load(idx + 448), loA, loB, hiA, hiB, ref low7, ref high7);
+                }
             }
             var da = Vector512.Create(*(float*)(state + b * Q8_KBytes));
-            var scales = (ushort*)(w + Groups * TileRows);
+            var scales = (ushort*)(w + Groups * tileRows);
             Flush(low0, high0, scales, da, y);
             Flush(low1, high1, scales + 64, da, y + 64);
             Flush(low2, high2, scales + 128, da, y + 128);
             Flush(low3, high3, scales + 192, da, y + 192);
+            if (wide)
+            {
+                Flush(low4, high4, scales + 256, da, y + 256);
+                Flush(low5, high5, scales + 320, da, y + 320);
+                Flush(low6, high6, scales + 384, da, y + 384);
+                Flush(low7, high7, scales + 448, da, y + 448);
+            }
         }
     }
 
