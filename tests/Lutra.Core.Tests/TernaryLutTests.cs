@@ -209,6 +209,38 @@ public unsafe class TernaryLutTests
         }
     }
 
+    /// <summary>
+    /// The kernel's own f16 → f32 scale conversion on the values where bit tricks go wrong: ±0, subnormals
+    /// (smallest, largest, negative), the smallest normal, ±1 and the largest finite value. Sparse weights keep
+    /// |Σ| &lt; 2¹³ so that every product is exact in f32 and the kernel must equal the oracle bit for bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void Special_f16_scales_are_exact(GgmlType type)
+    {
+        var kernel = Kernel(type);
+        var rng = new Random(23);
+        ushort[] scales = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x3C00, 0xBC00, 0x7BFF, 0xFBFF, 0x1234, 0x9234];
+        const int n = 256, rows = 512 + 256 + 5;
+        var weightRows = new float[rows][];
+        for (var r = 0; r < rows; r++)
+        {
+            weightRows[r] = new float[n];
+            for (var k = 0; k < 40; k++)
+                weightRows[r][rng.Next(n)] = rng.Next(2) * 2 - 1;
+            weightRows[r][r % n] = 1; // max |w| = 1: the quantized scale is 1, replaced below
+        }
+        var weights = Quantize(type, weightRows);
+        var blockBytes = (int)QuantTypes.Get(type).BlockBytes;
+        for (var r = 0; r < rows; r++)
+            MemoryMarshal.Write(weights.AsSpan(r * blockBytes + blockBytes - 2), scales[r % scales.Length]);
+        var x = Row(n, i => i == 0 ? 127 : 127 * (rng.Next(2) * 2 - 1));
+        var (y, state) = Run(kernel, weights, x, rows, 512);
+        var expected = Oracle(type, weights, state, n, rows);
+        for (var r = 0; r < rows; r++)
+            Assert.True(expected[r] == y[r], $"{type} row {r} scale 0x{scales[r % scales.Length]:X4}: oracle {expected[r]}, kernel {y[r]}");
+    }
+
     [Theory]
     [MemberData(nameof(Types))]
     public void Random_rows_match_the_reference_dot(GgmlType type)

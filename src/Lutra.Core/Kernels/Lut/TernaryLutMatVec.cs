@@ -364,21 +364,19 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Accumulate(Vector256<short> sums, ushort* scales, Vector512<float> da, float* y)
     {
-        var dw = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load(scales)));
+        var dw = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)scales)));
         var value = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(sums));
         Avx512F.FusedMultiplyAdd(value, dw * da, Vector512.Load(y)).Store(y);
     }
 
     /// <summary>
-    /// Exact f16 → f32 for finite values (zero and subnormals included): the f16 magnitude bits placed in an f32's
-    /// exponent/mantissa field are the same value scaled by 2⁻¹¹², so one multiply by 2¹¹² restores it.
+    /// Exact f16 → f32 for finite values (zero and subnormals included), from the sign-extended f16 bits: shifted
+    /// left by 13, the sign lands in the f32 sign bit and exponent/mantissa in the f32 fields (three copies of
+    /// the sign in between are cleared), which is the value scaled by 2⁻¹¹²; one multiply by 2¹¹² restores it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> HalfToSingle(Vector512<int> half)
-    {
-        var magnitude = Vector512.ShiftLeft(half & Vector512.Create(0x7FFF), 13).AsSingle() * Vector512.Create(0x7780_0000).AsSingle();
-        return (magnitude.AsInt32() | Vector512.ShiftLeft(half & Vector512.Create(0x8000), 16)).AsSingle();
-    }
+        => (Vector512.ShiftLeft(half, 13) & Vector512.Create(unchecked((int)0x8FFF_E000))).AsSingle() * Vector512.Create(0x7780_0000).AsSingle();
 }
 
 /// <summary>TQ1_0 through the exact 5-trit LUT; rows after the last 256-row tile use the multiply-add row dot.</summary>
