@@ -41,9 +41,10 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     private const int NarrowRows = 256;
     /// <summary>Bytes per row and super-block in the repacked layout: 52 indices and an f16 scale.</summary>
     private const int RepackedBlockBytes = Groups + 2;
-    // Software prefetch 24 groups (6 KiB) ahead in the weight stream: the table reads from L2 interleave with
-    // the stream, and with the hardware prefetcher alone the kernel read well below the probe (measured: 17-20
-    // vs 21-24 GB/s for TQ1_0 on the same runs, though this shared machine's noise is of the same order).
+    // Software prefetch 6 KiB (12 groups of a 512-row tile) ahead in the weight stream: the table reads from L2
+    // interleave with the stream, and with the hardware prefetcher alone the kernel read well below the probe
+    // (measured: 17-20 vs 21-24 GB/s for TQ1_0 on the same runs). With 512-row tiles 3-12 KiB and t0/nta
+    // measured alike within the noise (16-24 KiB was slower with the former 256-row tiles).
     private const int PrefetchDistance = 6144;
     /// <summary>Most positive five-trit groups a stored row block has: a block with more is stored negated.</summary>
     private const int MaxPositiveGroups = 25;
@@ -232,7 +233,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
         return value;
     }
 
-    /// <summary>A positive B is stored as B, zero and negative ones as 0x80 | −B (see <see cref="Tile"/>).</summary>
+    /// <summary>A positive B is stored as B, zero and negative ones as 0x80 | −B (see <see cref="Tile{TWidth}"/>).</summary>
     private static byte Index(int value) => value > 0 ? (byte)value : (byte)(0x80 | -value);
 
     /// <summary>
