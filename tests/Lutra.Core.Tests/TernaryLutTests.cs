@@ -153,6 +153,94 @@ public unsafe class TernaryLutTests
             Assert.True(expected[r] == y[r], $"{type} {pattern} n={n} row {r}: oracle {expected[r]}, kernel {y[r]}");
     }
 
+    /// <summary>
+    /// Row blocks built around the layout's sign bookkeeping: the count c of positive five-trit groups (stored
+    /// negated past 25, and cancelled by the last group's entry, which holds element 255 too) at 0, 24, 25, 26,
+    /// 27 and 51 positive groups, every sign of element 255, and saturated activations that push the block sums
+    /// to their extremes. The kernel must equal the oracle bit for bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void Sign_counts_at_the_last_table_edges_are_exact(GgmlType type)
+    {
+        var kernel = Kernel(type);
+        var rng = new Random(19);
+        var configs = new List<(int Positive, int Negative, int Last)>();
+        foreach (var positive in new[] { 0, 1, 24, 25, 26, 27, 50, 51 })
+            foreach (var negative in new[] { 0, 1, 24, 25, 26, 51 - positive })
+                if (positive + negative <= 51)
+                    foreach (var last in new[] { -1, 0, 1 })
+                        configs.Add((positive, negative, last));
+        const int n = 1024, rows = 512 + 256 + 5; // a 512-row tile, a 256-row tile and GGUF-layout rows
+        var weightRows = new float[rows][];
+        for (var r = 0; r < rows; r++)
+        {
+            weightRows[r] = new float[n];
+            for (var b = 0; b < n / 256; b++)
+            {
+                var (positive, negative, last) = configs[(r + 37 * b) % configs.Count];
+                var signs = Enumerable.Repeat(1, positive).Concat(Enumerable.Repeat(-1, negative))
+                    .Concat(Enumerable.Repeat(0, 51 - positive - negative)).OrderBy(_ => rng.Next()).ToArray();
+                for (var g = 0; g < 51; g++)
+                {
+                    // Saturated groups (all trits equal) half the time, else any five trits of the wanted sign.
+                    var trits = new int[5];
+                    if (signs[g] != 0 && rng.Next(2) == 0)
+                        Array.Fill(trits, signs[g]);
+                    else
+                        do
+                        {
+                            for (var j = 0; j < 5; j++)
+                                trits[j] = signs[g] == 0 ? 0 : rng.Next(3) - 1;
+                        } while (Math.Sign(trits[0] + 3 * trits[1] + 9 * trits[2] + 27 * trits[3] + 81 * trits[4]) != signs[g]);
+                    for (var j = 0; j < 5; j++)
+                        weightRows[r][256 * b + 5 * g + j] = trits[j];
+                }
+                weightRows[r][256 * b + 255] = last;
+            }
+        }
+        foreach (var activations in new[] { Row(n, _ => 127), Row(n, _ => -127), Row(n, i => i % 256 == 0 ? 127 : 127 * (rng.Next(2) * 2 - 1)) })
+        {
+            var weights = Quantize(type, weightRows);
+            var (y, state) = Run(kernel, weights, activations, rows, 512);
+            var expected = Oracle(type, weights, state, n, rows);
+            for (var r = 0; r < rows; r++)
+                Assert.True(expected[r] == y[r], $"{type} row {r}: oracle {expected[r]}, kernel {y[r]}");
+        }
+    }
+
+    /// <summary>
+    /// The kernel's own f16 → f32 scale conversion on the values where bit tricks go wrong: ±0, subnormals
+    /// (smallest, largest, negative), the smallest normal, ±1 and the largest finite value. Sparse weights keep
+    /// |Σ| &lt; 2¹³ so that every product is exact in f32 and the kernel must equal the oracle bit for bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void Special_f16_scales_are_exact(GgmlType type)
+    {
+        var kernel = Kernel(type);
+        var rng = new Random(23);
+        ushort[] scales = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x3C00, 0xBC00, 0x7BFF, 0xFBFF, 0x1234, 0x9234];
+        const int n = 256, rows = 512 + 256 + 5;
+        var weightRows = new float[rows][];
+        for (var r = 0; r < rows; r++)
+        {
+            weightRows[r] = new float[n];
+            for (var k = 0; k < 40; k++)
+                weightRows[r][rng.Next(n)] = rng.Next(2) * 2 - 1;
+            weightRows[r][r % n] = 1; // max |w| = 1: the quantized scale is 1, replaced below
+        }
+        var weights = Quantize(type, weightRows);
+        var blockBytes = (int)QuantTypes.Get(type).BlockBytes;
+        for (var r = 0; r < rows; r++)
+            MemoryMarshal.Write(weights.AsSpan(r * blockBytes + blockBytes - 2), scales[r % scales.Length]);
+        var x = Row(n, i => i == 0 ? 127 : 127 * (rng.Next(2) * 2 - 1));
+        var (y, state) = Run(kernel, weights, x, rows, 512);
+        var expected = Oracle(type, weights, state, n, rows);
+        for (var r = 0; r < rows; r++)
+            Assert.True(expected[r] == y[r], $"{type} row {r} scale 0x{scales[r % scales.Length]:X4}: oracle {expected[r]}, kernel {y[r]}");
+    }
+
     [Theory]
     [MemberData(nameof(Types))]
     public void Random_rows_match_the_reference_dot(GgmlType type)

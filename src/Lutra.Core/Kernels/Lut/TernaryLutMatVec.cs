@@ -11,13 +11,15 @@ namespace Lutra.Core.Kernels;
 /// that byte indexes a table of the 122 possible partial sums Σ vⱼ·aⱼ of those 5 activations.
 /// <para>
 /// Weight layout (written once by <see cref="TryPrepareWeights"/>): a super-block of 256 trits is cut into 51
-/// groups of 5 consecutive elements plus a one-trit group for element 255. A group with trit values vⱼ ∈ {−1,0,1}
-/// has balanced value B = Σ vⱼ·3ʲ ∈ [−121, 121]; its byte is B when B ≥ 0, else 0x80 | −B (the trits negated
-/// give −B, and the table is odd: T[−B] = −T[B]). Rows are interleaved in tiles of <see cref="RowTile"/> = 256
-/// rows: per super-block, 52 groups × 256 row bytes, then the 256 f16 row scales — 54 bytes per row and
-/// super-block, which is TQ1_0's own size and fits in TQ2_0's 66 (the rest of a TQ2_0 tile is unused, so a
-/// TQ2_0 matrix streams 18 % fewer bytes than its GGUF size). Rows after the last whole tile keep the GGUF
-/// layout and go through the multiply-add row dot.
+/// groups of 5 consecutive elements plus a last group for element 255. A group with trit values vⱼ ∈ {−1,0,1}
+/// has balanced value B = Σ vⱼ·3ʲ ∈ [−121, 121]; its byte is B when B &gt; 0, else 0x80 | −B (the trits negated
+/// give −B, and the table is odd: T[−B] = −T[B]). A row block with more than 25 positive groups is stored
+/// negated, scale included, and the last group's byte also carries that count (<see cref="LastIndex"/>). Rows
+/// are interleaved in tiles of <see cref="RowTile"/> = 512 rows (one 256-row tile after the last whole one if
+/// 256 rows are left): per super-block, 52 groups × tile-width row bytes, then the rows' f16 scales — 54 bytes
+/// per row and super-block, which is TQ1_0's own size and fits in TQ2_0's 66 (the rest of a TQ2_0 tile is
+/// unused, so a TQ2_0 matrix streams 18 % fewer bytes than its GGUF size). Rows after the last tile keep the
+/// GGUF layout and go through the multiply-add row dot.
 /// </para>
 /// <para>
 /// Activation sidecar (built once per input vector, shared by every row, thread and projection): per group,
@@ -35,14 +37,19 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     private const int Groups = 52;
     private const int TableBytes = 256;
     private const int RowsPerVector = 64;
-    private const int Vectors = 4;
-    private const int TileRows = RowsPerVector * Vectors;
+    private const int WideRows = 512;
+    private const int NarrowRows = 256;
     /// <summary>Bytes per row and super-block in the repacked layout: 52 indices and an f16 scale.</summary>
     private const int RepackedBlockBytes = Groups + 2;
-    // Software prefetch 24 groups (6 KiB) ahead in the weight stream: the table reads from L2 interleave with
-    // the stream, and with the hardware prefetcher alone the kernel read well below the probe (measured: 17-20
-    // vs 21-24 GB/s for TQ1_0 on the same runs, though this shared machine's noise is of the same order).
+    // Software prefetch 6 KiB (12 groups of a 512-row tile) ahead in the weight stream: the table reads from L2
+    // interleave with the stream, and with the hardware prefetcher alone the kernel read well below the probe
+    // (measured: 17-20 vs 21-24 GB/s for TQ1_0 on the same runs). With 512-row tiles 3-12 KiB and t0/nta
+    // measured alike within the noise (16-24 KiB was slower with the former 256-row tiles).
     private const int PrefetchDistance = 6144;
+    /// <summary>Most positive five-trit groups a stored row block has: a block with more is stored negated.</summary>
+    private const int MaxPositiveGroups = 25;
+    /// <summary>Last-table entry a₂₅₅ + 0; entries LastSigned + j hold a₂₅₅ + j for j ∈ [−26, 25].</summary>
+    private const int LastSigned = 90;
 
     // Balanced-ternary digit j of every table index B < 128 (zero for the unused B ≥ 122), 32 int16 per vector.
     private static readonly short[] Digits = BuildDigits();
@@ -64,7 +71,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
 
     public override bool UsesLookupTables => true;
 
-    public override int RowTile => TileRows;
+    public override int RowTile => WideRows;
 
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + n / SuperBlock * Groups * TableBytes;
 
@@ -79,23 +86,35 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
         Q8_KKernels.QuantizeRowAvx512(x, state, n);
         var tables = state + AlignUp(StandardActivationBytes(n));
         var digits = (short*)Unsafe.AsPointer(ref Digits[0]);
-        var padded = stackalloc sbyte[5];
         for (var b = 0; b < n / SuperBlock; b++)
         {
             var q = (sbyte*)(state + b * Q8_KBytes + Q8_KQs);
-            for (var g = 0; g < Groups; g++, tables += TableBytes)
-            {
-                var a = q + 5 * g;
-                if (g == Groups - 1)
-                {
-                    // Element 255 alone: the other four digits of its index are zero.
-                    padded[0] = q[SuperBlock - 1];
-                    padded[1] = padded[2] = padded[3] = padded[4] = 0;
-                    a = padded;
-                }
-                BuildTable(a, digits, tables);
-            }
+            for (var g = 0; g < Groups - 1; g++, tables += TableBytes)
+                BuildTable(q + 5 * g, digits, tables);
+            BuildLastTable(q[SuperBlock - 1], tables);
+            tables += TableBytes;
         }
+    }
+
+    /// <summary>
+    /// The last group's table: element 255's product plus the row block's count c ≤ 25 of positive five-trit groups (see
+    /// <see cref="LastIndex"/>): T[e] = e for e &lt; 26 (trit 0), T[e] = a₂₅₅ + e − 90 for 64 ≤ e &lt; 116 (trit ±1).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BuildLastTable(sbyte a255, byte* table)
+    {
+        var a = Vector512.Create((short)a255);
+        var bases = (short*)Unsafe.AsPointer(ref LastBase[0]);
+        var uses = (short*)Unsafe.AsPointer(ref LastUses[0]);
+        for (var v = 0; v < 4; v++)
+            StorePlanes(Vector512.Load(bases + 32 * v) + Vector512.Load(uses + 32 * v) * a, table + 32 * v);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StorePlanes(Vector512<short> t, byte* table)
+    {
+        Avx512BW.ConvertToVector256Byte(t.AsUInt16()).Store(table);
+        Avx512BW.ConvertToVector256Byte(Vector512.ShiftRightLogical(t.AsUInt16(), 8)).Store(table + 128);
     }
 
     /// <summary>T[B] = Σⱼ digitⱼ(B)·aⱼ for B &lt; 128, |T| ≤ 5·127, stored as a low-byte and a high-byte plane.</summary>
@@ -112,9 +131,27 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
             var d = digits + 32 * v;
             var t = Vector512.Load(d) * a0 + Vector512.Load(d + 128) * a1 + Vector512.Load(d + 256) * a2
                 + Vector512.Load(d + 384) * a3 + Vector512.Load(d + 512) * a4;
-            Avx512BW.ConvertToVector256Byte(t.AsUInt16()).Store(table + 32 * v);
-            Avx512BW.ConvertToVector256Byte(Vector512.ShiftRightLogical(t.AsUInt16(), 8)).Store(table + 128 + 32 * v);
+            StorePlanes(t, table + 32 * v);
         }
+    }
+
+    private static readonly byte[] AllOnes = Enumerable.Repeat((byte)0xFF, 64).ToArray();
+
+    // The last group's table as LastBase[e] + LastUses[e]·a₂₅₅.
+    private static readonly short[] LastBase = BuildLast(uses: false);
+    private static readonly short[] LastUses = BuildLast(uses: true);
+
+    private static short[] BuildLast(bool uses)
+    {
+        var table = new short[128];
+        for (var e = 0; e < 128; e++)
+        {
+            if (e <= MaxPositiveGroups)
+                table[e] = uses ? (short)0 : (short)e;
+            else if (e >= LastSigned - MaxPositiveGroups - 1 && e <= LastSigned + MaxPositiveGroups)
+                table[e] = uses ? (short)1 : (short)(e - LastSigned);
+        }
+        return table;
     }
 
     private static short[] BuildDigits()
@@ -141,74 +178,128 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
         if (n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * _weightBlockBytes)
             return false;
         var blocks = n / SuperBlock;
-        var tiles = rows / TileRows;
         var trits = new int[SuperBlock];
-        var tileBytes = TileRows * rowBytes;
-        for (var tile = 0; tile < tiles; tile++)
+        var values = new int[Groups - 1];
+        var start = 0;
+        for (int tileRows; (tileRows = TileRowsAt(rows - start)) != 0; start += tileRows)
         {
-            var dst = destination + tile * tileBytes;
-            new Span<byte>(dst, (int)tileBytes).Clear();
-            for (var r = 0; r < TileRows; r++)
+            var dst = destination + start * rowBytes;
+            new Span<byte>(dst, (int)(tileRows * rowBytes)).Clear();
+            for (var r = 0; r < tileRows; r++)
             {
                 var position = r / RowsPerVector * RowsPerVector + BytePosition(r % RowsPerVector);
-                var row = source + (tile * TileRows + r) * rowBytes;
+                var row = source + (start + r) * rowBytes;
                 for (var b = 0; b < blocks; b++)
                 {
                     var block = row + b * _weightBlockBytes;
                     var scale = *(ushort*)(block + ScaleOffset);
                     if ((scale & 0x7C00) == 0x7C00 || !Unpack(block, trits))
                         return false; // Inf/NaN scales and the 2-bit code 3 have no place in this layout.
-                    var dstBlock = dst + (long)b * TileRows * RepackedBlockBytes;
-                    for (var g = 0; g < Groups; g++)
-                        dstBlock[g * TileRows + position] = Index(trits, 5 * g, g == Groups - 1 ? 1 : 5);
-                    ((ushort*)(dstBlock + Groups * TileRows))[r] = scale;
+                    var dstBlock = dst + (long)b * tileRows * RepackedBlockBytes;
+                    int positive = 0, nonzero = 0;
+                    for (var g = 0; g < Groups - 1; g++)
+                    {
+                        values[g] = Balanced(trits, 5 * g);
+                        positive += values[g] > 0 ? 1 : 0;
+                        nonzero += values[g] != 0 ? 1 : 0;
+                    }
+                    // Negating every trit and the scale leaves the block's product unchanged (both are exact), and
+                    // bounds the positive groups by 25, the range the last table covers.
+                    var flip = 2 * positive > nonzero;
+                    var sign = flip ? -1 : 1;
+                    for (var g = 0; g < Groups - 1; g++)
+                        dstBlock[g * tileRows + position] = Index(sign * values[g]);
+                    var last = sign * (trits[SuperBlock - 1] - 1);
+                    dstBlock[(Groups - 1) * tileRows + position] = LastIndex(last, flip ? nonzero - positive : positive);
+                    // The kernel sums −Σ tⱼ·aⱼ: the stored scale is negated once more.
+                    ((ushort*)(dstBlock + Groups * tileRows))[r] = (ushort)(flip ? scale : scale ^ 0x8000);
                 }
             }
         }
-        var tail = tiles * tileBytes;
+        var tail = start * rowBytes;
         Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
         return true;
     }
 
-    private static byte Index(int[] trits, int first, int count)
+    /// <summary>Rows of the next tile when <paramref name="remaining"/> rows are left: 512, else 256, else none.</summary>
+    private static int TileRowsAt(int remaining) => remaining >= WideRows ? WideRows : remaining >= NarrowRows ? NarrowRows : 0;
+
+    /// <summary>Σⱼ (tⱼ − 1)·3ʲ over the five trits from <paramref name="first"/>.</summary>
+    private static int Balanced(int[] trits, int first)
     {
         var value = 0;
-        for (var j = count - 1; j >= 0; j--)
+        for (var j = 4; j >= 0; j--)
             value = 3 * value + trits[first + j] - 1;
-        return value >= 0 ? (byte)value : (byte)(0x80 | -value);
+        return value;
     }
+
+    /// <summary>A positive B is stored as B, zero and negative ones as 0x80 | −B (see <see cref="Tile{TWidth}"/>).</summary>
+    private static byte Index(int value) => value > 0 ? (byte)value : (byte)(0x80 | -value);
+
+    /// <summary>
+    /// The last group's byte, which also cancels the −1 of the row block's <paramref name="positive"/> complemented
+    /// lookups (c ≤ 25): trit 0 → 0x80 | c (entry c: +c); trit −1 → 0x80 | (90 + c) (a₂₅₅ + c); trit +1 → entry
+    /// 89 − c, complemented: ~(a₂₅₅ − c − 1) = c − a₂₅₅.
+    /// </summary>
+    private static byte LastIndex(int trit, int positive) => trit switch
+    {
+        0 => (byte)(0x80 | positive),
+        > 0 => (byte)(LastSigned - 1 - positive),
+        _ => (byte)(0x80 | (LastSigned + positive)),
+    };
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var blocks = n / SuperBlock;
         var tables = state + AlignUp(StandardActivationBytes(n));
-        var tiles = rows / TileRows;
-        for (var tile = 0; tile < tiles; tile++)
-            Tile(weights + tile * TileRows * rowBytes, blocks, state, tables, y + tile * TileRows);
-        for (var r = tiles * TileRows; r < rows; r++)
+        var start = 0;
+        for (; rows - start >= WideRows; start += WideRows)
+            Tile<Wide>(weights + start * rowBytes, blocks, state, tables, y + start);
+        if (rows - start >= NarrowRows)
+        {
+            Tile<Narrow>(weights + start * rowBytes, blocks, state, tables, y + start);
+            start += NarrowRows;
+        }
+        for (var r = start; r < rows; r++)
             y[r] = _rowDot(weights + r * rowBytes, state, n);
     }
 
+    /// <summary>Tile widths as type arguments, so that each <see cref="Tile{TWidth}"/> is compiled for its width.</summary>
+    private interface ITileWidth;
+
+    private struct Wide : ITileWidth;
+
+    private struct Narrow : ITileWidth;
+
     /// <summary>
-    /// 256 rows: per super-block, 52 table lookups per row accumulate in int16. The int16 sums wrap modulo 2¹⁶,
+    /// 512 (or 256) rows: per super-block, 52 table lookups per row accumulate in int16. The int16 sums wrap modulo 2¹⁶,
     /// so only the final per-super-block sum must fit: |Σ vⱼ·aⱼ| ≤ 256·127 = 32512 &lt; 32768 (Q8_K values are in
-    /// [−127, 127]). The sign trick adds ~T = −T − 1 for a negative index; the count of those (≤ 52 per row, an
-    /// int8 lane) is added back at the end of the super-block. Then sum · (d_w·d_a) joins the f32 row sums.
+    /// [−127, 127]). The sign is applied backwards, as it costs one <c>vpshufb</c>: a byte with bit 7 clear (B &gt; 0)
+    /// takes the one's complement ~T[B] = −T[B] − 1 of both planes, a byte with bit 7 set takes T[|B|] = −T[B]
+    /// as is. So the sum is −Σ vⱼ·aⱼ − (positive lookups); the last group's entry adds that count back
+    /// (<see cref="LastIndex"/>), and the stored scale is negated.
+    /// Then sum · (d_w·d_a) joins the f32 row sums.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile(byte* w, int blocks, byte* state, byte* tables, float* y)
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Tile<TWidth>(byte* w, int blocks, byte* state, byte* tables, float* y) where TWidth : struct, ITileWidth
     {
-        for (var i = 0; i < TileRows; i += 16)
+        var wide = typeof(TWidth) == typeof(Wide);
+        var tileRows = wide ? WideRows : NarrowRows;
+        for (var i = 0; i < tileRows; i += 16)
             Vector512<float>.Zero.Store(y + i);
-        for (var b = 0; b < blocks; b++, w += TileRows * RepackedBlockBytes, tables += Groups * TableBytes)
+        // Loaded, not a constant: the JIT would rematerialize a constant before every use with a vpternlogd that
+        // depends on the register's previous value, chaining the lookups into one dependency chain.
+        var ones = Vector512.Load((byte*)Unsafe.AsPointer(ref AllOnes[0]));
+        for (var b = 0; b < blocks; b++, w += tileRows * RepackedBlockBytes, tables += Groups * TableBytes)
         {
             Vector512<short> low0 = default, high0 = default, low1 = default, high1 = default;
             Vector512<short> low2 = default, high2 = default, low3 = default, high3 = default;
-            Vector512<sbyte> neg0 = default, neg1 = default, neg2 = default, neg3 = default;
+            Vector512<short> low4 = default, high4 = default, low5 = default, high5 = default;
+            Vector512<short> low6 = default, high6 = default, low7 = default, high7 = default;
             var t = tables;
             var idx = w;
-            for (var g = 0; g < Groups; g++, t += TableBytes, idx += TileRows)
+            for (var g = 0; g < Groups; g++, t += TableBytes, idx += tileRows)
             {
                 Sse.Prefetch0(idx + PrefetchDistance);
                 Sse.Prefetch0(idx + PrefetchDistance + 64);
@@ -218,39 +309,53 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
                 var loB = Vector512.Load(t + 64);
                 var hiA = Vector512.Load(t + 128);
                 var hiB = Vector512.Load(t + 192);
-                Lookup(Vector512.Load(idx), loA, loB, hiA, hiB, ref low0, ref high0, ref neg0);
-                Lookup(Vector512.Load(idx + 64), loA, loB, hiA, hiB, ref low1, ref high1, ref neg1);
-                Lookup(Vector512.Load(idx + 128), loA, loB, hiA, hiB, ref low2, ref high2, ref neg2);
-                Lookup(Vector512.Load(idx + 192), loA, loB, hiA, hiB, ref low3, ref high3, ref neg3);
+                Lookup(ones, Vector512.Load(idx), loA, loB, hiA, hiB, ref low0, ref high0);
+                Lookup(ones, Vector512.Load(idx + 64), loA, loB, hiA, hiB, ref low1, ref high1);
+                Lookup(ones, Vector512.Load(idx + 128), loA, loB, hiA, hiB, ref low2, ref high2);
+                Lookup(ones, Vector512.Load(idx + 192), loA, loB, hiA, hiB, ref low3, ref high3);
+                if (wide)
+                {
+                    Sse.Prefetch0(idx + PrefetchDistance + 256);
+                    Sse.Prefetch0(idx + PrefetchDistance + 320);
+                    Sse.Prefetch0(idx + PrefetchDistance + 384);
+                    Sse.Prefetch0(idx + PrefetchDistance + 448);
+                    Lookup(ones, Vector512.Load(idx + 256), loA, loB, hiA, hiB, ref low4, ref high4);
+                    Lookup(ones, Vector512.Load(idx + 320), loA, loB, hiA, hiB, ref low5, ref high5);
+                    Lookup(ones, Vector512.Load(idx + 384), loA, loB, hiA, hiB, ref low6, ref high6);
+                    Lookup(ones, Vector512.Load(idx + 448), loA, loB, hiA, hiB, ref low7, ref high7);
+                }
             }
             var da = Vector512.Create(*(float*)(state + b * Q8_KBytes));
-            var scales = (ushort*)(w + Groups * TileRows);
-            Flush(low0, high0, neg0, scales, da, y);
-            Flush(low1, high1, neg1, scales + 64, da, y + 64);
-            Flush(low2, high2, neg2, scales + 128, da, y + 128);
-            Flush(low3, high3, neg3, scales + 192, da, y + 192);
+            var scales = (ushort*)(w + Groups * tileRows);
+            Flush(low0, high0, scales, da, y);
+            Flush(low1, high1, scales + 64, da, y + 64);
+            Flush(low2, high2, scales + 128, da, y + 128);
+            Flush(low3, high3, scales + 192, da, y + 192);
+            if (wide)
+            {
+                Flush(low4, high4, scales + 256, da, y + 256);
+                Flush(low5, high5, scales + 320, da, y + 320);
+                Flush(low6, high6, scales + 384, da, y + 384);
+                Flush(low7, high7, scales + 448, da, y + 448);
+            }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Lookup(Vector512<byte> idx, Vector512<byte> loA, Vector512<byte> loB, Vector512<byte> hiA, Vector512<byte> hiB,
-        ref Vector512<short> low, ref Vector512<short> high, ref Vector512<sbyte> neg)
+    private static void Lookup(Vector512<byte> ones, Vector512<byte> idx, Vector512<byte> loA, Vector512<byte> loB, Vector512<byte> hiA, Vector512<byte> hiB,
+        ref Vector512<short> low, ref Vector512<short> high)
     {
-        var sign = Vector512.LessThan(idx.AsSByte(), Vector512<sbyte>.Zero).AsByte();
-        var lo = Avx512Vbmi.PermuteVar64x8x2(loA, idx, loB) ^ sign;
-        var hi = Avx512Vbmi.PermuteVar64x8x2(hiA, idx, hiB) ^ sign;
+        // vpshufb yields zero where bit 7 is set: all ones exactly for the positive indices.
+        var positive = Avx512BW.Shuffle(ones, idx);
+        var lo = Avx512Vbmi.PermuteVar64x8x2(loA, idx, loB) ^ positive;
+        var hi = Avx512Vbmi.PermuteVar64x8x2(hiA, idx, hiB) ^ positive;
         low += Avx512BW.UnpackLow(lo, hi).AsInt16();
         high += Avx512BW.UnpackHigh(lo, hi).AsInt16();
-        neg += sign.AsSByte();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Flush(Vector512<short> low, Vector512<short> high, Vector512<sbyte> neg, ushort* scales, Vector512<float> da, float* y)
+    private static void Flush(Vector512<short> low, Vector512<short> high, ushort* scales, Vector512<float> da, float* y)
     {
-        // neg holds −(negative lookups) per row; widen it in the same lane order as the planes' unpack.
-        var n = neg.AsByte();
-        low -= Avx512BW.ShiftRightArithmetic(Avx512BW.UnpackLow(n, n).AsInt16(), 8);
-        high -= Avx512BW.ShiftRightArithmetic(Avx512BW.UnpackHigh(n, n).AsInt16(), 8);
         Accumulate(low.GetLower(), scales, da, y);
         Accumulate(low.GetUpper(), scales + 16, da, y + 16);
         Accumulate(high.GetLower(), scales + 32, da, y + 32);
@@ -260,21 +365,19 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Accumulate(Vector256<short> sums, ushort* scales, Vector512<float> da, float* y)
     {
-        var dw = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load(scales)));
+        var dw = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)scales)));
         var value = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(sums));
         Avx512F.FusedMultiplyAdd(value, dw * da, Vector512.Load(y)).Store(y);
     }
 
     /// <summary>
-    /// Exact f16 → f32 for finite values (zero and subnormals included): the f16 magnitude bits placed in an f32's
-    /// exponent/mantissa field are the same value scaled by 2⁻¹¹², so one multiply by 2¹¹² restores it.
+    /// Exact f16 → f32 for finite values (zero and subnormals included), from the sign-extended f16 bits: shifted
+    /// left by 13, the sign lands in the f32 sign bit and exponent/mantissa in the f32 fields (three copies of
+    /// the sign in between are cleared), which is the value scaled by 2⁻¹¹²; one multiply by 2¹¹² restores it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> HalfToSingle(Vector512<int> half)
-    {
-        var magnitude = Vector512.ShiftLeft(half & Vector512.Create(0x7FFF), 13).AsSingle() * Vector512.Create(0x7780_0000).AsSingle();
-        return (magnitude.AsInt32() | Vector512.ShiftLeft(half & Vector512.Create(0x8000), 16)).AsSingle();
-    }
+        => (Vector512.ShiftLeft(half, 13) & Vector512.Create(unchecked((int)0x8FFF_E000))).AsSingle() * Vector512.Create(0x7780_0000).AsSingle();
 }
 
 /// <summary>TQ1_0 through the exact 5-trit LUT; rows after the last 256-row tile use the multiply-add row dot.</summary>
