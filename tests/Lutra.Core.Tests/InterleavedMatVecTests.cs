@@ -6,7 +6,7 @@ using Lutra.Core.Quants;
 namespace Lutra.Core.Tests;
 
 /// <summary>
-/// The 16-row interleaved Q4_0/Q8_0 kernels against llama.cpp's reference dot product. Their integer block sums
+/// The 16-row interleaved Q4_0/Q4_1/Q8_0 kernels against llama.cpp's reference dot product. Their integer block sums
 /// are exact and their float arithmetic per row is the reference's, in the reference's order, so every output
 /// must equal <see cref="QuantReference.Dot"/> bit for bit, through MatVec and through MatMat.
 /// </summary>
@@ -16,7 +16,7 @@ public unsafe class InterleavedMatVecTests
     public static TheoryData<GgmlType, InstructionSet, bool> Kernels()
     {
         var data = new TheoryData<GgmlType, InstructionSet, bool>();
-        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0 })
+        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q8_0 })
             foreach (var isa in new[] { InstructionSet.Avx2, InstructionSet.Avx512 })
                 data.Add(type, isa, true);
         // Q4_0's AVX2 path without AVX-VNNI, forced (the table picks it only on CPUs without AVX-VNNI).
@@ -33,10 +33,20 @@ public unsafe class InterleavedMatVecTests
                 Assert.Skip("the plain AVX2 Q4_0 path needs AVX2");
             return new Q4_0InterleavedMatVec(InstructionSet.Avx2, avxVnni: false);
         }
-        var supported = type == GgmlType.Q4_0 ? Q4_0InterleavedMatVec.IsSupported(isa) : KernelIsa.IsSupported(isa) && AvxVnni.IsSupported;
+        var supported = type switch
+        {
+            GgmlType.Q4_0 => Q4_0InterleavedMatVec.IsSupported(isa),
+            GgmlType.Q4_1 => Q4_1InterleavedMatVec.IsSupported(isa),
+            _ => KernelIsa.IsSupported(isa) && AvxVnni.IsSupported,
+        };
         if (!supported)
-            Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q8_0: AVX-VNNI)");
-        var kernel = type == GgmlType.Q4_0 ? (MatVecKernel)new Q4_0InterleavedMatVec(isa) : new Q8_0InterleavedMatVec(isa);
+            Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q4_1: AVX-512 BW or AVX2; Q8_0: AVX-VNNI)");
+        MatVecKernel kernel = type switch
+        {
+            GgmlType.Q4_0 => new Q4_0InterleavedMatVec(isa),
+            GgmlType.Q4_1 => new Q4_1InterleavedMatVec(isa),
+            _ => new Q8_0InterleavedMatVec(isa),
+        };
         Assert.Contains(KernelTable.RepackingKernels(type, isa), k => k.GetType() == kernel.GetType() && k.Isa == isa);
         return kernel;
     }
@@ -64,7 +74,10 @@ public unsafe class InterleavedMatVecTests
         return x;
     }
 
-    /// <summary>Rows quantized by the reference quantizer, or raw random bytes with random finite scales (zero, subnormal, negative).</summary>
+    /// <summary>
+    /// Rows quantized by the reference quantizer, or raw random bytes with random finite scales (zero, subnormal,
+    /// negative), and for Q4_1 random finite minimums of the same kinds, out of step with the scales.
+    /// </summary>
     private static byte[] Weights(GgmlType type, Random rng, int n, int rows, bool raw)
     {
         var info = QuantTypes.Get(type);
@@ -79,17 +92,20 @@ public unsafe class InterleavedMatVecTests
         rng.NextBytes(bytes);
         for (var block = 0; block < bytes.Length / info.BlockBytes; block++)
         {
-            var scale = (block % 7) switch
-            {
-                0 => (Half)0,
-                1 => BitConverter.UInt16BitsToHalf((ushort)rng.Next(1, 0x400)), // subnormal
-                2 => (Half)(-(rng.NextDouble() * 100)),
-                _ => (Half)((rng.NextDouble() - 0.5) * 0.02),
-            };
-            MemoryMarshal.Write(bytes.AsSpan(block * (int)info.BlockBytes), scale);
+            MemoryMarshal.Write(bytes.AsSpan(block * (int)info.BlockBytes), RandomFiniteHalf(rng, block % 7));
+            if (type == GgmlType.Q4_1)
+                MemoryMarshal.Write(bytes.AsSpan(block * (int)info.BlockBytes + 2), RandomFiniteHalf(rng, block % 5));
         }
         return bytes;
     }
+
+    private static Half RandomFiniteHalf(Random rng, int kind) => kind switch
+    {
+        0 => (Half)0,
+        1 => BitConverter.UInt16BitsToHalf((ushort)rng.Next(1, 0x400)), // subnormal
+        2 => (Half)(-(rng.NextDouble() * 100)),
+        _ => (Half)((rng.NextDouble() - 0.5) * 0.02),
+    };
 
     private static Native Prepare(MatVecKernel kernel, Random rng, int n, int tokens, out int stride)
     {
@@ -225,6 +241,14 @@ public unsafe class InterleavedMatVecTests
             Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
             MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + blockBytes), Half.NaN);
             Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            if (type == GgmlType.Q4_1)
+            {
+                // Q4_1's minimum m (after d) is a scale too.
+                MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + blockBytes), (Half)1);
+                Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+                MemoryMarshal.Write(weights.AsSpan(15 * rowBytes + 2), Half.NegativeInfinity);
+                Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            }
         }
     }
 }
