@@ -24,6 +24,7 @@ public class KernelChoiceLogitsTests
     [InlineData("tiny-synth-Q6_K", KernelPreference.Interleaved)]
     [InlineData("tiny-synth-Q4_1", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q4_1", KernelPreference.Interleaved)]
+    [InlineData("tiny-synth-Q4_1", KernelPreference.Lut)]
     [InlineData("tiny-synth-Q8_0", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q2_K", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q2_K", KernelPreference.Interleaved)]
