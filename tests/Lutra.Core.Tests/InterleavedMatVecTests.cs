@@ -113,8 +113,15 @@ public unsafe class InterleavedMatVecTests
         var states = new Native((long)stride * tokens);
         for (var t = 0; t < tokens; t++)
         {
-            // Token 0 saturates: every activation block holds ±127 after quantization.
-            var x = t == 0 ? RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray() : RandomRow(rng, n, 4);
+            // Token 0 saturates: every activation block holds ±127 after quantization. Tokens 1 and 2 put the f16
+            // activation scales at the ends of their range (d ≈ 63000, and subnormal d).
+            var x = t switch
+            {
+                0 => RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray(),
+                1 => RandomRow(rng, n, 8e6),
+                2 => RandomRow(rng, n, 2e-5),
+                _ => RandomRow(rng, n, 4),
+            };
             fixed (float* px = x)
                 kernel.PrepareActivations(px, n, states.Pointer + (long)t * stride);
             var expected = new byte[kernel.StandardActivationBytes(n)];
@@ -159,8 +166,8 @@ public unsafe class InterleavedMatVecTests
                 var weights = Weights(type, rng, n, rows, raw);
                 var rowBytes = weights.Length / rows;
                 using var packed = Repack(kernel, weights, rows, n);
-                using var states = Prepare(kernel, rng, n, 2, out var stride);
-                for (var t = 0; t < 2; t++)
+                using var states = Prepare(kernel, rng, n, 4, out var stride);
+                for (var t = 0; t < 4; t++)
                 {
                     var state = states.Pointer + (long)t * stride;
                     var y = new float[rows + 1];

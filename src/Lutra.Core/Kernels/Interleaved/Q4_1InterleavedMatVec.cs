@@ -47,7 +47,13 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
 
     public override int ActivationBytes(int n) => InterleavedSteps.ActivationBytes(StandardActivationBytes(n), n);
 
-    /// <summary>The Q8_1 row (bit-identical to the reference), then per block d_a and s_a as f32.</summary>
+    /// <summary>
+    /// The Q8_1 row (bit-identical to the reference), then per block d_a·2¹¹² and s_a·2¹¹² as f32: the weight side
+    /// converts its f16 d and m to d·2⁻¹¹² and m·2⁻¹¹² (<see cref="ScaledDown"/>), and the products (d_w·2⁻¹¹²)·(d_a·2¹¹²)
+    /// and (m_w·2⁻¹¹²)·(s_a·2¹¹²) are the same real numbers as the reference's d_w·d_a and m_w·s_a, so they round to the
+    /// same f32. Every factor is exact and finite (an f16 below 2¹⁶ times 2¹¹² stays below f32's 2¹²⁸; an f16 times
+    /// 2⁻¹¹² is at least 2⁻¹³⁶, an f32 subnormal with room for its 11 bits), and two multiplies per block go.
+    /// </summary>
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         Q8_1Kernels.QuantizeRowVector128(x, state, n);
@@ -55,8 +61,8 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
         for (var b = 0; b < n / Block; b++)
         {
             var block = state + b * Q8_1BlockBytes;
-            *(float*)(sidecar + b * SidecarBlockBytes) = HalfLookup.ToSingle(block);
-            *(float*)(sidecar + b * SidecarBlockBytes + 4) = HalfLookup.ToSingle(block + 2);
+            *(float*)(sidecar + b * SidecarBlockBytes) = HalfLookup.ToSingle(block) * TwoTo112;
+            *(float*)(sidecar + b * SidecarBlockBytes + 4) = HalfLookup.ToSingle(block + 2) * TwoTo112;
         }
     }
 
@@ -105,7 +111,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
         else
             TilesAvx2(weights, rowBytes, tiles, state, sidecar, blocks, y);
         for (var r = tiles * TileRows; r < rows; r++)
-            y[r] = RowDot(weights + r * rowBytes, state, sidecar, blocks);
+            y[r] = RowDot(weights + r * rowBytes, state, blocks);
     }
 
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
@@ -126,7 +132,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
                 for (var k = 0; k < 4; k++)
                 {
                     var state = s0 + (long)k * stateStride;
-                    y[(t + k) * yStride + r] = RowDot(weights + r * rowBytes, state, state + sidecarOffset, blocks);
+                    y[(t + k) * yStride + r] = RowDot(weights + r * rowBytes, state, blocks);
                 }
             }
         }
@@ -138,6 +144,8 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx512(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
     {
+        var mask = Vector512.Create((byte)0x0F);
+        var signAndMagnitude = Vector512.Create(unchecked((int)0x8FFF_FFFF));
         for (var tile = 0; tile < tiles; tile++)
         {
             var w = weights + tile * TileRows * rowBytes;
@@ -148,8 +156,8 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
             {
                 // Five lines ahead, as for Q4_0's 288-byte block: here they cover the 320-byte block exactly.
                 PrefetchQ4_0TileBlock(w);
-                var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles(w + QuantsOffset);
-                acc = Token(a, s, l0, l1, l2, l3, h0, h1, h2, h3, HalfToSingle512(w), HalfToSingle512(w + 2 * TileRows), acc);
+                var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles(w + QuantsOffset, mask);
+                acc = Token(a, s, l0, l1, l2, l3, h0, h1, h2, h3, ScaledDown(w, signAndMagnitude), ScaledDown(w + 2 * TileRows, signAndMagnitude), acc);
             }
             acc.Store(y + tile * TileRows);
         }
@@ -162,15 +170,17 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
         var s1 = s0 + stateStride;
         var s2 = s1 + stateStride;
         var s3 = s2 + stateStride;
+        var mask = Vector512.Create((byte)0x0F);
+        var signAndMagnitude = Vector512.Create(unchecked((int)0x8FFF_FFFF));
         for (var tile = 0; tile < tiles; tile++)
         {
             var w = weights + tile * TileRows * rowBytes;
             Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
             for (var b = 0; b < blocks; b++, w += TileBlockBytes)
             {
-                var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles(w + QuantsOffset);
-                var dw = HalfToSingle512(w);
-                var mw = HalfToSingle512(w + 2 * TileRows);
+                var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles(w + QuantsOffset, mask);
+                var dw = ScaledDown(w, signAndMagnitude);
+                var mw = ScaledDown(w + 2 * TileRows, signAndMagnitude);
                 var o = b * Q8_1BlockBytes + 4;
                 var so = sidecarOffset + b * SidecarBlockBytes;
                 c0 = Token(s0 + o, s0 + so, l0, l1, l2, l3, h0, h1, h2, h3, dw, mw, c0);
@@ -189,9 +199,8 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
     /// <summary>A tile block's four quant groups as low nibbles l and high nibbles h, 16 rows each.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (Vector512<byte>, Vector512<byte>, Vector512<byte>, Vector512<byte>, Vector512<byte>, Vector512<byte>, Vector512<byte>, Vector512<byte>)
-        Nibbles(byte* quants)
+        Nibbles(byte* quants, Vector512<byte> mask)
     {
-        var mask = Vector512.Create((byte)0x0F);
         var v0 = Vector512.Load(quants);
         var v1 = Vector512.Load(quants + 64);
         var v2 = Vector512.Load(quants + 128);
@@ -200,6 +209,14 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
             Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask, Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask,
             Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask, Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask);
     }
+
+    /// <summary>
+    /// 16 rows' f16 values v as the f32 v·2⁻¹¹², exactly: <see cref="InterleavedSteps.HalfToSingle512"/> without its final
+    /// multiply, which the activation sidecar carries instead (see <see cref="PrepareActivations"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> ScaledDown(byte* halves, Vector512<int> signAndMagnitude) =>
+        (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)halves)), 13) & signAndMagnitude).AsSingle();
 
     /// <summary>acc + ((d_w·d_a)·sumᵢ + m_w·s_a) for one token and the 16 rows of one block, the reference's float order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -227,9 +244,9 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += Q8_1BlockBytes, s += SidecarBlockBytes)
             {
                 var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles256(w + QuantsOffset);
-                low = Token256(a, s, l0, l1, l2, l3, h0, h1, h2, h3, Scales256(w), Scales256(w + 2 * TileRows), low);
+                low = Token256(a, s, l0, l1, l2, l3, h0, h1, h2, h3, ScaledDown256(w), ScaledDown256(w + 2 * TileRows), low);
                 (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles256(w + QuantsOffset + 32);
-                high = Token256(a, s, l0, l1, l2, l3, h0, h1, h2, h3, Scales256(w + TileRows), Scales256(w + 3 * TileRows), high);
+                high = Token256(a, s, l0, l1, l2, l3, h0, h1, h2, h3, ScaledDown256(w + TileRows), ScaledDown256(w + 3 * TileRows), high);
             }
             low.Store(y + tile * TileRows);
             high.Store(y + tile * TileRows + 8);
@@ -252,8 +269,8 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
                 for (var b = 0; b < blocks; b++, w += TileBlockBytes)
                 {
                     var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles256(w + QuantsOffset + 32 * half);
-                    var dw = Scales256(w + 16 * half);
-                    var mw = Scales256(w + 2 * TileRows + 16 * half);
+                    var dw = ScaledDown256(w + 16 * half);
+                    var mw = ScaledDown256(w + 2 * TileRows + 16 * half);
                     var o = b * Q8_1BlockBytes + 4;
                     var so = sidecarOffset + b * SidecarBlockBytes;
                     c0 = Token256(s0 + o, s0 + so, l0, l1, l2, l3, h0, h1, h2, h3, dw, mw, c0);
@@ -285,10 +302,10 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
             Vector256.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask);
     }
 
-    /// <summary>Eight rows' f16 values as f32 (exact).</summary>
+    /// <summary>Eight rows' f16 values v as the f32 v·2⁻¹¹², exactly (as <see cref="ScaledDown"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Scales256(byte* halves) =>
-        HalfToSingle(halves, Vector256.Create(unchecked((int)0x8FFF_FFFF)), Vector256.Create(TwoTo112));
+    private static Vector256<float> ScaledDown256(byte* halves) =>
+        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)halves), 13) & Vector256.Create(unchecked((int)0x8FFF_FFFF))).AsSingle();
 
     /// <summary>acc + ((d_w·d_a)·sumᵢ + m_w·s_a) for one token and eight rows, the reference's float order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -304,7 +321,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
     }
 
     /// <summary>One GGUF-layout row (after the last whole tile), with the same exact arithmetic per block (AVX2 only).</summary>
-    private static float RowDot(byte* row, byte* state, byte* sidecar, int blocks)
+    private static float RowDot(byte* row, byte* state, int blocks)
     {
         var mask = Vector128.Create((byte)0x0F);
         var sum = 0f;
@@ -315,8 +332,8 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa)
             var quants = VectorJoin.Join(nibbles & mask, Vector128.ShiftRightLogical(nibbles.AsUInt16(), 4).AsByte() & mask);
             var a = Vector256.Load((sbyte*)(state + b * Q8_1BlockBytes + 4));
             var sumi = Vector256.Sum(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(quants, a), Vector256<short>.One));
-            var s = sidecar + b * SidecarBlockBytes;
-            sum += HalfLookup.ToSingle(block) * *(float*)s * sumi + HalfLookup.ToSingle(block + 2) * *(float*)(s + 4);
+            var activation = state + b * Q8_1BlockBytes;
+            sum += HalfLookup.ToSingle(block) * HalfLookup.ToSingle(activation) * sumi + HalfLookup.ToSingle(block + 2) * HalfLookup.ToSingle(activation + 2);
         }
         return sum;
     }
