@@ -12,22 +12,30 @@ namespace Lutra.Core.Tests;
 /// </summary>
 public unsafe class InterleavedMatVecTests
 {
-    /// <summary>(type, instruction set, AVX-VNNI on the AVX2 path): every path of both kernels.</summary>
+    /// <summary>(type, instruction set, the kernel's optional extension: Q4_0/Q8_0 AVX-VNNI, Q4_1 GFNI): every path of the kernels.</summary>
     public static TheoryData<GgmlType, InstructionSet, bool> Kernels()
     {
         var data = new TheoryData<GgmlType, InstructionSet, bool>();
         foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q8_0 })
             foreach (var isa in new[] { InstructionSet.Avx2, InstructionSet.Avx512 })
                 data.Add(type, isa, true);
-        // Q4_0's AVX2 path without AVX-VNNI, forced (the table picks it only on CPUs without AVX-VNNI).
+        // Q4_0's AVX2 path without AVX-VNNI and Q4_1's AVX-512 path without GFNI, forced (the table picks them only
+        // on CPUs without those extensions).
         data.Add(GgmlType.Q4_0, InstructionSet.Avx2, false);
+        data.Add(GgmlType.Q4_1, InstructionSet.Avx512, false);
         return data;
     }
 
     /// <summary>The interleaved kernel the table registers for (type, isa); skips where this CPU has none.</summary>
-    private static MatVecKernel Kernel(GgmlType type, InstructionSet isa, bool avxVnni)
+    private static MatVecKernel Kernel(GgmlType type, InstructionSet isa, bool extension)
     {
-        if (!avxVnni)
+        if (!extension && type == GgmlType.Q4_1)
+        {
+            if (!Q4_1InterleavedMatVec.IsSupported(isa))
+                Assert.Skip("the Q4_1 AVX-512 path needs AVX-512 BW");
+            return new Q4_1InterleavedMatVec(isa, gfni: false);
+        }
+        if (!extension)
         {
             if (!KernelIsa.IsSupported(InstructionSet.Avx2))
                 Assert.Skip("the plain AVX2 Q4_0 path needs AVX2");
@@ -154,9 +162,9 @@ public unsafe class InterleavedMatVecTests
 
     [Theory]
     [MemberData(nameof(Kernels))]
-    public void MatVec_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa, bool avxVnni)
+    public void MatVec_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa, bool extension)
     {
-        var kernel = Kernel(type, isa, avxVnni);
+        var kernel = Kernel(type, isa, extension);
         var rng = new Random(1);
         foreach (var raw in new[] { false, true })
         {
@@ -194,9 +202,9 @@ public unsafe class InterleavedMatVecTests
 
     [Theory]
     [MemberData(nameof(Kernels))]
-    public void MatMat_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa, bool avxVnni)
+    public void MatMat_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa, bool extension)
     {
-        var kernel = Kernel(type, isa, avxVnni);
+        var kernel = Kernel(type, isa, extension);
         var rng = new Random(2);
         foreach (var tokens in new[] { 1, 2, 3, 4, 7, 9 })
         {
@@ -230,9 +238,9 @@ public unsafe class InterleavedMatVecTests
 
     [Theory]
     [MemberData(nameof(Kernels))]
-    public void Matrices_the_layout_cannot_hold_are_refused(GgmlType type, InstructionSet isa, bool avxVnni)
+    public void Matrices_the_layout_cannot_hold_are_refused(GgmlType type, InstructionSet isa, bool extension)
     {
-        var kernel = Kernel(type, isa, avxVnni);
+        var kernel = Kernel(type, isa, extension);
         var rng = new Random(3);
         const int n = 64, rows = 20;
         var weights = Weights(type, rng, n, rows, raw: false);
