@@ -17,7 +17,8 @@ namespace Lutra.Core.Kernels;
 /// </para>
 /// <para>
 /// The integer arithmetic is Q4_0's vpmaddubsw kernel (pairs summed in int16: |Σ| ≤ 8·2·15·127 &lt; 2¹⁵, one
-/// vpmaddwd to int32): one 512-bit vector per group on AVX-512, two 256-bit halves of eight rows on AVX2.
+/// vpmaddwd to int32): one 512-bit vector per group on AVX-512 (high nibbles by GFNI where present), two 256-bit
+/// halves of eight rows on AVX2.
 /// </para>
 /// <para>
 /// Exact: per row the float arithmetic is the reference's, (d_w·d_a)·sumᵢ + m_w·s_a added in block order, so every
