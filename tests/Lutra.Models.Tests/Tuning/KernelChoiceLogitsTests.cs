@@ -59,6 +59,19 @@ public class KernelChoiceLogitsTests
         Assert.All(q2k, m => Assert.Same(offered[0], m.Kernel));
     }
 
+    /// <summary>Forced interleaved, every Q4_1 matrix of tiny-synth-Q4_1 runs on the Q4_1 interleaved kernel (so the logits test above covers it).</summary>
+    [Fact]
+    public void Forced_interleaved_puts_Q4_1_matrices_on_the_Q4_1_interleaved_kernel()
+    {
+        var path = SharedData.Model("tiny-synth-Q4_1.gguf");
+        if (!Q4_1InterleavedMatVec.IsSupported(KernelIsa.Selected))
+            Assert.Skip($"no interleaved Q4_1 kernel at {KernelIsa.Selected}");
+        using var model = Transformer.Load(path, new KernelOptions { Preference = KernelPreference.Interleaved, CachePath = null });
+        var q41 = model.Weights.Matrices.Where(m => m.Type == GgmlType.Q4_1).ToArray();
+        Assert.NotEmpty(q41);
+        Assert.All(q41, m => Assert.IsType<Q4_1InterleavedMatVec>(m.Kernel));
+    }
+
     private static bool Accepts(WeightMatrix m, MatVecKernel kernel)
     {
         using var copy = m.TryRepack(kernel);
