@@ -6,37 +6,55 @@ using Lutra.Core.Quants;
 namespace Lutra.Core.Tests;
 
 /// <summary>
-/// The 16-row interleaved Q4_0/Q8_0 kernels against llama.cpp's reference dot product. Their integer block sums
+/// The 16-row interleaved Q4_0/Q4_1/Q8_0 kernels against llama.cpp's reference dot product. Their integer block sums
 /// are exact and their float arithmetic per row is the reference's, in the reference's order, so every output
 /// must equal <see cref="QuantReference.Dot"/> bit for bit, through MatVec and through MatMat.
 /// </summary>
 public unsafe class InterleavedMatVecTests
 {
-    /// <summary>(type, instruction set, AVX-VNNI on the AVX2 path): every path of both kernels.</summary>
+    /// <summary>(type, instruction set, the kernel's optional extension: Q4_0/Q8_0 AVX-VNNI, Q4_1 GFNI): every path of the kernels.</summary>
     public static TheoryData<GgmlType, InstructionSet, bool> Kernels()
     {
         var data = new TheoryData<GgmlType, InstructionSet, bool>();
-        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0 })
+        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q8_0 })
             foreach (var isa in new[] { InstructionSet.Avx2, InstructionSet.Avx512 })
                 data.Add(type, isa, true);
-        // Q4_0's AVX2 path without AVX-VNNI, forced (the table picks it only on CPUs without AVX-VNNI).
+        // Q4_0's AVX2 path without AVX-VNNI and Q4_1's AVX-512 path without GFNI, forced (the table picks them only
+        // on CPUs without those extensions).
         data.Add(GgmlType.Q4_0, InstructionSet.Avx2, false);
+        data.Add(GgmlType.Q4_1, InstructionSet.Avx512, false);
         return data;
     }
 
     /// <summary>The interleaved kernel the table registers for (type, isa); skips where this CPU has none.</summary>
-    private static MatVecKernel Kernel(GgmlType type, InstructionSet isa, bool avxVnni)
+    private static MatVecKernel Kernel(GgmlType type, InstructionSet isa, bool extension)
     {
-        if (!avxVnni)
+        if (!extension && type == GgmlType.Q4_1)
+        {
+            if (!Q4_1InterleavedMatVec.IsSupported(isa))
+                Assert.Skip("the Q4_1 AVX-512 path needs AVX-512 BW");
+            return new Q4_1InterleavedMatVec(isa, gfni: false);
+        }
+        if (!extension)
         {
             if (!KernelIsa.IsSupported(InstructionSet.Avx2))
                 Assert.Skip("the plain AVX2 Q4_0 path needs AVX2");
             return new Q4_0InterleavedMatVec(InstructionSet.Avx2, avxVnni: false);
         }
-        var supported = type == GgmlType.Q4_0 ? Q4_0InterleavedMatVec.IsSupported(isa) : KernelIsa.IsSupported(isa) && AvxVnni.IsSupported;
+        var supported = type switch
+        {
+            GgmlType.Q4_0 => Q4_0InterleavedMatVec.IsSupported(isa),
+            GgmlType.Q4_1 => Q4_1InterleavedMatVec.IsSupported(isa),
+            _ => KernelIsa.IsSupported(isa) && AvxVnni.IsSupported,
+        };
         if (!supported)
-            Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q8_0: AVX-VNNI)");
-        var kernel = type == GgmlType.Q4_0 ? (MatVecKernel)new Q4_0InterleavedMatVec(isa) : new Q8_0InterleavedMatVec(isa);
+            Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q4_1: AVX-512 BW or AVX2; Q8_0: AVX-VNNI)");
+        MatVecKernel kernel = type switch
+        {
+            GgmlType.Q4_0 => new Q4_0InterleavedMatVec(isa),
+            GgmlType.Q4_1 => new Q4_1InterleavedMatVec(isa),
+            _ => new Q8_0InterleavedMatVec(isa),
+        };
         Assert.Contains(KernelTable.RepackingKernels(type, isa), k => k.GetType() == kernel.GetType() && k.Isa == isa);
         return kernel;
     }
@@ -64,7 +82,10 @@ public unsafe class InterleavedMatVecTests
         return x;
     }
 
-    /// <summary>Rows quantized by the reference quantizer, or raw random bytes with random finite scales (zero, subnormal, negative).</summary>
+    /// <summary>
+    /// Rows quantized by the reference quantizer, or raw random bytes with random finite scales (zero, subnormal,
+    /// negative), and for Q4_1 random finite minimums of the same kinds, out of step with the scales.
+    /// </summary>
     private static byte[] Weights(GgmlType type, Random rng, int n, int rows, bool raw)
     {
         var info = QuantTypes.Get(type);
@@ -79,17 +100,20 @@ public unsafe class InterleavedMatVecTests
         rng.NextBytes(bytes);
         for (var block = 0; block < bytes.Length / info.BlockBytes; block++)
         {
-            var scale = (block % 7) switch
-            {
-                0 => (Half)0,
-                1 => BitConverter.UInt16BitsToHalf((ushort)rng.Next(1, 0x400)), // subnormal
-                2 => (Half)(-(rng.NextDouble() * 100)),
-                _ => (Half)((rng.NextDouble() - 0.5) * 0.02),
-            };
-            MemoryMarshal.Write(bytes.AsSpan(block * (int)info.BlockBytes), scale);
+            MemoryMarshal.Write(bytes.AsSpan(block * (int)info.BlockBytes), RandomFiniteHalf(rng, block % 7));
+            if (type == GgmlType.Q4_1)
+                MemoryMarshal.Write(bytes.AsSpan(block * (int)info.BlockBytes + 2), RandomFiniteHalf(rng, block % 5));
         }
         return bytes;
     }
+
+    private static Half RandomFiniteHalf(Random rng, int kind) => kind switch
+    {
+        0 => (Half)0,
+        1 => BitConverter.UInt16BitsToHalf((ushort)rng.Next(1, 0x400)), // subnormal
+        2 => (Half)(-(rng.NextDouble() * 100)),
+        _ => (Half)((rng.NextDouble() - 0.5) * 0.02),
+    };
 
     private static Native Prepare(MatVecKernel kernel, Random rng, int n, int tokens, out int stride)
     {
@@ -97,8 +121,15 @@ public unsafe class InterleavedMatVecTests
         var states = new Native((long)stride * tokens);
         for (var t = 0; t < tokens; t++)
         {
-            // Token 0 saturates: every activation block holds ±127 after quantization.
-            var x = t == 0 ? RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray() : RandomRow(rng, n, 4);
+            // Token 0 saturates: every activation block holds ±127 after quantization. Tokens 1 and 2 put the f16
+            // activation scales at the ends of their range (d ≈ 63000, and subnormal d).
+            var x = t switch
+            {
+                0 => RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray(),
+                1 => RandomRow(rng, n, 8e6),
+                2 => RandomRow(rng, n, 2e-5),
+                _ => RandomRow(rng, n, 4),
+            };
             fixed (float* px = x)
                 kernel.PrepareActivations(px, n, states.Pointer + (long)t * stride);
             var expected = new byte[kernel.StandardActivationBytes(n)];
@@ -131,9 +162,9 @@ public unsafe class InterleavedMatVecTests
 
     [Theory]
     [MemberData(nameof(Kernels))]
-    public void MatVec_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa, bool avxVnni)
+    public void MatVec_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa, bool extension)
     {
-        var kernel = Kernel(type, isa, avxVnni);
+        var kernel = Kernel(type, isa, extension);
         var rng = new Random(1);
         foreach (var raw in new[] { false, true })
         {
@@ -143,8 +174,8 @@ public unsafe class InterleavedMatVecTests
                 var weights = Weights(type, rng, n, rows, raw);
                 var rowBytes = weights.Length / rows;
                 using var packed = Repack(kernel, weights, rows, n);
-                using var states = Prepare(kernel, rng, n, 2, out var stride);
-                for (var t = 0; t < 2; t++)
+                using var states = Prepare(kernel, rng, n, 4, out var stride);
+                for (var t = 0; t < 4; t++)
                 {
                     var state = states.Pointer + (long)t * stride;
                     var y = new float[rows + 1];
@@ -171,9 +202,9 @@ public unsafe class InterleavedMatVecTests
 
     [Theory]
     [MemberData(nameof(Kernels))]
-    public void MatMat_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa, bool avxVnni)
+    public void MatMat_equals_the_reference_dot_exactly(GgmlType type, InstructionSet isa, bool extension)
     {
-        var kernel = Kernel(type, isa, avxVnni);
+        var kernel = Kernel(type, isa, extension);
         var rng = new Random(2);
         foreach (var tokens in new[] { 1, 2, 3, 4, 7, 9 })
         {
@@ -207,9 +238,9 @@ public unsafe class InterleavedMatVecTests
 
     [Theory]
     [MemberData(nameof(Kernels))]
-    public void Matrices_the_layout_cannot_hold_are_refused(GgmlType type, InstructionSet isa, bool avxVnni)
+    public void Matrices_the_layout_cannot_hold_are_refused(GgmlType type, InstructionSet isa, bool extension)
     {
-        var kernel = Kernel(type, isa, avxVnni);
+        var kernel = Kernel(type, isa, extension);
         var rng = new Random(3);
         const int n = 64, rows = 20;
         var weights = Weights(type, rng, n, rows, raw: false);
@@ -225,6 +256,14 @@ public unsafe class InterleavedMatVecTests
             Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
             MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + blockBytes), Half.NaN);
             Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            if (type == GgmlType.Q4_1)
+            {
+                // Q4_1's minimum m (after d) is a scale too.
+                MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + blockBytes), (Half)1);
+                Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+                MemoryMarshal.Write(weights.AsSpan(15 * rowBytes + 2), Half.NegativeInfinity);
+                Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            }
         }
     }
 }

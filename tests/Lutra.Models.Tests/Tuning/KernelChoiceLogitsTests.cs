@@ -23,6 +23,8 @@ public class KernelChoiceLogitsTests
     [InlineData("tiny-synth-Q4_K_S", KernelPreference.Interleaved)]
     [InlineData("tiny-synth-Q6_K", KernelPreference.Interleaved)]
     [InlineData("tiny-synth-Q4_1", KernelPreference.Repacked)]
+    [InlineData("tiny-synth-Q4_1", KernelPreference.Interleaved)]
+    [InlineData("tiny-synth-Q4_1", KernelPreference.Lut)]
     [InlineData("tiny-synth-Q8_0", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q2_K", KernelPreference.Repacked)]
     [InlineData("tiny-synth-Q2_K", KernelPreference.Interleaved)]
@@ -55,6 +57,19 @@ public class KernelChoiceLogitsTests
         Assert.NotEmpty(q2k);
         // Every tiny-synth matrix has whole tiles of either family, so every one is repacked by the first offered kernel.
         Assert.All(q2k, m => Assert.Same(offered[0], m.Kernel));
+    }
+
+    /// <summary>Forced interleaved, every Q4_1 matrix of tiny-synth-Q4_1 runs on the Q4_1 interleaved kernel (so the logits test above covers it).</summary>
+    [Fact]
+    public void Forced_interleaved_puts_Q4_1_matrices_on_the_Q4_1_interleaved_kernel()
+    {
+        var path = SharedData.Model("tiny-synth-Q4_1.gguf");
+        if (!Q4_1InterleavedMatVec.IsSupported(KernelIsa.Selected))
+            Assert.Skip($"no interleaved Q4_1 kernel at {KernelIsa.Selected}");
+        using var model = Transformer.Load(path, new KernelOptions { Preference = KernelPreference.Interleaved, CachePath = null });
+        var q41 = model.Weights.Matrices.Where(m => m.Type == GgmlType.Q4_1).ToArray();
+        Assert.NotEmpty(q41);
+        Assert.All(q41, m => Assert.IsType<Q4_1InterleavedMatVec>(m.Kernel));
     }
 
     private static bool Accepts(WeightMatrix m, MatVecKernel kernel)

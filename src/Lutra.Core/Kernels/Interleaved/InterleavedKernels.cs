@@ -6,13 +6,15 @@ namespace Lutra.Core.Kernels;
 public static unsafe partial class KernelTable
 {
     /// <summary>
-    /// The 16-row interleaved kernels: Q4_0 on the AVX2 and AVX-512 paths; Q8_0 wherever AVX-VNNI (256-bit, VEX) is
+    /// The 16-row interleaved kernels: Q4_0 and Q4_1 on the AVX2 and AVX-512 paths; Q8_0 wherever AVX-VNNI (256-bit, VEX) is
     /// present, on the AVX2 and the AVX-512 paths alike; F16, Q4_K, Q6_K, Q2_K (with GFNI) and TQ2_0 on AVX-512.
     /// </summary>
     static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
     {
         if (weightType == GgmlType.Q4_0 && Q4_0InterleavedMatVec.IsSupported(isa))
             kernels.Add(new Q4_0InterleavedMatVec(isa));
+        else if (weightType == GgmlType.Q4_1 && Q4_1InterleavedMatVec.IsSupported(isa))
+            kernels.Add(new Q4_1InterleavedMatVec(isa));
         else if (weightType == GgmlType.Q8_0 && isa >= InstructionSet.Avx2 && AvxVnni.IsSupported && Avx2.IsSupported)
             kernels.Add(new Q8_0InterleavedMatVec(isa));
         else if (weightType == GgmlType.F16 && isa == InstructionSet.Avx512 && F16InterleavedMatVec.IsSupported)
