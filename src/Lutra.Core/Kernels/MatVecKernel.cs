@@ -162,7 +162,8 @@ public static unsafe partial class KernelTable
     {
         var kernels = new List<MatVecKernel>();
         // Untuned loads take the first that accepts a matrix: the order is the measured one on this machine
-        // (interleaved Q4_0 beats the bit-serial tables, interleaved TQ2_0 the 5-trit tables, in decode and prefill).
+        // (the interleaved Q4_0, Q4_1 and Q2_K kernels beat the bit-serial tables, interleaved TQ2_0 the 5-trit tables,
+        // in decode and prefill).
         AddInterleavedKernels(kernels, weightType, isa);
         AddTernaryLutKernels(kernels, weightType, isa);
         AddBitSerialLutKernels(kernels, weightType, isa);

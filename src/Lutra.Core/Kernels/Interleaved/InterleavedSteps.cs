@@ -5,8 +5,9 @@ using System.Runtime.Intrinsics.X86;
 namespace Lutra.Core.Kernels;
 
 /// <summary>
-/// Pieces shared by the row-interleaved kernels (Q4_0/Q8_0 × Q8_0; F16 uses the tile size and the prefetch). Their
-/// weight tiles hold 16 rows; per 32-element block a tile stores the 16 rows' f16 scales contiguously, then the
+/// Pieces shared by the row-interleaved kernels (Q4_0/Q8_0 × Q8_0 and Q4_1 × Q8_1 in full; the F16, K-quant and
+/// TQ2_0 ones use the tile size, prefetch and conversions). Their weight tiles hold 16 rows; per 32-element block a
+/// tile stores the 16 rows' f16 scales contiguously, then the
 /// quants arranged so that a vector carries four consecutive quants of each of 8 or 16 rows (row r in int32 lane r;
 /// see <see cref="QuantPosition"/>). One multiply-add against four activation bytes broadcast to every lane then
 /// advances all those rows' dot products at once, and a block's row sums come out as the lanes of one vector: no
@@ -149,9 +150,12 @@ internal static unsafe class InterleavedSteps
     /// </summary>
     public const int PrefetchDistance = 4096;
 
-    /// <summary>Non-temporal prefetch of the five cache lines over one Q4_0 tile block (288 bytes) <see cref="PrefetchDistance"/> ahead.</summary>
+    /// <summary>
+    /// Non-temporal prefetch of five cache lines <see cref="PrefetchDistance"/> ahead: one tile block of Q4_0 (288
+    /// bytes) or Q4_1 (320 bytes).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void PrefetchQ4_0TileBlock(byte* tileBlock)
+    public static void PrefetchFiveLineTileBlock(byte* tileBlock)
     {
         var p = tileBlock + PrefetchDistance;
         Sse.PrefetchNonTemporal(p);

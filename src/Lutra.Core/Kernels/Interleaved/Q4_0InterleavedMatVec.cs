@@ -113,7 +113,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
             Vector512<float> acc = default;
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, s += SidecarBlockBytes)
             {
-                PrefetchQ4_0TileBlock(w);
+                PrefetchFiveLineTileBlock(w);
                 var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles(w + 2 * TileRows);
                 acc = Token(a, s, l0, l1, l2, l3, h0, h1, h2, h3, WeightScales(w), acc);
             }

@@ -174,7 +174,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += Q8_1BlockBytes, s += SidecarBlockBytes)
             {
                 // Five lines ahead, as for Q4_0's 288-byte block: here they cover the 320-byte block exactly.
-                PrefetchQ4_0TileBlock(w);
+                PrefetchFiveLineTileBlock(w);
                 var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles<THigh>(w + QuantsOffset, mask, high);
                 acc = Token(a, s, l0, l1, l2, l3, h0, h1, h2, h3, ScaledDown(w, signAndMagnitude), ScaledDown(w + 2 * TileRows, signAndMagnitude), acc);
             }
