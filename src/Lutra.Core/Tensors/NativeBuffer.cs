@@ -29,8 +29,9 @@ public sealed unsafe class NativeBuffer : IDisposable
     /// <summary>
     /// A buffer a kernel streams through once per token (repacked weights): from 2 MiB up it is 2 MiB-aligned and,
     /// on Linux, asks for transparent huge pages. With 4 KiB pages a 1B model's decode touches some 150 000 pages
-    /// per token; llama-1b Q4_0 (interleaved, one thread) decoded 7 % faster on huge pages, alternating runs
-    /// 48.5/52.3/51.5 against 50.6/56.4/56.3 t/s.
+    /// per token. One thread, llama-1b, alternating runs with and without the advice: Q4_0 (interleaved) 50.6/56.4/56.3
+    /// against 48.5/52.3/51.5 t/s, TQ2_0 (interleaved) 110/115/114 against 104/96/106 t/s; at two threads this shared
+    /// machine's second core came and went too often to tell.
     /// </summary>
     public static NativeBuffer ForStreaming(long bytes)
     {
