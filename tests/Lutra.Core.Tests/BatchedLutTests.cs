@@ -42,18 +42,6 @@ public unsafe class BatchedLutTests
         }
     }
 
-    private sealed class Native : IDisposable
-    {
-        public Native(long bytes)
-        {
-            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-            new Span<byte>(Pointer, (int)Math.Max(bytes, 64)).Fill(0xCD);
-        }
-
-        public byte* Pointer { get; }
-        public void Dispose() => NativeMemory.AlignedFree(Pointer);
-    }
-
     [Theory]
     [MemberData(nameof(Cases))]
     public void MatMatEqualsMatVecPerToken(GgmlType type, int n, int rows, int tokens)

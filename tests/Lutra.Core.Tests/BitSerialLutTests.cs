@@ -29,18 +29,6 @@ public unsafe class BitSerialLutTests
         return list;
     }
 
-    private sealed class Native : IDisposable
-    {
-        public Native(long bytes)
-        {
-            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-            new Span<byte>(Pointer, (int)Math.Max(bytes, 64)).Fill(0xCD);
-        }
-
-        public byte* Pointer { get; }
-        public void Dispose() => NativeMemory.AlignedFree(Pointer);
-    }
-
     /// <summary>Prepares, repacks (repacking kernels) and multiplies, in MatVec calls split at every second tile.</summary>
     private static float[] Run(MatVecKernel kernel, byte[] weights, float[] x, int rows)
     {

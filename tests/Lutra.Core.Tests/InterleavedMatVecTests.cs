@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
 using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
+using static Lutra.Core.Tests.TestVectors;
 
 namespace Lutra.Core.Tests;
 
@@ -57,29 +58,6 @@ public unsafe class InterleavedMatVecTests
         };
         Assert.Contains(KernelTable.RepackingKernels(type, isa), k => k.GetType() == kernel.GetType() && k.Isa == isa);
         return kernel;
-    }
-
-    private sealed class Native : IDisposable
-    {
-        public Native(long bytes, byte fill = 0xCD)
-        {
-            Length = bytes;
-            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-            new Span<byte>(Pointer, (int)bytes).Fill(fill);
-        }
-
-        public long Length { get; }
-        public byte* Pointer { get; }
-        public Span<byte> Span => new(Pointer, (int)Length);
-        public void Dispose() => NativeMemory.AlignedFree(Pointer);
-    }
-
-    private static float[] RandomRow(Random rng, int n, double scale)
-    {
-        var x = new float[n];
-        for (var i = 0; i < n; i++)
-            x[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
-        return x;
     }
 
     /// <summary>

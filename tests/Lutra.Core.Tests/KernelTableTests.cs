@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
+using static Lutra.Core.Tests.TestVectors;
 
 namespace Lutra.Core.Tests;
 
@@ -18,14 +19,6 @@ public unsafe class KernelTableTests
                 data.Add(info.Type, isa);
         }
         return data;
-    }
-
-    private static float[] RandomRow(Random rng, int n, float scale)
-    {
-        var x = new float[n];
-        for (var i = 0; i < n; i++)
-            x[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
-        return x;
     }
 
     /// <summary>64-byte aligned native buffer, as the runtime allocates activation state.</summary>

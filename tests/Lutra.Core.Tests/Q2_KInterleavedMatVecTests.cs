@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
+using static Lutra.Core.Tests.TestVectors;
 
 namespace Lutra.Core.Tests;
 
@@ -21,29 +22,6 @@ public unsafe class Q2_KInterleavedMatVecTests
         var kernel = new Q2_KInterleavedMatVec();
         Assert.Contains(KernelTable.RepackingKernels(GgmlType.Q2_K, InstructionSet.Avx512), k => k is Q2_KInterleavedMatVec);
         return kernel;
-    }
-
-    private sealed class Native : IDisposable
-    {
-        public Native(long bytes, byte fill)
-        {
-            Length = bytes;
-            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-            new Span<byte>(Pointer, (int)bytes).Fill(fill);
-        }
-
-        public long Length { get; }
-        public byte* Pointer { get; }
-        public Span<byte> Span => new(Pointer, (int)Length);
-        public void Dispose() => NativeMemory.AlignedFree(Pointer);
-    }
-
-    private static float[] RandomRow(Random rng, int n, double scale)
-    {
-        var x = new float[n];
-        for (var i = 0; i < n; i++)
-            x[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
-        return x;
     }
 
     /// <summary>Rows quantized by the reference quantizer, or raw random bytes with random finite d and dmin (zero, subnormal, negative).</summary>

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
+using static Lutra.Core.Tests.TestVectors;
 
 namespace Lutra.Core.Tests;
 
@@ -23,21 +24,6 @@ public unsafe class Q6_KInterleavedMatVecTests
         return kernel;
     }
 
-    private sealed class Native : IDisposable
-    {
-        public Native(long bytes, byte fill)
-        {
-            Length = bytes;
-            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-            new Span<byte>(Pointer, (int)bytes).Fill(fill);
-        }
-
-        public long Length { get; }
-        public byte* Pointer { get; }
-        public Span<byte> Span => new(Pointer, (int)Length);
-        public void Dispose() => NativeMemory.AlignedFree(Pointer);
-    }
-
     public enum WeightKind
     {
         /// <summary>Rows quantized by the reference quantizer.</summary>
@@ -48,14 +34,6 @@ public unsafe class Q6_KInterleavedMatVecTests
 
         /// <summary>Every code 63 and every scale −128 or 127: the largest int16 partial sums the kernel forms.</summary>
         Extreme,
-    }
-
-    private static float[] RandomRow(Random rng, int n, double scale)
-    {
-        var x = new float[n];
-        for (var i = 0; i < n; i++)
-            x[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
-        return x;
     }
 
     private static byte[] Weights(Random rng, int n, int rows, WeightKind kind)

@@ -19,18 +19,6 @@ public unsafe class TernaryLutTests
         return type == GgmlType.TQ1_0 ? new TQ1_0LutMatVecAvx512() : new TQ2_0LutMatVecAvx512();
     }
 
-    private sealed class Native : IDisposable
-    {
-        public Native(long bytes)
-        {
-            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-            new Span<byte>(Pointer, (int)bytes).Fill(0xCD);
-        }
-
-        public byte* Pointer { get; }
-        public void Dispose() => NativeMemory.AlignedFree(Pointer);
-    }
-
     /// <summary>Prepares, repacks and multiplies; the rows are run in calls split at <paramref name="splits"/> (tile multiples).</summary>
     private static (float[] Y, byte[] Activations) Run(TernaryLutMatVecAvx512 kernel, byte[] weights, float[] x, int rows, params int[] splits)
     {
