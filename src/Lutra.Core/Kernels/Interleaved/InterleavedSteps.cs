@@ -194,4 +194,19 @@ internal static unsafe class InterleavedSteps
     public static Vector512<float> HalfToSingle512(byte* halves) =>
         (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)halves)), 13) & Vector512.Create(unchecked((int)0x8FFF_FFFF))).AsSingle()
         * Vector512.Create(TwoTo112);
+
+    /// <summary>Four quant groups of eight rows (256-bit loads at 64-byte steps) as low and high nibbles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>)
+        Nibbles256(byte* quants)
+    {
+        var mask = Vector256.Create((byte)0x0F);
+        var v0 = Vector256.Load(quants);
+        var v1 = Vector256.Load(quants + 64);
+        var v2 = Vector256.Load(quants + 128);
+        var v3 = Vector256.Load(quants + 192);
+        return (v0 & mask, v1 & mask, v2 & mask, v3 & mask,
+            Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask,
+            Vector256.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask);
+    }
 }

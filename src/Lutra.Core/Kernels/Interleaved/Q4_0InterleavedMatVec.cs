@@ -358,21 +358,6 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
         }
     }
 
-    /// <summary>Four quant groups of eight rows (256-bit loads at 64-byte steps) as low and high nibbles.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>)
-        Nibbles256(byte* quants)
-    {
-        var mask = Vector256.Create((byte)0x0F);
-        var v0 = Vector256.Load(quants);
-        var v1 = Vector256.Load(quants + 64);
-        var v2 = Vector256.Load(quants + 128);
-        var v3 = Vector256.Load(quants + 192);
-        return (v0 & mask, v1 & mask, v2 & mask, v3 & mask,
-            Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask,
-            Vector256.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask);
-    }
-
     /// <summary>Eight rows' f16 scales as f32 (exact).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> WeightScales256(byte* scales) =>

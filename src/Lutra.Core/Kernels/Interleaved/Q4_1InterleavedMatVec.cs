@@ -334,21 +334,6 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
         }
     }
 
-    /// <summary>Four quant groups of eight rows (256-bit loads at 64-byte steps) as low and high nibbles.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>)
-        Nibbles256(byte* quants)
-    {
-        var mask = Vector256.Create((byte)0x0F);
-        var v0 = Vector256.Load(quants);
-        var v1 = Vector256.Load(quants + 64);
-        var v2 = Vector256.Load(quants + 128);
-        var v3 = Vector256.Load(quants + 192);
-        return (v0 & mask, v1 & mask, v2 & mask, v3 & mask,
-            Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask,
-            Vector256.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask);
-    }
-
     /// <summary>Eight rows' f16 values v as the f32 v·2⁻¹¹², exactly (as <see cref="ScaledDown"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> ScaledDown256(byte* halves) =>
