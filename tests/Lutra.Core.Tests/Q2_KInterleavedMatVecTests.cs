@@ -78,28 +78,7 @@ public unsafe class Q2_KInterleavedMatVecTests
                 {
                     // Token 0 saturates: every activation quantizes to ±127 or −128.
                     var x = t == 0 ? RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray() : RandomRow(rng, n, 4);
-                    fixed (float* px = x)
-                        kernel.PrepareActivations(px, n, state.Pointer);
-                    var standard = new byte[kernel.StandardActivationBytes(n)];
-                    QuantReference.QuantizeActivations(GgmlType.Q8_K, x, standard);
-                    Assert.True(standard.AsSpan().SequenceEqual(state.Span[..standard.Length]), "the prepared state must begin with the reference activation row");
-                    var y = new float[rows + 1];
-                    y[rows] = float.NaN;
-                    fixed (float* py = y)
-                    {
-                        var start = 0;
-                        foreach (var end in splits.Append(rows))
-                        {
-                            kernel.MatVec(packed.Pointer + (long)start * rowBytes, rowBytes, end - start, state.Pointer, n, py + start);
-                            start = end;
-                        }
-                    }
-                    for (var r = 0; r < rows; r++)
-                    {
-                        var expected = QuantReference.Dot(GgmlType.Q2_K, weights.AsSpan(r * rowBytes, rowBytes), standard, n);
-                        Assert.True(expected.Equals(y[r]), $"raw={raw} n={n} rows={rows} token {t} row {r}: reference {expected}, kernel {y[r]}");
-                    }
-                    Assert.True(float.IsNaN(y[rows]), "MatVec wrote past its rows");
+                    RepackedKernelChecks.MatVecEqualsReference(kernel, GgmlType.Q2_K, weights, packed, state, rows, n, x, splits, $"raw={raw} token {t}");
                 }
             }
         }

@@ -99,28 +99,7 @@ public unsafe class Q6_KInterleavedMatVecTests
                 for (var t = 0; t < 3; t++)
                 {
                     var x = Activations(rng, n, t);
-                    fixed (float* px = x)
-                        kernel.PrepareActivations(px, n, state.Pointer);
-                    var standard = new byte[kernel.StandardActivationBytes(n)];
-                    QuantReference.QuantizeActivations(GgmlType.Q8_K, x, standard);
-                    Assert.True(standard.AsSpan().SequenceEqual(state.Span[..standard.Length]), "the prepared state must begin with the reference activation row");
-                    var y = new float[rows + 1];
-                    y[rows] = float.NaN;
-                    fixed (float* py = y)
-                    {
-                        var start = 0;
-                        foreach (var end in splits.Append(rows))
-                        {
-                            kernel.MatVec(packed.Pointer + (long)start * rowBytes, rowBytes, end - start, state.Pointer, n, py + start);
-                            start = end;
-                        }
-                    }
-                    for (var r = 0; r < rows; r++)
-                    {
-                        var expected = QuantReference.Dot(GgmlType.Q6_K, weights.AsSpan(r * rowBytes, rowBytes), standard, n);
-                        Assert.True(expected.Equals(y[r]), $"{kind} n={n} rows={rows} token {t} row {r}: reference {expected}, kernel {y[r]}");
-                    }
-                    Assert.True(float.IsNaN(y[rows]), "MatVec wrote past its rows");
+                    RepackedKernelChecks.MatVecEqualsReference(kernel, GgmlType.Q6_K, weights, packed, state, rows, n, x, splits, $"{kind} token {t}");
                 }
             }
         }
