@@ -34,6 +34,41 @@ internal static class TestVectors
             x[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
         return x;
     }
+
+    /// <summary>
+    /// <paramref name="rows"/> rows of a K-quant with d and dmin (Q2_K, Q4_K): quantized by the reference quantizer,
+    /// or raw random bytes whose two f16 scales at <paramref name="scaleOffset"/> in each block are finite and
+    /// cycle through zero, subnormal, negative and small values.
+    /// </summary>
+    public static byte[] KQuantWeights(Random rng, GgmlType type, int n, int rows, bool raw, int scaleOffset)
+    {
+        var info = QuantTypes.Get(type);
+        var blockBytes = (int)info.BlockBytes;
+        var rowBytes = (int)info.RowBytes(n);
+        var bytes = new byte[rowBytes * rows];
+        if (!raw)
+        {
+            for (var r = 0; r < rows; r++)
+                QuantReference.Quantize(type, RandomRow(rng, n, 0.5 + r % 3), bytes.AsSpan(r * rowBytes, rowBytes));
+            return bytes;
+        }
+        rng.NextBytes(bytes);
+        for (var block = 0; block < bytes.Length / blockBytes; block++)
+        {
+            for (var half = 0; half < 2; half++)
+            {
+                var scale = ((block + half) % 5) switch
+                {
+                    0 => (Half)0,
+                    1 => BitConverter.UInt16BitsToHalf((ushort)rng.Next(1, 0x400)), // subnormal
+                    2 => (Half)(-(rng.NextDouble() * 100)),
+                    _ => (Half)((rng.NextDouble() - 0.5) * 0.02),
+                };
+                MemoryMarshal.Write(bytes.AsSpan(block * blockBytes + scaleOffset + 2 * half), scale);
+            }
+        }
+        return bytes;
+    }
 }
 
 /// <summary>Checks shared by the tests of the repacking kernels over K-quant and ternary weights (Q8_K activations).</summary>

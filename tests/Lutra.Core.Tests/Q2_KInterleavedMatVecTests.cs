@@ -24,34 +24,8 @@ public unsafe class Q2_KInterleavedMatVecTests
         return kernel;
     }
 
-    /// <summary>Rows quantized by the reference quantizer, or raw random bytes with random finite d and dmin (zero, subnormal, negative).</summary>
-    private static byte[] Weights(Random rng, int n, int rows, bool raw)
-    {
-        var rowBytes = n / 256 * RowBytesPerBlock;
-        var bytes = new byte[rowBytes * rows];
-        if (!raw)
-        {
-            for (var r = 0; r < rows; r++)
-                QuantReference.Quantize(GgmlType.Q2_K, RandomRow(rng, n, 0.5 + r % 3), bytes.AsSpan(r * rowBytes, rowBytes));
-            return bytes;
-        }
-        rng.NextBytes(bytes);
-        for (var block = 0; block < bytes.Length / RowBytesPerBlock; block++)
-        {
-            for (var half = 0; half < 2; half++)
-            {
-                var scale = ((block + half) % 5) switch
-                {
-                    0 => (Half)0,
-                    1 => BitConverter.UInt16BitsToHalf((ushort)rng.Next(1, 0x400)), // subnormal
-                    2 => (Half)(-(rng.NextDouble() * 100)),
-                    _ => (Half)((rng.NextDouble() - 0.5) * 0.02),
-                };
-                MemoryMarshal.Write(bytes.AsSpan(block * RowBytesPerBlock + 80 + 2 * half), scale);
-            }
-        }
-        return bytes;
-    }
+    /// <summary>Reference-quantized rows, or raw bytes with finite d and dmin (zero, subnormal, negative).</summary>
+    private static byte[] Weights(Random rng, int n, int rows, bool raw) => KQuantWeights(rng, GgmlType.Q2_K, n, rows, raw, scaleOffset: 80);
 
     [Theory]
     [InlineData(1)]
