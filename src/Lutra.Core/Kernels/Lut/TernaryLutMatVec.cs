@@ -51,9 +51,6 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     /// <summary>Last-table entry a₂₅₅ + 0; entries LastSigned + j hold a₂₅₅ + j for j ∈ [−26, 25].</summary>
     private const int LastSigned = 90;
 
-    // Balanced-ternary digit j of every table index B < 128 (zero for the unused B ≥ 122), 32 int16 per vector.
-    private static readonly short[] Digits = BuildDigits();
-
     private readonly delegate*<byte*, byte*, int, float> _rowDot;
     private readonly int _weightBlockBytes;
 
@@ -85,13 +82,41 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     {
         Q8_KKernels.QuantizeRowAvx512(x, state, n);
         var tables = state + AlignUp(StandardActivationBytes(n));
-        var digits = (short*)Unsafe.AsPointer(ref Digits[0]);
+        var digits = (short*)Unsafe.AsPointer(ref PartDigits[0]);
+        var d0 = Vector512.Load(digits);
+        var d1 = Vector512.Load(digits + 32);
+        var d2 = Vector512.Load(digits + 64);
+        var d3 = Vector512.Load(digits + 96);
+        var d4 = Vector512.Load(digits + 128);
+        var parts = (short*)Unsafe.AsPointer(ref PartIndex[0]);
+        var low0 = Vector512.Load(parts);
+        var low1 = Vector512.Load(parts + 32);
+        var low2 = Vector512.Load(parts + 64);
+        var low3 = Vector512.Load(parts + 96);
+        var high0 = Vector512.Load(parts + 128);
+        var high1 = Vector512.Load(parts + 160);
+        var high2 = Vector512.Load(parts + 192);
+        var high3 = Vector512.Load(parts + 224);
+        var planes = (byte*)Unsafe.AsPointer(ref PlaneIndex[0]);
+        var evenBytes = Vector512.Load(planes);
+        var oddBytes = Vector512.Load(planes + 64);
         for (var b = 0; b < n / SuperBlock; b++)
         {
             var q = (sbyte*)(state + b * Q8_KBytes + Q8_KQs);
             for (var g = 0; g < Groups - 1; g++, tables += TableBytes)
-                BuildTable(q + 5 * g, digits, tables);
-            BuildLastTable(q[SuperBlock - 1], tables);
+            {
+                // T[B] = L[lo] + H[hi] for code B + 121 = lo + 27·hi: the 27 sums over trits 0-2 and the 5 sums over
+                // trits 3-4 that occur (hi = 4..8) share one vector, and two vpermw per 32 entries add them up.
+                var a = q + 5 * g;
+                var parts32 = d0 * Vector512.Create((short)a[0]) + d1 * Vector512.Create((short)a[1]) + d2 * Vector512.Create((short)a[2])
+                    + d3 * Vector512.Create((short)a[3]) + d4 * Vector512.Create((short)a[4]);
+                var t0 = Avx512BW.PermuteVar32x16(parts32, low0) + Avx512BW.PermuteVar32x16(parts32, high0);
+                var t1 = Avx512BW.PermuteVar32x16(parts32, low1) + Avx512BW.PermuteVar32x16(parts32, high1);
+                var t2 = Avx512BW.PermuteVar32x16(parts32, low2) + Avx512BW.PermuteVar32x16(parts32, high2);
+                var t3 = Avx512BW.PermuteVar32x16(parts32, low3) + Avx512BW.PermuteVar32x16(parts32, high3);
+                StorePlanes(t0, t1, t2, t3, evenBytes, oddBytes, tables);
+            }
+            BuildLastTable(q[SuperBlock - 1], evenBytes, oddBytes, tables);
             tables += TableBytes;
         }
     }
@@ -101,38 +126,25 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     /// <see cref="LastIndex"/>): T[e] = e for e &lt; 26 (trit 0), T[e] = a₂₅₅ + e − 90 for 64 ≤ e &lt; 116 (trit ±1).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void BuildLastTable(sbyte a255, byte* table)
+    private static void BuildLastTable(sbyte a255, Vector512<byte> evenBytes, Vector512<byte> oddBytes, byte* table)
     {
         var a = Vector512.Create((short)a255);
         var bases = (short*)Unsafe.AsPointer(ref LastBase[0]);
         var uses = (short*)Unsafe.AsPointer(ref LastUses[0]);
-        for (var v = 0; v < 4; v++)
-            StorePlanes(Vector512.Load(bases + 32 * v) + Vector512.Load(uses + 32 * v) * a, table + 32 * v);
+        StorePlanes(Vector512.Load(bases) + Vector512.Load(uses) * a, Vector512.Load(bases + 32) + Vector512.Load(uses + 32) * a,
+            Vector512.Load(bases + 64) + Vector512.Load(uses + 64) * a, Vector512.Load(bases + 96) + Vector512.Load(uses + 96) * a,
+            evenBytes, oddBytes, table);
     }
 
+    /// <summary>The 128 int16 entries t0..t3 as a 128-byte low-byte plane and a 128-byte high-byte plane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StorePlanes(Vector512<short> t, byte* table)
+    private static void StorePlanes(Vector512<short> t0, Vector512<short> t1, Vector512<short> t2, Vector512<short> t3,
+        Vector512<byte> evenBytes, Vector512<byte> oddBytes, byte* table)
     {
-        Avx512BW.ConvertToVector256Byte(t.AsUInt16()).Store(table);
-        Avx512BW.ConvertToVector256Byte(Vector512.ShiftRightLogical(t.AsUInt16(), 8)).Store(table + 128);
-    }
-
-    /// <summary>T[B] = Σⱼ digitⱼ(B)·aⱼ for B &lt; 128, |T| ≤ 5·127, stored as a low-byte and a high-byte plane.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void BuildTable(sbyte* a, short* digits, byte* table)
-    {
-        var a0 = Vector512.Create((short)a[0]);
-        var a1 = Vector512.Create((short)a[1]);
-        var a2 = Vector512.Create((short)a[2]);
-        var a3 = Vector512.Create((short)a[3]);
-        var a4 = Vector512.Create((short)a[4]);
-        for (var v = 0; v < 4; v++)
-        {
-            var d = digits + 32 * v;
-            var t = Vector512.Load(d) * a0 + Vector512.Load(d + 128) * a1 + Vector512.Load(d + 256) * a2
-                + Vector512.Load(d + 384) * a3 + Vector512.Load(d + 512) * a4;
-            StorePlanes(t, table + 32 * v);
-        }
+        Avx512Vbmi.PermuteVar64x8x2(t0.AsByte(), evenBytes, t1.AsByte()).Store(table);
+        Avx512Vbmi.PermuteVar64x8x2(t2.AsByte(), evenBytes, t3.AsByte()).Store(table + 64);
+        Avx512Vbmi.PermuteVar64x8x2(t0.AsByte(), oddBytes, t1.AsByte()).Store(table + 128);
+        Avx512Vbmi.PermuteVar64x8x2(t2.AsByte(), oddBytes, t3.AsByte()).Store(table + 192);
     }
 
     private static readonly byte[] AllOnes = Enumerable.Repeat((byte)0xFF, 64).ToArray();
@@ -154,16 +166,51 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
         return table;
     }
 
-    private static short[] BuildDigits()
+    /// <summary>Lane of the partial-sum vector where L[lo] (lo = 0..26) and H[hi] (hi = 4..8) sit.</summary>
+    private const int HighLanes = 27;
+
+    /// <summary>
+    /// Digit j ∈ {−1, 0, 1} that multiplies aⱼ in each lane of the partial-sum vector: lanes 0-26 hold
+    /// L[lo] = Σⱼ₌₀..₂ (digitⱼ(lo) − 1)·aⱼ, lanes 27-31 hold H[hi] = Σⱼ₌₃..₄ (digitⱼ₋₃(hi) − 1)·aⱼ for hi = 4..8.
+    /// </summary>
+    private static readonly short[] PartDigits = BuildPartDigits();
+
+    // vpermw indices per table entry B: its lo lane (first 128) and its hi lane (next 128). Entries B ≥ 122 take
+    // lo = 13 and hi = 4, the all-zero-trit sums, so they are 0.
+    private static readonly short[] PartIndex = BuildPartIndex();
+
+    // vpermi2b indices that pick the low (even) and the high (odd) bytes of 64 int16 lanes across two vectors.
+    private static readonly byte[] PlaneIndex = [.. Enumerable.Range(0, 64).Select(i => (byte)(2 * i)), .. Enumerable.Range(0, 64).Select(i => (byte)(2 * i + 1))];
+
+    private static short[] BuildPartDigits()
     {
-        var digits = new short[5 * 128];
-        for (var index = 0; index < 122; index++)
+        var digits = new short[5 * 32];
+        for (var lane = 0; lane < 32; lane++)
         {
-            var code = index + 121; // Σ (vⱼ + 1)·3ʲ: plain base-3 digits tⱼ = vⱼ + 1
-            for (var j = 0; j < 5; j++, code /= 3)
-                digits[128 * j + index] = (short)(code % 3 - 1);
+            if (lane < HighLanes)
+            {
+                for (int j = 0, code = lane; j < 3; j++, code /= 3)
+                    digits[32 * j + lane] = (short)(code % 3 - 1);
+            }
+            else
+            {
+                for (int j = 3, code = lane - HighLanes + 4; j < 5; j++, code /= 3)
+                    digits[32 * j + lane] = (short)(code % 3 - 1);
+            }
         }
         return digits;
+    }
+
+    private static short[] BuildPartIndex()
+    {
+        var index = new short[2 * 128];
+        for (var entry = 0; entry < 128; entry++)
+        {
+            var code = entry < 122 ? entry + 121 : 13 + 27 * 4; // Σ (vⱼ + 1)·3ʲ: plain base-3 digits tⱼ = vⱼ + 1
+            index[entry] = (short)(code % 27);
+            index[128 + entry] = (short)(HighLanes + code / 27 - 4);
+        }
+        return index;
     }
 
     /// <summary>
