@@ -161,9 +161,7 @@ public sealed class Transformer : IDisposable
             // ---- attention ----
             s.Rows.RmsNormRows(s.X, layer.AttnNorm, hp.RmsEpsilon, s.Xb, n, dim);
             s.Input.Bind(s.Xb, n, dim);
-            MatMul.Multiply(layer.Q, s.Input, q, reference, s.RowScratch, s.MatMul);
-            MatMul.Multiply(layer.K, s.Input, k, reference, s.RowScratch, s.MatMul);
-            MatMul.Multiply(layer.V, s.Input, v, reference, s.RowScratch, s.MatMul);
+            MatMul.Multiply(s.Input, reference, s.RowScratch, s.MatMul, layer.Q, q, layer.K, k, layer.V, v);
             if (layer.QBias is not null) MatMul.AddBias(q, layer.QBias);
             if (layer.KBias is not null) MatMul.AddBias(k, layer.KBias);
             if (layer.VBias is not null) MatMul.AddBias(v, layer.VBias);
@@ -194,8 +192,7 @@ public sealed class Transformer : IDisposable
             // ---- feed-forward ----
             s.Rows.RmsNormRows(s.X, layer.FfnNorm, hp.RmsEpsilon, s.Xb, n, dim);
             s.Input.Bind(s.Xb, n, dim);
-            MatMul.Multiply(layer.Gate, s.Input, gate, reference, s.RowScratch, s.MatMul);
-            MatMul.Multiply(layer.Up, s.Input, up, reference, s.RowScratch, s.MatMul);
+            MatMul.Multiply(s.Input, reference, s.RowScratch, s.MatMul, layer.Gate, gate, layer.Up, up);
             if (layer.GateBias is not null) MatMul.AddBias(gate, layer.GateBias);
             if (layer.UpBias is not null) MatMul.AddBias(up, layer.UpBias);
             s.Rows.SwiGluRows(s.Gate, s.Up, n, ff);

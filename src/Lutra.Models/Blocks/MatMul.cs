@@ -15,10 +15,7 @@ public static class MatMul
     public static unsafe void Multiply(WeightMatrix w, QuantizedInput input, Span<float> y, bool reference, Span<float> rowScratch,
         MatMulWork work)
     {
-        if (input.Columns != w.Columns)
-            throw new InvalidOperationException($"{w.Name}: input has {input.Columns} columns, weight expects {w.Columns}");
-        if (y.Length < input.Rows * w.Rows)
-            throw new ArgumentException($"{w.Name}: output holds {y.Length} floats, {input.Rows}×{w.Rows} needed", nameof(y));
+        Check(w, input, y);
         if (reference)
         {
             MultiplyReference(w, input, y, rowScratch);
@@ -27,6 +24,51 @@ public static class MatMul
         var states = input.Get(w.Kernel, out var stride, work.Pool);
         fixed (float* yp = y)
             work.Run(w, states, stride, input.Rows, yp);
+    }
+
+    /// <summary>
+    /// Several matrices over the same input (Q/K/V, gate/up) in one pass of the pool: their rows are split over the
+    /// threads as one range, so a matrix smaller than a thread's share (K and V of a GQA model) does not leave
+    /// threads idle, and the threads meet once instead of once per matrix. Each output equals
+    /// <see cref="Multiply(WeightMatrix, QuantizedInput, Span{float}, bool, Span{float}, MatMulWork)"/>'s.
+    /// </summary>
+    public static unsafe void Multiply(QuantizedInput input, bool reference, Span<float> rowScratch, MatMulWork work,
+        WeightMatrix w0, Span<float> y0, WeightMatrix w1, Span<float> y1, WeightMatrix? w2 = null, Span<float> y2 = default)
+    {
+        if (reference)
+        {
+            Multiply(w0, input, y0, reference, rowScratch, work);
+            Multiply(w1, input, y1, reference, rowScratch, work);
+            if (w2 is not null)
+                Multiply(w2, input, y2, reference, rowScratch, work);
+            return;
+        }
+        Check(w0, input, y0);
+        Check(w1, input, y1);
+        if (w2 is not null)
+            Check(w2, input, y2);
+        var s0 = input.Get(w0.Kernel, out var stride0, work.Pool);
+        var s1 = input.Get(w1.Kernel, out var stride1, work.Pool);
+        int stride2 = 0;
+        var s2 = w2 is null ? null : input.Get(w2.Kernel, out stride2, work.Pool);
+        fixed (float* p0 = y0)
+        fixed (float* p1 = y1)
+        fixed (float* p2 = y2)
+        {
+            work.Set(0, w0, s0, stride0, p0);
+            work.Set(1, w1, s1, stride1, p1);
+            if (w2 is not null)
+                work.Set(2, w2, s2, stride2, p2);
+            work.RunSegments(w2 is null ? 2 : 3, input.Rows);
+        }
+    }
+
+    private static void Check(WeightMatrix w, QuantizedInput input, Span<float> y)
+    {
+        if (input.Columns != w.Columns)
+            throw new InvalidOperationException($"{w.Name}: input has {input.Columns} columns, weight expects {w.Columns}");
+        if (y.Length < input.Rows * w.Rows)
+            throw new ArgumentException($"{w.Name}: output holds {y.Length} floats, {input.Rows}×{w.Rows} needed", nameof(y));
     }
 
     private static void MultiplyReference(WeightMatrix w, QuantizedInput input, Span<float> y, Span<float> rowScratch)
@@ -62,24 +104,37 @@ public static class MatMul
 }
 
 /// <summary>
-/// One matmul split over the pool's threads by output rows (a reused object, so dispatch allocates nothing).
-/// With several input rows (prefill), each thread walks its rows in tiles small enough to stay in cache while
-/// every token of the batch passes over them, so weights are read from memory once per batch, not per token.
+/// One matmul, or a few over the same input (<see cref="MatMul.Multiply(QuantizedInput, bool, Span{float}, MatMulWork, WeightMatrix, Span{float}, WeightMatrix, Span{float}, WeightMatrix?, Span{float})"/>),
+/// split over the pool's threads by output rows (a reused object, so dispatch allocates nothing). With several
+/// input rows (prefill), each thread walks its rows in tiles small enough to stay in cache while every token of
+/// the batch passes over them, so weights are read from memory once per batch, not per token.
 /// </summary>
 public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
 {
     // Rows per tile: 16 rows of the widest common matrices (16 K columns of Q8_0) stay within L2.
     private const int RowTile = 16;
+    private const int MaxSegments = 3;
 
-    private MatVecKernel? _kernel;
-    private byte* _weights;
-    private long _rowBytes;
-    private int _rows;
-    private int _columns;
-    private byte* _states;
-    private int _stateStride;
+    /// <summary>One matrix of the job with its prepared input and output.</summary>
+    private struct Segment
+    {
+        public MatVecKernel? Kernel;
+        public byte* Weights;
+        public long RowBytes;
+        public int Rows;
+        public int Columns;
+        public byte* States;
+        public int StateStride;
+        public float* Y;
+        /// <summary>First row of this matrix in the job's combined row range (aligned to the job's tile).</summary>
+        public int Offset;
+    }
+
+    private readonly Segment[] _segments = new Segment[MaxSegments];
+    private int _segmentCount;
     private int _tokens;
-    private float* _y;
+    private int _tile;
+    private int _totalRows;
 
     public ComputePool Pool { get; } = pool;
 
@@ -93,49 +148,80 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     internal void Run(MatVecKernel kernel, byte* weights, long rowBytes, int rows, int columns, byte* states, int stateStride, int tokens,
         float* y)
     {
-        _kernel = kernel;
-        _weights = weights;
-        _rowBytes = rowBytes;
-        _rows = rows;
-        _columns = columns;
-        _states = states;
-        _stateStride = stateStride;
+        Set(0, kernel, weights, rowBytes, rows, columns, states, stateStride, y);
+        RunSegments(1, tokens);
+    }
+
+    internal void Set(int index, WeightMatrix w, byte* states, int stateStride, float* y) =>
+        Set(index, w.Kernel, w.KernelData, w.RowBytes, w.Rows, w.Columns, states, stateStride, y);
+
+    private void Set(int index, MatVecKernel kernel, byte* weights, long rowBytes, int rows, int columns, byte* states, int stateStride,
+        float* y) =>
+        _segments[index] = new Segment
+        {
+            Kernel = kernel, Weights = weights, RowBytes = rowBytes, Rows = rows, Columns = columns, States = states,
+            StateStride = stateStride, Y = y,
+        };
+
+    /// <summary>Runs the first <paramref name="count"/> segments set with <see cref="Set(int, WeightMatrix, byte*, int, float*)"/>.</summary>
+    internal void RunSegments(int count, int tokens)
+    {
+        _segmentCount = count;
         _tokens = tokens;
-        _y = y;
+        // Repacking kernels read whole tiles of rows: split (and step) at the largest tile of the job.
+        _tile = RowTile;
+        for (var i = 0; i < count; i++)
+            _tile = Math.Max(_tile, _segments[i].Kernel!.RowTile);
+        long work = 0;
+        var offset = 0;
+        for (var i = 0; i < count; i++)
+        {
+            _segments[i].Offset = offset;
+            offset += (_segments[i].Rows + _tile - 1) / _tile * _tile;
+            work += (long)_segments[i].Rows * _segments[i].Columns * tokens;
+        }
+        _totalRows = offset;
         try
         {
-            // Small matrices are not worth waking the other threads for.
-            if (Pool.ThreadCount == 1 || (long)_rows * _columns * tokens < 64 * 1024)
+            // Small jobs are not worth waking the other threads for.
+            if (Pool.ThreadCount == 1 || work < 64 * 1024)
                 Execute(0, 1);
             else
                 Pool.Run(this);
         }
         finally
         {
-            _kernel = null;
-            _weights = null;
-            _states = null;
-            _y = null;
+            for (var i = 0; i < count; i++)
+                _segments[i] = default;
         }
     }
 
     public void Execute(int threadIndex, int threadCount)
     {
-        // Repacking kernels read whole tiles of rows: split (and step) at their tile size.
-        var tile = Math.Max(RowTile, _kernel!.RowTile);
-        var (start, end) = ComputePool.Partition(_rows, threadIndex, threadCount, tile);
-        if (start >= end)
-            return;
-        var kernel = _kernel!;
+        var (start, end) = ComputePool.Partition(_totalRows, threadIndex, threadCount, _tile);
+        for (var i = 0; i < _segmentCount && start < end; i++)
+        {
+            ref var s = ref _segments[i];
+            var first = Math.Max(start, s.Offset) - s.Offset;
+            var last = Math.Min(end, s.Offset + s.Rows) - s.Offset;
+            if (first < last)
+                Execute(ref s, first, last);
+        }
+    }
+
+    private void Execute(ref Segment s, int start, int end)
+    {
+        var kernel = s.Kernel!;
         if (_tokens == 1)
         {
-            kernel.MatVec(_weights + start * _rowBytes, _rowBytes, end - start, _states, _columns, _y + start);
+            kernel.MatVec(s.Weights + start * s.RowBytes, s.RowBytes, end - start, s.States, s.Columns, s.Y + start);
             return;
         }
+        var tile = Math.Max(RowTile, kernel.RowTile);
         for (var r = start; r < end; r += tile)
         {
             var count = Math.Min(tile, end - r);
-            kernel.MatMat(_weights + r * _rowBytes, _rowBytes, count, _states, _stateStride, _tokens, _columns, _y + r, _rows);
+            kernel.MatMat(s.Weights + r * s.RowBytes, s.RowBytes, count, s.States, s.StateStride, _tokens, s.Columns, s.Y + r, s.Rows);
         }
     }
 }
