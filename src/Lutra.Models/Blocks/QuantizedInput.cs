@@ -67,7 +67,7 @@ public sealed unsafe class QuantizedInput : IComputeWork
             _stride = stride;
             try
             {
-                if (pool is null || pool.ThreadCount == 1 || Rows < RowWork.MinParallelRows)
+                if (pool is null || pool.ThreadCount == 1 || (Rows < RowWork.MinParallelRows && !SplitsRow(kernel, pool)))
                     Execute(0, 1);
                 else
                     pool.Run(this);
@@ -81,13 +81,33 @@ public sealed unsafe class QuantizedInput : IComputeWork
         return aligned;
     }
 
+    /// <summary>
+    /// A single row (decode) whose kernel prepares it in independent parts, enough of them for every thread: the
+    /// ternary tables cost about as much per token as a barrier many times over.
+    /// </summary>
+    private bool SplitsRow(MatVecKernel kernel, ComputePool pool) =>
+        Rows == 1 && kernel.ActivationPartSize > 0 && Columns % kernel.ActivationPartSize == 0
+        && Columns / kernel.ActivationPartSize >= 2 * pool.ThreadCount;
+
     public void Execute(int threadIndex, int threadCount)
     {
-        var (start, end) = ComputePool.Partition(Rows, threadIndex, threadCount);
+        var kernel = _preparing!;
+        if (Rows == 1 && threadCount > 1)
+        {
+            // Only reached through SplitsRow: the row's parts are split over the threads.
+            var (first, end) = ComputePool.Partition(Columns / kernel.ActivationPartSize, threadIndex, threadCount);
+            if (first < end)
+            {
+                fixed (float* x = _source)
+                    kernel.PrepareActivations(x, Columns, _target, first, end);
+            }
+            return;
+        }
+        var (start, endRow) = ComputePool.Partition(Rows, threadIndex, threadCount);
         fixed (float* x = _source)
         {
-            for (var r = start; r < end; r++)
-                _preparing!.PrepareActivations(x + r * Columns, Columns, _target + r * _stride);
+            for (var r = start; r < endRow; r++)
+                kernel.PrepareActivations(x + r * Columns, Columns, _target + r * _stride);
         }
     }
 }
