@@ -1,3 +1,5 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
 using Lutra.Core.Kernels;
 using Lutra.Gguf;
 using Lutra.Models.Blocks;
@@ -219,7 +221,15 @@ public sealed class Transformer : IDisposable
 
     private static void Add(Span<float> x, ReadOnlySpan<float> delta)
     {
-        for (var i = 0; i < x.Length; i++)
+        var i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            ref var xr = ref MemoryMarshal.GetReference(x);
+            ref var dr = ref MemoryMarshal.GetReference(delta);
+            for (; i + Vector<float>.Count <= x.Length; i += Vector<float>.Count)
+                (Vector.LoadUnsafe(ref xr, (nuint)i) + Vector.LoadUnsafe(ref dr, (nuint)i)).StoreUnsafe(ref xr, (nuint)i);
+        }
+        for (; i < x.Length; i++)
             x[i] += delta[i];
     }
 
