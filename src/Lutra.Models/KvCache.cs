@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Lutra.Core.Kernels;
 
 namespace Lutra.Models;
 
@@ -69,17 +70,26 @@ public sealed class KvCache
     internal static float[] HalfTable => HalfToFloat.Value;
 
     /// <summary>Stores one position's K and V (each n_embd_k_gqa values), rounding to the cache type.</summary>
-    public void Store(int layer, int position, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
+    public unsafe void Store(int layer, int position, ReadOnlySpan<float> k, ReadOnlySpan<float> v)
     {
+        if (k.Length < KvDim || v.Length < KvDim)
+            throw new ArgumentException($"K and V rows need {KvDim} values");
         var key = KeyIndex(position, 0);
         if (_kHalf is not null)
         {
-            var kt = _kHalf[layer];
+            // K is stored transposed (one position per tile column): converted into a stack row, then scattered.
+            Span<ushort> kRow = KvDim <= 4096 ? stackalloc ushort[KvDim] : new ushort[KvDim];
+            var kt = MemoryMarshal.Cast<Half, ushort>(_kHalf[layer].AsSpan());
+            fixed (float* pk = k)
+            fixed (float* pv = v)
+            fixed (ushort* pr = kRow)
+            fixed (Half* vRow = &_vHalf![layer][position * KvDim])
+            {
+                HalfRounding.ToHalf(pk, pr, KvDim);
+                HalfRounding.ToHalf(pv, (ushort*)vRow, KvDim);
+            }
             for (var i = 0; i < KvDim; i++)
-                kt[key + i * Tile] = (Half)k[i];
-            var vRow = _vHalf![layer].AsSpan(position * KvDim, KvDim);
-            for (var i = 0; i < KvDim; i++)
-                vRow[i] = (Half)v[i];
+                kt[key + i * Tile] = kRow[i];
         }
         else
         {

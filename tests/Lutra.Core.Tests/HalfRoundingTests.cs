@@ -1,0 +1,67 @@
+using System.Numerics;
+using Lutra.Core.Kernels;
+
+namespace Lutra.Core.Tests;
+
+public unsafe class HalfRoundingTests
+{
+    [Fact]
+    public void Every_float_bit_pattern_in_a_dense_stride_rounds_as_the_Half_cast_does()
+    {
+        // Stride 97 over all 2³² patterns (44 M values) hits every exponent, both signs, the tie cases' neighbours,
+        // subnormals of both formats, the overflow edge and NaN payloads; the edges themselves are added below.
+        var width = Vector<float>.Count;
+        var lanes = new float[width];
+        var specials = new List<uint>();
+        foreach (var edge in new uint[] { 0, 0x3380_0000, 0x3380_0001, 0x337F_FFFF, 0x3880_0000, 0x387F_FFFF, 0x477F_EFFF, 0x477F_F000,
+                     0x477F_F001, 0x4780_0000, 0x7F80_0000, 0x7F80_0001, 0x7FC0_0000, 0x7FFF_FFFF, 0x3800_1000, 0x3800_3000, 0x3C00_1000 })
+        {
+            specials.Add(edge);
+            specials.Add(edge | 0x8000_0000);
+        }
+        var failures = 0;
+        void Check(ReadOnlySpan<uint> patterns)
+        {
+            for (var l = 0; l < width; l++)
+                lanes[l] = BitConverter.UInt32BitsToSingle(patterns[l]);
+            var h = HalfRounding.ToHalfBits(new Vector<float>(lanes));
+            for (var l = 0; l < width; l++)
+            {
+                var expected = BitConverter.HalfToUInt16Bits((Half)lanes[l]);
+                if (h[l] != expected && failures++ < 5)
+                    Assert.Fail($"0x{patterns[l]:X8} ({lanes[l]:R}) → 0x{h[l]:X4}, the cast gives 0x{expected:X4}");
+            }
+        }
+        var chunk = new uint[width];
+        for (var i = 0; i < specials.Count; i += width)
+        {
+            for (var l = 0; l < width; l++)
+                chunk[l] = specials[Math.Min(i + l, specials.Count - 1)];
+            Check(chunk);
+        }
+        for (ulong p = 0; p < 1UL << 32; p += (ulong)(97 * width))
+        {
+            for (var l = 0; l < width; l++)
+                chunk[l] = (uint)(p + (ulong)(97 * l));
+            Check(chunk);
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(31)]
+    [InlineData(64)]
+    [InlineData(1027)]
+    public void Rows_of_any_length_convert_like_the_cast(int n)
+    {
+        var rnd = new Random(n);
+        var x = Enumerable.Range(0, n).Select(_ => (float)((rnd.NextDouble() - 0.5) * Math.Pow(2, rnd.Next(-30, 20)))).ToArray();
+        var h = new ushort[n + 1];
+        fixed (float* px = x)
+        fixed (ushort* ph = h)
+            HalfRounding.ToHalf(px, ph, n);
+        for (var i = 0; i < n; i++)
+            Assert.Equal(BitConverter.HalfToUInt16Bits((Half)x[i]), h[i]);
+        Assert.Equal(0, h[n]);
+    }
+}
