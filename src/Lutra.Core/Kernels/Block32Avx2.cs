@@ -44,7 +44,7 @@ internal sealed unsafe class Block32MatVecAvx2<TBlock>() : MatVecKernel(TBlock.T
         Block32Sidecar.StoreScales(ActivationType, state, blocks, sidecar);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var s = Block32Sidecar.At(state, StandardActivationBytes(n), n, 32, 32);
@@ -71,7 +71,7 @@ internal sealed unsafe class Block32MatVecAvx2<TBlock>() : MatVecKernel(TBlock.T
     /// GEMM tile: four tokens × one row. The four steps of a block read the same weight bytes with no store in
     /// between, so the JIT decodes the block once (CSE) and only the MAD and scaling run per token.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var standard = StandardActivationBytes(n);

@@ -60,7 +60,7 @@ internal sealed unsafe class Block32MatVecAvx512<TBlock>() : MatVecKernel(TBlock
         Block32Sidecar.StoreScales(ActivationType, state, blocks, sidecar);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var s = Block32Sidecar.At(state, StandardActivationBytes(n), n, 32, 32);

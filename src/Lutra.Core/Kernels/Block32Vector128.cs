@@ -54,7 +54,7 @@ internal sealed unsafe class Block32MatVecVector128<TBlock>() : MatVecKernel(TBl
         Block32Sidecar.StoreScales(ActivationType, state, blocks, sidecar);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var s = Block32Sidecar.At(state, StandardActivationBytes(n), n, 64, 16);

@@ -10,7 +10,7 @@ namespace Lutra.Core.Kernels;
 /// </summary>
 public static unsafe class FloatKernelsAvx2
 {
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float DotF32(byte* w, byte* a, int n)
     {
         var pw = (float*)w;
@@ -29,7 +29,7 @@ public static unsafe class FloatKernelsAvx2
         return sum;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float DotF16(byte* w, byte* a, int n)
     {
         var pw = (ushort*)w;
@@ -48,7 +48,7 @@ public static unsafe class FloatKernelsAvx2
         return sum;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float DotBF16(byte* w, byte* a, int n)
     {
         var pw = (ushort*)w;
@@ -88,7 +88,7 @@ public static unsafe class FloatKernelsAvx2
 /// <summary>Portable Vector128 siblings of <see cref="FloatKernels"/>.</summary>
 public static unsafe class FloatKernelsVector128
 {
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float DotF32(byte* w, byte* a, int n)
     {
         var pw = (float*)w;
@@ -107,7 +107,7 @@ public static unsafe class FloatKernelsVector128
         return sum;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float DotF16(byte* w, byte* a, int n)
     {
         var pw = (ushort*)w;
@@ -128,7 +128,7 @@ public static unsafe class FloatKernelsVector128
         return sum;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float DotBF16(byte* w, byte* a, int n)
     {
         var pw = (ushort*)w;

@@ -63,7 +63,7 @@ internal sealed unsafe class FloatMatVecAvx512<TFormat>() : MatVecKernel(TFormat
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var a = Activations(state, n);
@@ -83,7 +83,7 @@ internal sealed unsafe class FloatMatVecAvx512<TFormat>() : MatVecKernel(TFormat
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var t = 0;

@@ -16,7 +16,7 @@ public static unsafe class Q8_0Kernels
     /// Quantizes <paramref name="n"/> floats to Q8_0 blocks exactly as llama.cpp's x86 build does: d = amax/127
     /// stored as f16, q = round-half-even(x · (127/amax)). Bit-identical to the scalar reference.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeRowVector128(float* x, byte* dst, int n)
     {
         for (var b = 0; b < n / BlockSize; b++, x += BlockSize, dst += Q8_0BlockBytes)
@@ -24,7 +24,7 @@ public static unsafe class Q8_0Kernels
     }
 
     /// <inheritdoc cref="QuantizeRowVector128"/>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeRowAvx512(float* x, byte* dst, int n)
     {
         for (var b = 0; b < n / BlockSize; b++, x += BlockSize, dst += Q8_0BlockBytes)

@@ -34,7 +34,7 @@ public sealed unsafe class Q8_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q8_
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var wide = (short*)(state + AlignUp(StandardActivationBytes(n)));
@@ -56,7 +56,7 @@ public sealed unsafe class Q8_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q8_
     /// GEMM tile: four tokens × two rows. Each weight block is widened once and multiplied with four tokens'
     /// activations; the caller keeps the row range small so the weights stay in L1 while the tokens pass.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var wideOffset = AlignUp(StandardActivationBytes(n));
@@ -220,7 +220,7 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
     /// integer pair sums become d_a·Σq·a − d_a·8Σa with one FMA against lane-spread activation scales and
     /// pre-scaled offsets from the sidecar, then one FMA with the weight scales.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var permutedOffset = AlignUp(StandardActivationBytes(n));
@@ -310,7 +310,7 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
     internal static float TokenTail(byte* row, byte* state, int permutedOffset, int offsetsOffset, int scalesOffset, int blocks) =>
         Tail(row, (sbyte*)(state + permutedOffset), (int*)(state + offsetsOffset), (float*)(state + scalesOffset), blocks);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         // Sidecar pointers as plain locals (out-parameters would keep them in memory inside the loop).
@@ -407,7 +407,7 @@ public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var standard = StandardActivationBytes(n);
@@ -433,7 +433,7 @@ public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var standard = StandardActivationBytes(n);

@@ -13,7 +13,7 @@ public static unsafe class Q8_1Kernels
     /// As llama.cpp's x86 build: d = amax/127 stored as f16, q = round-half-even(x · (127/amax)), s = f16(d · Σq).
     /// Bit-identical to the scalar reference.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeRowVector128(float* x, byte* dst, int n)
     {
         for (var b = 0; b < n / BlockSize; b++, x += BlockSize, dst += BlockBytes)

@@ -22,7 +22,7 @@ public static unsafe class Q8_KKernels
     /// Q8_K activations exactly as the reference: the signed value of largest magnitude (first one) sets
     /// iscale = −127/max; q = min(127, round-half-even(iscale·x)); d = 1/iscale as f32; bsums per 16.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeRowAvx512(float* x, byte* dst, int n)
     {
         for (var b = 0; b < n / SuperBlock; b++, x += SuperBlock, dst += Q8_KBytes)
@@ -82,7 +82,7 @@ public static unsafe class Q8_KKernels
         Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(codes, Vector512.Load(a)), factor);
 
     /// <summary>TQ2_0 · Q8_K. Ternary digits t ∈ {0,1,2} (value t − 1), placed like Q2_K's 2-bit codes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float DotTQ2_0Avx512(byte* w, byte* a, int n)
     {
         const int bytes = 66;
@@ -112,7 +112,7 @@ public static unsafe class Q8_KKernels
     }
 
     /// <summary>TQ1_0 · Q8_K. Five trits per byte as a base-3 fixed-point fraction (formats.md §2.5).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float DotTQ1_0Avx512(byte* w, byte* a, int n)
     {
         const int bytes = 54;

@@ -35,7 +35,7 @@ internal sealed unsafe class SuperBlockMatVecAvx2<TBlock>() : MatVecKernel(TBloc
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var quants = (sbyte*)(state + AlignUp(StandardActivationBytes(n)));
@@ -174,7 +174,7 @@ internal sealed unsafe class SuperBlockStepMatVecAvx2<TBlock>() : MatVecKernel(T
         SuperBlockRecord.Prepare(state, n, state + AlignUp(StandardActivationBytes(n)), Order, false, TBlock.CodeOffset);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var records = state + AlignUp(StandardActivationBytes(n));

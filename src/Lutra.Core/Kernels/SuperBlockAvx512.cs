@@ -132,7 +132,7 @@ internal sealed unsafe class SuperBlockMatVecAvx512<TBlock>() : MatVecKernel(TBl
         SuperBlockRecord.Prepare(state, n, sidecar + LanesBytes, Order, TBlock.NegatedActivations, TBlock.CodeOffset);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var sidecar = state + AlignUp(StandardActivationBytes(n));

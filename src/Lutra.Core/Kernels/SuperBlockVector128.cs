@@ -38,7 +38,7 @@ internal sealed unsafe class SuperBlockMatVecVector128<TBlock>() : MatVecKernel(
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var wide = (short*)(state + AlignUp(StandardActivationBytes(n)));

@@ -118,7 +118,7 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
         Avx512F.FusedMultiplyAdd(Column(column), Vector512.Create(*x), acc);
 
     /// <summary>Whole tiles, one token.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tiles(byte* weights, long rowBytes, int tiles, float* x, int n, float* y)
     {
         for (var tile = 0; tile < tiles; tile++)
@@ -145,7 +145,7 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
     /// GEMM tile: four tokens × 16 rows, each column converted once for the four tokens; per token the same four
     /// column phases as <see cref="Tiles(byte*, long, int, float*, int, float*)"/>, so batching does not change results.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tiles(byte* weights, long rowBytes, int tiles, byte* x0, int stride, int n, float* y, long yStride)
     {
         var a0 = (float*)x0;

@@ -121,7 +121,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
             y[r] = Q2_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tiles(byte* weights, long rowBytes, int tiles, byte* state, int blocks, float* y)
     {
         var planes = new CodePlanes();
@@ -219,7 +219,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
     /// GEMM tile: four tokens × 16 rows; each quant group's code planes are split once for the four tokens. The same
     /// integer sums and float order per token as <see cref="Tiles"/>, so the same bits.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int blocks, float* y, long yStride)
     {
         var s1 = s0 + stateStride;

@@ -102,7 +102,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
     }
 
     /// <summary>Whole tiles, one token, AVX-512: all 16 rows of a block in one vector.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx512(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
     {
         for (var tile = 0; tile < tiles; tile++)
@@ -122,7 +122,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
     }
 
     /// <summary>GEMM tile, AVX-512: four tokens × 16 rows; a block's nibbles are unpacked once for the four tokens.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx512(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int sidecarOffset, int blocks, float* y, long yStride)
     {
         var s1 = s0 + stateStride;
@@ -186,7 +186,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
     }
 
     /// <summary>Whole tiles, one token, 256-bit only (AVX2 + AVX-VNNI): two halves of eight rows.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx2(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
     {
         var mask = Vector256.Create((byte)0x0F);
@@ -245,7 +245,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
     }
 
     /// <summary>GEMM tile, 256-bit: four tokens × eight rows per pass; each half tile's nibbles are unpacked once per block for four tokens.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx2(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int sidecarOffset, int blocks, float* y, long yStride)
     {
         var mask = Vector256.Create((byte)0x0F);
@@ -304,7 +304,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
     }
 
     /// <summary>Whole tiles, one token, AVX2 without VNNI: the AVX-512 path's arithmetic on two halves of eight rows.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx2Maddubs(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
     {
         for (var tile = 0; tile < tiles; tile++)
@@ -326,7 +326,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
     }
 
     /// <summary>GEMM tile, AVX2 without VNNI: four tokens × eight rows per pass.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx2Maddubs(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int sidecarOffset, int blocks, float* y, long yStride)
     {
         var s1 = s0 + stateStride;

@@ -158,7 +158,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
     }
 
     /// <summary>Whole tiles, one token, AVX-512: all 16 rows of a block in one vector.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx512<THigh>(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
         where THigh : struct, IHighNibbles
     {
@@ -183,7 +183,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
     }
 
     /// <summary>GEMM tile, AVX-512: four tokens × 16 rows; a block's nibbles and scales are unpacked once for the four tokens.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx512<THigh>(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int sidecarOffset, int blocks, float* y, long yStride)
         where THigh : struct, IHighNibbles
     {
@@ -279,7 +279,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
     }
 
     /// <summary>Whole tiles, one token, AVX2: the AVX-512 path's arithmetic on two halves of eight rows.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx2(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
     {
         for (var tile = 0; tile < tiles; tile++)
@@ -301,7 +301,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
     }
 
     /// <summary>GEMM tile, AVX2: four tokens × eight rows per pass.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx2(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int sidecarOffset, int blocks, float* y, long yStride)
     {
         var s1 = s0 + stateStride;

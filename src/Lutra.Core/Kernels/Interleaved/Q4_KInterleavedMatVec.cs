@@ -121,7 +121,7 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
     /// GEMM tile: four tokens × 16 rows; each quant group's nibbles are split once for the four tokens. The same
     /// integer sums and float order per token as <see cref="Tiles"/>, so the same bits.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int blocks, float* y, long yStride)
     {
         var six = Vector512.Create(0x3F3F3F3Fu);
@@ -211,7 +211,7 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
             + Avx512BW.MultiplyAddAdjacent((Vector512.ShiftRightLogical(minsHigh, 8) & evenBytes).AsInt16(), SumPair(bsums, 5, 7));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tiles(byte* weights, long rowBytes, int tiles, byte* state, int blocks, float* y)
     {
         var six = Vector512.Create(0x3F3F3F3Fu);

@@ -177,7 +177,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
             MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tiles(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
     {
         for (var tile = 0; tile < tiles; tile++)
@@ -287,7 +287,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     /// GEMM tile: four tokens × 16 rows; each quad pair's codes are unpacked once for the four tokens. The same integer
     /// sums and float order per token as <see cref="Tiles"/>, so the same bits.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int sidecarOffset, int stateStride, int blocks, float* y, long yStride)
     {
         var six = Vector512.Create((byte)0x3F);

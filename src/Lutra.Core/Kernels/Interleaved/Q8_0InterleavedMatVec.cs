@@ -55,7 +55,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
     }
 
     /// <summary>Whole tiles; the float work of all 16 rows in one 512-bit step (one scale conversion, one sum conversion).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx512(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
     {
         var signAndMagnitude = Vector512.Create(unchecked((int)0x8FFF_FFFF));
@@ -87,7 +87,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
     }
 
     /// <summary>Whole tiles with 256-bit instructions only (AVX2 + AVX-VNNI machines); the same arithmetic per lane.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesAvx2(byte* weights, long rowBytes, int tiles, byte* state, byte* sidecar, int blocks, float* y)
     {
         var signAndMagnitude = Vector256.Create(unchecked((int)0x8FFF_FFFF));
@@ -159,7 +159,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
     /// GEMM tile, 256-bit only: four tokens × eight rows per pass. Each half tile's quants are loaded once per block
     /// for four tokens; per token the arithmetic is MatVec's, so results do not depend on batching.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void GemmTilesAvx2(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int sidecarOffset, int blocks, float* y, long yStride)
     {
         var signAndMagnitude = Vector256.Create(unchecked((int)0x8FFF_FFFF));
@@ -205,7 +205,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
     /// for the four tokens, each token's eight activation broadcasts serve both halves, and the float step runs once
     /// on 512 bits; the same arithmetic per lane as MatVec.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void GemmTilesAvx512(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int sidecarOffset, int blocks, float* y, long yStride)
     {
         var s1 = s0 + stateStride;

@@ -151,7 +151,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec() : MatVecKernel(GgmlType.TQ2_
             MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tiles(byte* weights, long rowBytes, int tiles, byte* state, int* offsets, int blocks, float* y)
     {
         for (var tile = 0; tile < tiles; tile++)
@@ -201,7 +201,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec() : MatVecKernel(GgmlType.TQ2_
     /// GEMM tile: four tokens × 16 rows; each quant group's planes are split once for the four tokens. The same
     /// integer sums and float order per token as <see cref="Tiles"/>, so the same bits.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void TilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int offsetsAt, int blocks, float* y, long yStride)
     {
         var three = Vector512.Create((byte)3);

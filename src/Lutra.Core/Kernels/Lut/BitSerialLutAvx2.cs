@@ -24,7 +24,7 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
             Q4Chunks(tile, h, chunks, sidecar, n / 32, y, WeightType == GgmlType.Q4_1);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q4Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y, bool hasMin)
     {
         var blockBytes = hasMin ? 20 : 18;
@@ -123,7 +123,7 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
     /// One 32-row Q2_K chunk as two 16-row halves. Within a half, the word unpack leaves rows 0-3, 8-11 (low) and
     /// 4-7, 12-15 (high): 8 consecutive <see cref="BitSerialLutMatVec.Q2_KScalePosition"/> positions each.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q2_KChunk(byte* w, byte* sidecar, int superBlocks, float* y)
     {
         var nibble = Vector256.Create((byte)0x0F);

@@ -29,7 +29,7 @@ public sealed unsafe partial class BitSerialLutAvx512(GgmlType weightType)
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q4Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y, bool hasMin)
     {
         var blockBytes = hasMin ? 20 : 18;
@@ -168,7 +168,7 @@ public sealed unsafe partial class BitSerialLutAvx512(GgmlType weightType)
     /// <see cref="BitSerialLutMatVec.Q2_KScalePosition"/> order, which the layout's d/dmin follow; one permute per
     /// chunk restores row order.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q2_KChunk(byte* w, byte* sidecar, int superBlocks, float* y)
     {
         var nibble = Vector512.Create((byte)0x0F);

@@ -61,7 +61,7 @@ public sealed unsafe partial class BitSerialLutAvx512
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q4ChunksBatch(byte* tile, int h, int chunks, byte* sidecar, int stride, int blocks, float* y, long yStride, bool hasMin)
     {
         var blockBytes = hasMin ? 20 : 18;
@@ -126,7 +126,7 @@ public sealed unsafe partial class BitSerialLutAvx512
     /// <see cref="Q2_KChunk"/> for two tokens: per pair of sub-blocks the index nibbles and the scale and min
     /// unpacks are computed once; each token's row sums accumulate in y (in scale-position order, permuted at the end).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q2_KChunkPair(byte* w, byte* sidecar, int stride, int superBlocks, float* y, long yStride)
     {
         var nibble = Vector512.Create((byte)0x0F);
@@ -187,7 +187,7 @@ public sealed unsafe partial class BitSerialLutAvx512
     }
 
     /// <summary><see cref="Q2_KChunkPair"/> for four tokens.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q2_KChunkQuad(byte* w, byte* sidecar, int stride, int superBlocks, float* y, long yStride)
     {
         var nibble = Vector512.Create((byte)0x0F);

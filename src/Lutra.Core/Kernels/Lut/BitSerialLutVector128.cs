@@ -54,7 +54,7 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q4Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y, bool hasMin)
     {
         var blockBytes = hasMin ? 20 : 18;
@@ -155,7 +155,7 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
     }
 
     /// <summary>One 32-row Q2_K chunk, 8 rows at a time per super-block; int32 products instead of <c>pmaddwd</c>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q2_KChunk(byte* w, byte* sidecar, int superBlocks, float* y)
     {
         var nibble = Vector128.Create((byte)0x0F);

@@ -300,7 +300,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
         _ => (byte)(0x80 | (LastSigned + positive)),
     };
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var blocks = n / SuperBlock;
