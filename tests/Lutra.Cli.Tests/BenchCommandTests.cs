@@ -29,6 +29,13 @@ public class BenchCommandTests
             var achieved = row.GetProperty("achieved_gbps").GetDouble();
             var share = row.GetProperty("roofline_pct").GetDouble();
             Assert.Equal(100 * achieved / row.GetProperty("probe_gbps").GetDouble(), share, 6);
+            // Linux reports the hypervisor's steal time (null when the runs took less than a clock tick); elsewhere
+            // the field is null.
+            var steal = row.GetProperty("cpu_steal_pct");
+            if (OperatingSystem.IsLinux() && steal.ValueKind != JsonValueKind.Null)
+                Assert.InRange(steal.GetDouble(), 0, 100);
+            else
+                Assert.Equal(JsonValueKind.Null, steal.ValueKind);
         }
         // Generation reads every matrix per token: the F32 output matrix (512 x 64) alone is 131,072 bytes.
         Assert.True(rows[1].GetProperty("weight_bytes_per_token").GetInt64() > 131_072);

@@ -197,12 +197,17 @@ internal static class BenchCommand
         }
         while (++warmUpRuns < 8 && warmUp.Elapsed < WarmUpTime);
         var rates = new double[reps];
+        var cpuBefore = CpuTicks.Read();
         for (var r = 0; r < reps; r++)
         {
             var sw = Stopwatch.StartNew();
             Once();
             rates[r] = tokens / sw.Elapsed.TotalSeconds;
         }
+        var stealPct = CpuTicks.StealPercent(cpuBefore, CpuTicks.Read());
+        if (stealPct is double steal)
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  {label} {(nPrompt > 0 ? $"pp{nPrompt}" : $"tg{nGen}")} at {threads} thread(s): the hypervisor took {steal:F1} % of the machine's CPU time (steal)"));
         var mean = rates.Average();
         var sd = reps > 1 ? Math.Sqrt(rates.Sum(x => (x - mean) * (x - mean)) / (reps - 1)) : 0;
         // Generation reads every weight once per token; a prompt batch reads them once for the whole batch.
@@ -211,7 +216,7 @@ internal static class BenchCommand
         var selection = model.Kernels;
         var row = new BenchRow(label, facts.FileBytes, facts.Parameters, threads, nPrompt, nGen, "f16", KernelIsa.Selected.ToString(),
             Name(selection.Preference), selection.Elapsed.TotalMilliseconds, selection.Tuning.TotalMilliseconds, facts.Shapes,
-            mean, sd, (long)bytesPerToken, achieved, ProbeGbps: 0, RooflinePct: 0, rates);
+            mean, sd, (long)bytesPerToken, achieved, ProbeGbps: 0, RooflinePct: 0, rates, stealPct);
         return row;
     }
 
@@ -227,6 +232,34 @@ internal static class BenchCommand
     }
 
     private static string Name(KernelPreference preference) => preference.ToString().ToLowerInvariant();
+
+    /// <summary>
+    /// The machine's CPU time counters (Linux /proc/stat, all CPUs): on a virtual machine, "steal" is time a vCPU
+    /// was ready to run but the host ran something else, which no bandwidth probe can see coming.
+    /// </summary>
+    private readonly record struct CpuTicks(long Total, long Steal)
+    {
+        public static CpuTicks? Read()
+        {
+            try
+            {
+                var line = File.Exists("/proc/stat") ? File.ReadLines("/proc/stat").FirstOrDefault() : null;
+                if (line is null || !line.StartsWith("cpu ", StringComparison.Ordinal))
+                    return null;
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1)
+                    .Select(f => long.Parse(f, NumberStyles.None, CultureInfo.InvariantCulture)).ToArray();
+                // user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user/nice]
+                return fields.Length < 8 ? null : new CpuTicks(fields.Take(8).Sum(), fields[7]);
+            }
+            catch (Exception e) when (e is IOException or FormatException or OverflowException or UnauthorizedAccessException)
+            {
+                return null;
+            }
+        }
+
+        public static double? StealPercent(CpuTicks? before, CpuTicks? after) =>
+            before is { } b && after is { } a && a.Total > b.Total ? 100.0 * (a.Steal - b.Steal) / (a.Total - b.Total) : null;
+    }
 
     /// <summary>The kernel of every weight shape, and for tuned shapes each candidate's time (stderr).</summary>
     private static void PrintKernels(string label, int threads, Transformer model)
@@ -314,7 +347,8 @@ internal sealed record BenchRow(
     [property: JsonPropertyName("achieved_gbps")] double AchievedGbps,
     [property: JsonPropertyName("probe_gbps")] double ProbeGbps,
     [property: JsonPropertyName("roofline_pct")] double RooflinePct,
-    [property: JsonPropertyName("samples_ts")] double[] SamplesTs);
+    [property: JsonPropertyName("samples_ts")] double[] SamplesTs,
+    [property: JsonPropertyName("cpu_steal_pct")] double? CpuStealPct);
 
 /// <summary>The kernel a bench row's model used for one weight shape, and why.</summary>
 internal sealed record KernelShapeRow(
