@@ -31,6 +31,7 @@ public sealed unsafe class WeightMatrix : IDisposable
         _data = data;
         Kernel = KernelTable.Get(type);
         KernelData = data;
+        KernelRowBytes = RowBytes;
     }
 
     public string Name { get; }
@@ -48,6 +49,9 @@ public sealed unsafe class WeightMatrix : IDisposable
     /// <summary>The weights as <see cref="Kernel"/> reads them: the memory map, or the kernel's repacked copy.</summary>
     public byte* KernelData { get; private set; }
 
+    /// <summary>The row stride of <see cref="KernelData"/>: <see cref="RowBytes"/>, or the kernel's <see cref="MatVecKernel.RepackedRowBytes"/>.</summary>
+    public long KernelRowBytes { get; private set; }
+
     /// <summary>Bytes of the repacked copy (0 when the kernel reads the memory map).</summary>
     public long RepackedBytes => _repacked?.Length ?? 0;
 
@@ -57,6 +61,9 @@ public sealed unsafe class WeightMatrix : IDisposable
     /// <summary>Bytes of the weights: rows × row bytes.</summary>
     public long ByteSize => (long)Rows * RowBytes;
 
+    /// <summary>Bytes of this matrix in <paramref name="kernel"/>'s repacked layout (rows × its repacked row bytes).</summary>
+    public long RepackedByteSize(MatVecKernel kernel) => (long)Rows * kernel.RepackedRowBytes(RowBytes, Columns);
+
     /// <summary>
     /// Switches to <paramref name="kernel"/>: a GGUF-layout kernel reads the map (<paramref name="repacked"/> null);
     /// a repacking kernel reads <paramref name="repacked"/>, which it already prepared and this matrix now owns.
@@ -65,13 +72,14 @@ public sealed unsafe class WeightMatrix : IDisposable
     {
         if (kernel.WeightType != Type)
             throw new ArgumentException($"{Name}: kernel {kernel} does not multiply {QuantTypes.Get(Type).Name}", nameof(kernel));
-        if (kernel.RepacksWeights != repacked is not null || (repacked is not null && repacked.Length != ByteSize))
+        if (kernel.RepacksWeights != repacked is not null || (repacked is not null && repacked.Length != RepackedByteSize(kernel)))
             throw new ArgumentException($"{Name}: kernel {kernel} needs {(kernel.RepacksWeights ? "a repacked copy" : "the mapped weights")}", nameof(repacked));
         if (!ReferenceEquals(repacked, _repacked))
             _repacked?.Dispose();
         _repacked = repacked;
         Kernel = kernel;
         KernelData = repacked is null ? _data : repacked.Pointer;
+        KernelRowBytes = repacked is null ? RowBytes : kernel.RepackedRowBytes(RowBytes, Columns);
     }
 
     /// <summary>
@@ -83,7 +91,7 @@ public sealed unsafe class WeightMatrix : IDisposable
     {
         if (cache?.TryGet(this, kernel) is { } cached)
             return cached;
-        var buffer = NativeBuffer.ForStreaming(ByteSize);
+        var buffer = NativeBuffer.ForStreaming(RepackedByteSize(kernel));
         if (kernel.TryPrepareWeights(_data, RowBytes, Rows, Columns, buffer.Pointer))
             return new RepackedCopy(buffer, fromCache: false);
         buffer.Dispose();

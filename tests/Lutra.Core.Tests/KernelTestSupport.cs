@@ -78,12 +78,13 @@ internal static unsafe class RepackedKernelChecks
     /// Prepares <paramref name="x"/> into <paramref name="state"/> (its first bytes must be the reference Q8_K row),
     /// multiplies the repacked <paramref name="packed"/> in MatVec calls ending at <paramref name="splits"/>, and
     /// asserts every row equal to <see cref="QuantReference.Dot"/> over the GGUF <paramref name="weights"/> bit for
-    /// bit, and nothing written past the last row.
+    /// bit, and nothing written past the last row. The packed rows are <see cref="MatVecKernel.RepackedRowBytes"/> apart.
     /// </summary>
     public static void MatVecEqualsReference(MatVecKernel kernel, GgmlType type, byte[] weights, Native packed, Native state,
         int rows, int n, float[] x, int[] splits, string label)
     {
         var rowBytes = weights.Length / rows;
+        var stride = kernel.RepackedRowBytes(rowBytes, n);
         fixed (float* px = x)
             kernel.PrepareActivations(px, n, state.Pointer);
         var standard = new byte[kernel.StandardActivationBytes(n)];
@@ -96,7 +97,7 @@ internal static unsafe class RepackedKernelChecks
             var start = 0;
             foreach (var end in splits.Append(rows))
             {
-                kernel.MatVec(packed.Pointer + (long)start * rowBytes, rowBytes, end - start, state.Pointer, n, py + start);
+                kernel.MatVec(packed.Pointer + start * stride, stride, end - start, state.Pointer, n, py + start);
                 start = end;
             }
         }

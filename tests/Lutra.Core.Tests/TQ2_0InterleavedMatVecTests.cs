@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
 using static Lutra.Core.Tests.TestVectors;
@@ -14,13 +15,21 @@ public unsafe class TQ2_0InterleavedMatVecTests
 {
     private const int BlockBytes = 66;
 
-    private static TQ2_0InterleavedMatVec Kernel()
+    /// <summary>Every variant this CPU runs: AVX-512, and AVX2 with its planes by shifts and (where present) by GFNI.</summary>
+    internal static TQ2_0InterleavedMatVec[] Kernels()
     {
-        if (!TQ2_0InterleavedMatVec.IsSupported)
-            Assert.Skip("the interleaved TQ2_0 kernel needs AVX-512 BW");
-        var kernel = new TQ2_0InterleavedMatVec();
-        Assert.Contains(KernelTable.RepackingKernels(GgmlType.TQ2_0, InstructionSet.Avx512), k => k is TQ2_0InterleavedMatVec);
-        return kernel;
+        var kernels = new List<TQ2_0InterleavedMatVec>();
+        if (TQ2_0InterleavedMatVec.IsSupportedAt(InstructionSet.Avx512))
+            kernels.Add(new TQ2_0InterleavedMatVec());
+        if (TQ2_0InterleavedMatVec.IsSupportedAt(InstructionSet.Avx2))
+        {
+            kernels.Add(new TQ2_0InterleavedMatVec(InstructionSet.Avx2, gfni: false));
+            if (Gfni.V256.IsSupported)
+                kernels.Add(new TQ2_0InterleavedMatVec(InstructionSet.Avx2, gfni: true));
+        }
+        if (kernels.Count == 0)
+            Assert.Skip("the interleaved TQ2_0 kernel needs AVX2 or AVX-512 BW");
+        return [.. kernels];
     }
 
     public enum Codes { Quantized, Random, AllZero, AllTwo }
@@ -29,7 +38,7 @@ public unsafe class TQ2_0InterleavedMatVecTests
     /// Rows from the reference quantizer, or blocks of raw codes (random in {0,1,2}, all 0 or all 2) with random
     /// finite scales (zero, subnormal, negative, large).
     /// </summary>
-    private static byte[] Weights(Random rng, int n, int rows, Codes codes)
+    internal static byte[] Weights(Random rng, int n, int rows, Codes codes)
     {
         var rowBytes = n / 256 * BlockBytes;
         var bytes = new byte[rowBytes * rows];
@@ -65,7 +74,7 @@ public unsafe class TQ2_0InterleavedMatVecTests
     }
 
     /// <summary>Token activations: saturated (every value ±127), all +127, all −127, then random.</summary>
-    private static float[] Activations(Random rng, int n, int token) => token switch
+    internal static float[] Activations(Random rng, int n, int token) => token switch
     {
         0 => RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray(),
         1 => Enumerable.Repeat(-2f, n).ToArray(),
@@ -93,7 +102,12 @@ public unsafe class TQ2_0InterleavedMatVecTests
     [MemberData(nameof(MatVecCases))]
     public void MatVec_equals_the_reference_dot_exactly(int blocks, Codes codes)
     {
-        var kernel = Kernel();
+        foreach (var kernel in Kernels())
+            MatVecEqualsReference(kernel, blocks, codes);
+    }
+
+    private static void MatVecEqualsReference(TQ2_0InterleavedMatVec kernel, int blocks, Codes codes)
+    {
         var rng = new Random(blocks * 7 + (int)codes);
         var n = blocks * 256;
         foreach (var (rows, splits) in new (int, int[])[] { (16 * 2 + 5, [16]), (5, []), (16, []), (48, [16, 32]) })
@@ -105,7 +119,7 @@ public unsafe class TQ2_0InterleavedMatVecTests
             for (var t = 0; t < 4; t++)
             {
                 var x = Activations(rng, n, t);
-                RepackedKernelChecks.MatVecEqualsReference(kernel, GgmlType.TQ2_0, weights, packed, state, rows, n, x, splits, $"{codes} token {t}");
+                RepackedKernelChecks.MatVecEqualsReference(kernel, GgmlType.TQ2_0, weights, packed, state, rows, n, x, splits, $"{kernel.Name}: {codes} token {t}");
             }
         }
     }
@@ -119,7 +133,12 @@ public unsafe class TQ2_0InterleavedMatVecTests
     [InlineData(9)]
     public void MatMat_equals_the_reference_dot_exactly(int tokens)
     {
-        var kernel = Kernel();
+        foreach (var kernel in Kernels())
+            MatMatEqualsReference(kernel, tokens);
+    }
+
+    private static void MatMatEqualsReference(TQ2_0InterleavedMatVec kernel, int tokens)
+    {
         var rng = new Random(tokens);
         foreach (var (blocks, rows, codes) in new[] { (1, 16 * 3 + 5, Codes.Random), (8, 16, Codes.Quantized), (3, 21, Codes.AllTwo) })
         {
@@ -150,7 +169,7 @@ public unsafe class TQ2_0InterleavedMatVecTests
                 for (var r = 0; r < rows; r++)
                 {
                     var expected = QuantReference.Dot(GgmlType.TQ2_0, weights.AsSpan(r * rowBytes, rowBytes), standard, n);
-                    Assert.True(expected.Equals(y[t * yStride + r]), $"{codes} n={n} rows={rows} token {t}/{tokens} row {r}: reference {expected}, MatMat {y[t * yStride + r]}");
+                    Assert.True(expected.Equals(y[t * yStride + r]), $"{kernel.Name}: {codes} n={n} rows={rows} token {t}/{tokens} row {r}: reference {expected}, MatMat {y[t * yStride + r]}");
                 }
                 for (var r = rows; r < yStride; r++)
                     Assert.True(float.IsNaN(y[t * yStride + r]), $"MatMat wrote outside its rows (token {t}, column {r})");
@@ -161,7 +180,12 @@ public unsafe class TQ2_0InterleavedMatVecTests
     [Fact]
     public void Matrices_the_layout_cannot_hold_are_refused()
     {
-        var kernel = Kernel();
+        foreach (var kernel in Kernels())
+            Refuses(kernel);
+    }
+
+    private static void Refuses(TQ2_0InterleavedMatVec kernel)
+    {
         var rng = new Random(3);
         const int n = 512, rows = 20;
         var weights = Weights(rng, n, rows, Codes.Quantized);
@@ -203,18 +227,20 @@ public unsafe class TQ2_0InterleavedMatVecTests
     }
 
     [Fact]
-    public void The_table_offers_it_on_avx512_as_a_multiply_add_kernel_ahead_of_the_ternary_lut()
+    public void The_table_offers_it_on_avx2_and_avx512_as_a_multiply_add_kernel_ahead_of_the_ternary_lut()
     {
         foreach (var isa in KernelIsa.Supported)
         {
             var kernels = KernelTable.RepackingKernels(GgmlType.TQ2_0, isa);
             var interleaved = kernels.SingleOrDefault(k => k is TQ2_0InterleavedMatVec);
-            Assert.Equal(isa == InstructionSet.Avx512 && TQ2_0InterleavedMatVec.IsSupported, interleaved is not null);
+            Assert.Equal(isa is InstructionSet.Avx2 or InstructionSet.Avx512 && TQ2_0InterleavedMatVec.IsSupportedAt(isa), interleaved is not null);
             if (interleaved is null)
                 continue;
+            Assert.Equal(isa, interleaved.Isa);
             Assert.True(interleaved.RepacksWeights);
             Assert.False(interleaved.UsesLookupTables);
             Assert.Equal(16, interleaved.RowTile);
+            Assert.Equal(66 * 8, interleaved.RepackedRowBytes(66 * 8, 256 * 8));
             // Measured faster than the 5-trit tables in decode and prefill, so untuned loads take it first.
             Assert.Same(interleaved, kernels[0]);
             Assert.DoesNotContain(KernelTable.RepackingKernels(GgmlType.TQ1_0, isa), k => k is TQ2_0InterleavedMatVec);

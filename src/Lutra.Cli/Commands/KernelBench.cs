@@ -36,7 +36,7 @@ internal static unsafe class KernelBench
             try
             {
                 FillWeights(type, weights, rowBytes, rows);
-                var cells = isas.Select(isa => Measure(KernelTable.Get(type, isa), weights, rowBytes, rows, repetitions, probe)).ToList();
+                var cells = isas.Select(isa => Measure(KernelTable.Get(type, isa), weights, rowBytes, rowBytes * rows, rows, repetitions, probe)).ToList();
                 cells.Add(MeasureRepacked(type, weights, rowBytes, rows, repetitions, probe));
                 Console.Out.WriteLine($"| {info.Name} | {string.Join(" | ", cells)} |");
             }
@@ -54,9 +54,12 @@ internal static unsafe class KernelBench
         var cells = new List<string>();
         foreach (var kernel in KernelTable.RepackingKernels(type, KernelIsa.Selected))
         {
-            using var packed = NativeBuffer.ForStreaming(rowBytes * rows);
+            // GB/s counts the GGUF bytes, as for every other cell of the row; a layout wider than them says so.
+            var stride = kernel.RepackedRowBytes(rowBytes, Columns);
+            using var packed = NativeBuffer.ForStreaming(stride * rows);
+            var wider = stride == rowBytes ? "" : string.Create(CultureInfo.InvariantCulture, $", streaming {(double)stride / rowBytes:F2}x those bytes");
             cells.Add(kernel.TryPrepareWeights(weights, rowBytes, rows, Columns, packed.Pointer)
-                ? $"{kernel.Name}: {Measure(kernel, packed.Pointer, rowBytes, rows, repetitions, probe)}"
+                ? $"{kernel.Name}: {Measure(kernel, packed.Pointer, stride, rowBytes * rows, rows, repetitions, probe)}{wider}"
                 : $"{kernel.Name}: not representable");
         }
         return cells.Count == 0 ? "–" : string.Join("; ", cells);
@@ -79,7 +82,8 @@ internal static unsafe class KernelBench
             distinct[r % distinct.Length].CopyTo(new Span<byte>(weights + r * rowBytes, (int)rowBytes));
     }
 
-    private static string Measure(MatVecKernel kernel, byte* weights, long rowBytes, int rows, int repetitions, double probe)
+    /// <summary>Median GB/s of <paramref name="bytes"/> per MatVec over <paramref name="rows"/> rows of <paramref name="rowBytes"/> (the kernel's stride).</summary>
+    private static string Measure(MatVecKernel kernel, byte* weights, long rowBytes, long bytes, int rows, int repetitions, double probe)
     {
         var x = new float[Columns];
         var rng = new Random(3);
@@ -103,7 +107,7 @@ internal static unsafe class KernelBench
                 seconds[r] = sw.Elapsed.TotalSeconds;
             }
             Array.Sort(seconds);
-            var gbps = rowBytes * rows / seconds[repetitions / 2] / 1e9;
+            var gbps = bytes / seconds[repetitions / 2] / 1e9;
             return string.Create(CultureInfo.InvariantCulture, $"{gbps:F1} GB/s ({100 * gbps / probe:F0} %)");
         }
         finally

@@ -139,7 +139,7 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     public ComputePool Pool { get; } = pool;
 
     internal void Run(WeightMatrix w, byte* states, int stateStride, int tokens, float* y) =>
-        Run(w.Kernel, w.KernelData, w.RowBytes, w.Rows, w.Columns, states, stateStride, tokens, y);
+        Run(w.Kernel, w.KernelData, w.KernelRowBytes, w.Rows, w.Columns, states, stateStride, tokens, y);
 
     /// <summary>
     /// <paramref name="kernel"/> over <paramref name="rows"/> rows at <paramref name="weights"/> (in the kernel's
@@ -153,7 +153,7 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     }
 
     internal void Set(int index, WeightMatrix w, byte* states, int stateStride, float* y) =>
-        Set(index, w.Kernel, w.KernelData, w.RowBytes, w.Rows, w.Columns, states, stateStride, y);
+        Set(index, w.Kernel, w.KernelData, w.KernelRowBytes, w.Rows, w.Columns, states, stateStride, y);
 
     private void Set(int index, MatVecKernel kernel, byte* weights, long rowBytes, int rows, int columns, byte* states, int stateStride,
         float* y) =>

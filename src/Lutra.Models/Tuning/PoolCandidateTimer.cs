@@ -43,6 +43,8 @@ internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, 
         var stride = kernel.ActivationBytes(columns);
         var work = _work;
         var pool = _pool;
+        // A repacking kernel's candidate copy is in its layout, whose rows may be wider than the GGUF ones.
+        var rowBytes = kernel.RepacksWeights ? kernel.RepackedRowBytes(matrix.RowBytes, columns) : matrix.RowBytes;
 
         Action? flush = null;
         var flushBytes = CacheFlush.DefaultBytes();
@@ -53,7 +55,7 @@ internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, 
             flush = () => buffer.Run(pool);
         }
         var seconds = RepeatedTiming.MedianSeconds(
-            () => work.Run(kernel, weights, matrix.RowBytes, matrix.Rows, columns, prepared, stride, 1, y),
+            () => work.Run(kernel, weights, rowBytes, matrix.Rows, columns, prepared, stride, 1, y),
             flush, MinRepetitions, MaxRepetitions, Budget);
         GC.KeepAlive(output);
         return seconds;

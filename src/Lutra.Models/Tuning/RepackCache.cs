@@ -84,7 +84,7 @@ internal sealed unsafe class RepackCache : IDisposable
         Entry? entry;
         lock (_entries)
         {
-            if (_file is null || !_entries.TryGetValue(key, out entry) || entry.Length != matrix.ByteSize)
+            if (_file is null || !_entries.TryGetValue(key, out entry) || entry.Length != matrix.RepackedByteSize(kernel))
                 return null;
         }
         var buffer = NativeBuffer.ForStreaming(entry.Length);

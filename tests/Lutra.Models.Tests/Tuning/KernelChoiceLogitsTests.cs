@@ -11,6 +11,7 @@ public class KernelChoiceLogitsTests
     [Theory]
     [InlineData("tiny-synth-TQ1_0", KernelPreference.Mad)]
     [InlineData("tiny-synth-TQ1_0", KernelPreference.Repacked)]
+    [InlineData("tiny-synth-TQ1_0", KernelPreference.Interleaved)]
     [InlineData("tiny-synth-TQ2_0", KernelPreference.Mad)]
     [InlineData("tiny-synth-TQ2_0", KernelPreference.Repacked)]
     [InlineData("tiny-synth-TQ2_0", KernelPreference.Auto)]
@@ -79,6 +80,7 @@ public class KernelChoiceLogitsTests
     }
 
     [Theory]
+    [InlineData("tiny-synth-TQ1_0")]
     [InlineData("tiny-synth-TQ2_0")]
     [InlineData("tiny-synth-Q4_0")]
     public void The_preference_decides_which_kind_of_kernel_each_matrix_gets(string stem)
@@ -96,7 +98,7 @@ public class KernelChoiceLogitsTests
             // Where this build has a repacking kernel whose layout takes the matrix, the matrix is on one.
             var expectRepacked = KernelTable.RepackingKernels(m.Type, KernelIsa.Selected).Any(k => Accepts(m, k));
             Assert.Equal(expectRepacked, m.Kernel.RepacksWeights);
-            Assert.Equal(expectRepacked ? m.ByteSize : 0, m.RepackedBytes);
+            Assert.Equal(expectRepacked ? m.RepackedByteSize(m.Kernel) : 0, m.RepackedBytes);
         }
     }
 
@@ -114,10 +116,31 @@ public class KernelChoiceLogitsTests
             Assert.Equal(family.Any(k => Accepts(m, k)), m.Kernel.RepacksWeights);
             if (m.Kernel.RepacksWeights)
                 Assert.Equal(lookup, m.Kernel.UsesLookupTables);
-            if (KernelIsa.Selected == InstructionSet.Avx512 && !lookup && TQ2_0InterleavedMatVec.IsSupported)
+            if (!lookup && TQ2_0InterleavedMatVec.IsSupportedAt(KernelIsa.Selected))
                 Assert.IsType<TQ2_0InterleavedMatVec>(m.Kernel);
             if (KernelIsa.Selected == InstructionSet.Avx512 && lookup && TernaryLutMatVecAvx512.IsSupported)
                 Assert.IsType<TQ2_0LutMatVecAvx512>(m.Kernel);
+        }
+    }
+
+    /// <summary>
+    /// Forced interleaved, every TQ1_0 matrix runs on TQ2_0's tiles where this instruction set has them, in a copy
+    /// 66/54 of its GGUF size whose stride the forward pass uses (the logits test above checks the result).
+    /// </summary>
+    [Fact]
+    public void Forced_interleaved_puts_TQ1_0_matrices_on_TQ2_0_tiles_in_a_wider_copy()
+    {
+        var path = SharedData.Model("tiny-synth-TQ1_0.gguf");
+        if (!TQ2_0InterleavedMatVec.IsSupportedAt(KernelIsa.Selected))
+            Assert.Skip($"no interleaved TQ2_0 kernel at {KernelIsa.Selected}");
+        using var model = Transformer.Load(path, new KernelOptions { Preference = KernelPreference.Interleaved, CachePath = null });
+        var tq1 = model.Weights.Matrices.Where(m => m.Type == GgmlType.TQ1_0).ToArray();
+        Assert.NotEmpty(tq1);
+        foreach (var m in tq1)
+        {
+            Assert.IsType<TQ1_0InterleavedMatVec>(m.Kernel);
+            Assert.Equal((long)m.RowBytes / 54 * 66, m.KernelRowBytes);
+            Assert.Equal(m.Rows * m.KernelRowBytes, m.RepackedBytes);
         }
     }
 }

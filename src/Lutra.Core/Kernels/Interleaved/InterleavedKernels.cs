@@ -7,7 +7,8 @@ public static unsafe partial class KernelTable
 {
     /// <summary>
     /// The 16-row interleaved kernels: Q4_0 and Q4_1 on the AVX2 and AVX-512 paths; Q8_0 wherever AVX-VNNI (256-bit, VEX) is
-    /// present, on the AVX2 and the AVX-512 paths alike; F16, Q4_K, Q6_K, Q2_K (with GFNI) and TQ2_0 on AVX-512.
+    /// present, on the AVX2 and the AVX-512 paths alike; TQ2_0, and TQ1_0 converted to TQ2_0's tiles, on AVX2 and AVX-512;
+    /// F16, Q4_K, Q6_K and Q2_K (with GFNI) on AVX-512.
     /// </summary>
     static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
     {
@@ -23,8 +24,10 @@ public static unsafe partial class KernelTable
             kernels.Add(new Q4_KInterleavedMatVec());
         else if (weightType == GgmlType.Q6_K && isa == InstructionSet.Avx512 && Q6_KInterleavedMatVec.IsSupported)
             kernels.Add(new Q6_KInterleavedMatVec());
-        else if (weightType == GgmlType.TQ2_0 && isa == InstructionSet.Avx512 && TQ2_0InterleavedMatVec.IsSupported)
-            kernels.Add(new TQ2_0InterleavedMatVec());
+        else if (weightType == GgmlType.TQ2_0 && TQ2_0InterleavedMatVec.IsSupportedAt(isa))
+            kernels.Add(new TQ2_0InterleavedMatVec(isa));
+        else if (weightType == GgmlType.TQ1_0 && TQ2_0InterleavedMatVec.IsSupportedAt(isa))
+            kernels.Add(new TQ1_0InterleavedMatVec(isa));
         else if (weightType == GgmlType.Q2_K && isa == InstructionSet.Avx512 && Q2_KInterleavedMatVec.IsSupported)
             kernels.Add(new Q2_KInterleavedMatVec());
     }
