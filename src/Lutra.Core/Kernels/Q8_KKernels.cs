@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Lutra.Core.Quants;
 
 namespace Lutra.Core.Kernels;
 
@@ -53,6 +54,13 @@ public static unsafe class Q8_KKernels
                 }
             }
             var iscale = -127f / max;
+            if (!float.IsFinite(iscale))
+            {
+                // A block of subnormals: the reference's rounding trick on ±∞ products, which no vector
+                // conversion reproduces; the block goes through the reference instead.
+                QuantReference.QuantizeActivations(GgmlType.Q8_K, new ReadOnlySpan<float>(x, SuperBlock), new Span<byte>(dst, Q8_KBytes));
+                continue;
+            }
             var vscale = Vector512.Create(iscale);
             var limit = Vector512.Create(127);
             for (var i = 0; i < SuperBlock; i += 16)
@@ -62,6 +70,66 @@ public static unsafe class Q8_KKernels
                 var s8 = Vector512.Narrow(s16, s16);
                 s8.GetLower().GetLower().Store(q + i);
                 bsums[i / 16] = (short)Vector512.Sum(v);
+            }
+            *(float*)dst = 1 / iscale;
+        }
+    }
+
+    /// <summary><see cref="QuantizeRowAvx512"/> with 128-bit vectors (AVX2/SSE/NEON machines): the same arithmetic.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void QuantizeRowVector128(float* x, byte* dst, int n)
+    {
+        for (var b = 0; b < n / SuperBlock; b++, x += SuperBlock, dst += Q8_KBytes)
+        {
+            Vector128<float> m0 = default, m1 = default, m2 = default, m3 = default;
+            for (var i = 0; i < SuperBlock; i += 16)
+            {
+                m0 = Vector128.Max(m0, Vector128.Abs(Vector128.Load(x + i)));
+                m1 = Vector128.Max(m1, Vector128.Abs(Vector128.Load(x + i + 4)));
+                m2 = Vector128.Max(m2, Vector128.Abs(Vector128.Load(x + i + 8)));
+                m3 = Vector128.Max(m3, Vector128.Abs(Vector128.Load(x + i + 12)));
+            }
+            var m = Vector128.Max(Vector128.Max(m0, m1), Vector128.Max(m2, m3));
+            var amax = MathF.Max(MathF.Max(m[0], m[1]), MathF.Max(m[2], m[3]));
+            var q = (sbyte*)(dst + Q8_KQs);
+            var bsums = (short*)(dst + Q8_KBsums);
+            if (amax == 0)
+            {
+                *(float*)dst = 0;
+                new Span<byte>(q, SuperBlock).Clear();
+                new Span<short>(bsums, 16).Clear();
+                continue;
+            }
+            // The sign comes from the first element whose magnitude equals the maximum.
+            var max = 0f;
+            var target = Vector128.Create(amax);
+            for (var i = 0; i < SuperBlock; i += 4)
+            {
+                var hits = Vector128.Equals(Vector128.Abs(Vector128.Load(x + i)), target).ExtractMostSignificantBits();
+                if (hits != 0)
+                {
+                    max = x[i + BitOperations.TrailingZeroCount(hits)];
+                    break;
+                }
+            }
+            var iscale = -127f / max;
+            if (!float.IsFinite(iscale))
+            {
+                // A block of subnormals: the reference's rounding trick on ±∞ products, which no vector
+                // conversion reproduces; the block goes through the reference instead.
+                QuantReference.QuantizeActivations(GgmlType.Q8_K, new ReadOnlySpan<float>(x, SuperBlock), new Span<byte>(dst, Q8_KBytes));
+                continue;
+            }
+            var vscale = Vector128.Create(iscale);
+            var limit = Vector128.Create(127);
+            for (var i = 0; i < SuperBlock; i += 16)
+            {
+                var v0 = Vector128.Min(Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + i) * vscale)), limit);
+                var v1 = Vector128.Min(Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + i + 4) * vscale)), limit);
+                var v2 = Vector128.Min(Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + i + 8) * vscale)), limit);
+                var v3 = Vector128.Min(Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + i + 12) * vscale)), limit);
+                Vector128.Narrow(Vector128.Narrow(v0, v1), Vector128.Narrow(v2, v3)).Store(q + i);
+                bsums[i / 16] = (short)Vector128.Sum(v0 + v1 + (v2 + v3));
             }
             *(float*)dst = 1 / iscale;
         }

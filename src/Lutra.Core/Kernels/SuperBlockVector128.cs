@@ -345,6 +345,8 @@ internal static unsafe class SuperBlockSidecar
     {
         if (isa >= InstructionSet.Avx512)
             Q8_KKernels.QuantizeRowAvx512(x, state, n);
+        else if (isa >= InstructionSet.Vector128 && Vector128.IsHardwareAccelerated)
+            Q8_KKernels.QuantizeRowVector128(x, state, n);
         else
             QuantReference.QuantizeActivations(GgmlType.Q8_K, new ReadOnlySpan<float>(x, n), new Span<byte>(state, n / Size * Q8_KBytes));
     }
