@@ -37,7 +37,16 @@ public class LogitsTests
         var ours = ReferenceLogits.Evaluate(stem + ".gguf", tokens, new InferenceOptions());
         var c = ReferenceLogits.Compare(ours, ReferenceLogits.Read(stem + ".logits.f32"), 512);
         Assert.True(c.MaxAbs <= maxAbs, c.ToString());
-        Assert.Equal(1.0, c.Top1Agreement);
+        if (stem.EndsWith("BF16", StringComparison.Ordinal))
+        {
+            // BF16 logits sit up to 0.1 from llama.cpp's (each instruction set sums the bf16 products in its own
+            // order), so near-ties may flip (98 % top-1 under LUTRA_ISA=avx2); no decisive disagreement may.
+            Assert.True(c.DecisiveDisagreements == 0 && c.Top1Agreement >= 0.95, c.ToString());
+        }
+        else
+        {
+            Assert.Equal(1.0, c.Top1Agreement);
+        }
     }
 
     [Fact]
