@@ -92,6 +92,23 @@ public class AttentionTests
     }
 
     [Theory]
+    [InlineData(4, 4, 16)]
+    [InlineData(8, 2, 8)]
+    [InlineData(4, 1, 64)]
+    [InlineData(8, 2, 20)]
+    public void F16_decode_matches_the_reference_at_tile_and_chunk_boundaries(int heads, int kvHeads, int headDim)
+    {
+        // Decode keeps each chunk's scores between its two passes: lengths around the tile (64) and the chunk (256),
+        // on one thread and on two (parallel phases).
+        const int context = 600;
+        foreach (var length in new[] { 1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 511, 512, 513, 600 })
+        {
+            Compare(KvCacheType.F16, heads, kvHeads, headDim, length, 1, threads: 1, context);
+            Compare(KvCacheType.F16, heads, kvHeads, headDim, length, 1, threads: 2, context);
+        }
+    }
+
+    [Theory]
     [InlineData(KvCacheType.F16, 4, 4, 16)]
     [InlineData(KvCacheType.F32, 4, 2, 32)]
     [InlineData(KvCacheType.F16, 8, 2, 8)]

@@ -20,8 +20,9 @@ namespace Lutra.Models.Blocks;
 /// F32 cache: one pass with an online softmax (FlashAttention style), divided by the sum at the end. F16 cache:
 /// llama.cpp's semantics (formats.md §5.4) — Q rounded to f16 before KQ, and the normalized weights p = e·(1/Σe)
 /// rounded to f16 before KQV. Rounding p needs the final max and sum first, so a task makes two passes over its
-/// tiles: running max and sum, then the rounded weights times V (the scores are recomputed rather than stored,
-/// which would take tokens × context floats). Rounding the unnormalized weights of a one-pass online softmax
+/// tiles: running max and sum, then the rounded weights times V. Prefill recomputes the scores in the second pass
+/// (storing them would take tokens × context floats); decode stores them (n_head × context floats for every
+/// chunk), so each K tile is widened and scored once and the second pass only reads V. Rounding the unnormalized weights of a one-pass online softmax
 /// instead measurably moved the logits away from llama.cpp's (mean |Δ| 2.5× larger on tiny-synth-F32).
 /// </remarks>
 public sealed unsafe class AttentionWork : IComputeWork
@@ -53,6 +54,8 @@ public sealed unsafe class AttentionWork : IComputeWork
     private readonly int _partialStride;
     private readonly float[] _headMax; // F16 decode chunks: each head's merged max and sum
     private readonly double[] _headSum;
+    private readonly byte[] _scoreBuffer; // keeps the pinned array behind _scores alive
+    private readonly float* _scores; // F16 decode: [kv head][chunk][group row][DecodeChunk] scaled scores
 
     // The current job.
     private KvCache? _cache;
@@ -96,6 +99,7 @@ public sealed unsafe class AttentionWork : IComputeWork
         _headMax = new float[headCount];
         _headSum = new double[headCount];
         _partials = (float*)Pinned(checked(headCount * _maxChunks * _partialStride * sizeof(float)), out _partialBuffer);
+        _scores = (float*)Pinned(checked(headCount * _maxChunks * DecodeChunk * sizeof(float)), out _scoreBuffer);
     }
 
     /// <summary>A pinned, zeroed, 64-byte aligned buffer (kept alive through <paramref name="owner"/>).</summary>
@@ -219,7 +223,11 @@ public sealed unsafe class AttentionWork : IComputeWork
             }
         }
 
-        if (_phase == Phase.TwoPass)
+        if (f16 && _tokens == 1)
+        {
+            DecodeHalf(s, kvHead, chunk, rows, keyStart, keyLimit);
+        }
+        else if (_phase == Phase.TwoPass)
         {
             Sweep(s, Phase.Statistics, kvHead, t0, tokenCount, rows, keyStart, keyLimit);
             Sweep(s, Phase.Weighted, kvHead, t0, tokenCount, rows, keyStart, keyLimit);
@@ -300,19 +308,62 @@ public sealed unsafe class AttentionWork : IComputeWork
                     if (visible <= j0)
                         continue;
                     var valid = Math.Min(count, visible - j0);
-                    Scores(s, row, keys);
+                    Scores(s, row, keys, s.Weights);
                     switch (phase)
                     {
                         case Phase.Statistics:
-                            AddStatistics(s, row, valid);
+                            AddStatistics(s, row, s.Weights, valid);
                             break;
                         case Phase.Weighted:
-                            AddWeighted(s, row, valid, values, valueStride);
+                            AddWeighted(s, row, s.Weights, valid, values, valueStride);
                             break;
                         default:
-                            AddOnline(s, row, valid, values, valueStride);
+                            AddOnline(s, row, s.Weights, valid, values, valueStride);
                             break;
                     }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// F16 cache, one query token (rows = the GQA group): the statistics pass widens each K tile once and keeps every
+    /// row's scaled scores in the task's store; the weighted pass (the same task for one chunk, a later phase for
+    /// several) reads them back and only widens V. The arithmetic and its order are those of the prefill sweeps.
+    /// </summary>
+    private void DecodeHalf(ThreadScratch s, int kvHead, int chunk, int rows, int keyStart, int keyLimit)
+    {
+        var cache = _cache!;
+        var hd = _headDim;
+        var offset = kvHead * hd;
+        var scores = _scores + ((long)kvHead * _maxChunks + chunk) * rows * DecodeChunk;
+        fixed (Half* kh = cache.HalfKeys(_layer))
+        fixed (Half* vh = cache.HalfValues(_layer))
+        {
+            if (_phase != Phase.Weighted)
+            {
+                for (var j0 = keyStart; j0 < keyLimit; j0 += KeyTile)
+                {
+                    var count = Math.Min(KeyTile, keyLimit - j0);
+                    HalfConversion.ToSingle((ushort*)kh + cache.KeyIndex(j0, offset), s.Keys, hd * KeyTile);
+                    for (var row = 0; row < rows; row++)
+                    {
+                        var w = scores + row * DecodeChunk + (j0 - keyStart);
+                        Scores(s, row, s.Keys, w);
+                        AddStatistics(s, row, w, count);
+                    }
+                }
+            }
+            if (_phase != Phase.Statistics)
+            {
+                for (var j0 = keyStart; j0 < keyLimit; j0 += KeyTile)
+                {
+                    var count = Math.Min(KeyTile, keyLimit - j0);
+                    var valueIndex = (long)j0 * cache.KvDim + offset;
+                    for (var j = 0; j < count; j++)
+                        HalfConversion.ToSingle((ushort*)vh + valueIndex + (long)j * cache.KvDim, s.Values + j * hd, hd);
+                    for (var row = 0; row < rows; row++)
+                        AddWeighted(s, row, scores + row * DecodeChunk + (j0 - keyStart), count, s.Values, hd);
                 }
             }
         }
@@ -323,12 +374,11 @@ public sealed unsafe class AttentionWork : IComputeWork
     /// independent accumulator chains (FMA latency would otherwise bound the loop).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Scores(ThreadScratch s, int row, float* kt)
+    private void Scores(ThreadScratch s, int row, float* kt, float* w)
     {
         var hd = _headDim;
         var width = Vector<float>.Count;
         var q = s.Queries + row * hd;
-        var w = s.Weights;
         var scale = new Vector<float>(_scale);
         if (8 * width > KeyTile)
         {
@@ -386,10 +436,10 @@ public sealed unsafe class AttentionWork : IComputeWork
     }
 
     /// <summary>Running max and Σ exp(w − max) of a row (the first of the F16 cache's two passes).</summary>
-    private static void AddStatistics(ThreadScratch s, int row, int valid)
+    private static void AddStatistics(ThreadScratch s, int row, float* w, int valid)
     {
-        var max = NewMax(s, row, valid);
-        var sum = ExpSum(s.Weights, valid, max, store: false);
+        var max = NewMax(s, row, w, valid);
+        var sum = ExpSum(w, valid, max, store: false);
         s.Sum[row] = s.Sum[row] * MathF.Exp(s.Max[row] - max) + sum;
         s.Max[row] = max;
     }
@@ -399,9 +449,8 @@ public sealed unsafe class AttentionWork : IComputeWork
     /// arithmetic, where P is normalized in f32 and rounded to f16 before KQV.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AddWeighted(ThreadScratch s, int row, int valid, float* values, int valueStride)
+    private void AddWeighted(ThreadScratch s, int row, float* w, int valid, float* values, int valueStride)
     {
-        var w = s.Weights;
         var width = Vector<float>.Count;
         var max = s.Max[row];
         var inv = (float)(1.0 / s.Sum[row]);
@@ -412,23 +461,22 @@ public sealed unsafe class AttentionWork : IComputeWork
             RoundToHalf(ExpNonPositive(Vector.Load(w + j) - vmax) * vinv).Store(w + j);
         for (; j < valid; j++)
             w[j] = (float)(Half)(MathF.Exp(w[j] - max) * inv);
-        AccumulateValues(s, row, valid, 1f, values, valueStride);
+        AccumulateValues(s, row, w, valid, 1f, values, valueStride);
     }
 
     /// <summary>One-pass online softmax (the exact F32 cache rounds nothing, so the sum may divide at the end).</summary>
-    private void AddOnline(ThreadScratch s, int row, int valid, float* values, int valueStride)
+    private void AddOnline(ThreadScratch s, int row, float* w, int valid, float* values, int valueStride)
     {
-        var max = NewMax(s, row, valid);
+        var max = NewMax(s, row, w, valid);
         var correction = MathF.Exp(s.Max[row] - max); // 0 on the first tile (old max = −∞)
-        var sum = ExpSum(s.Weights, valid, max, store: true);
+        var sum = ExpSum(w, valid, max, store: true);
         s.Sum[row] = s.Sum[row] * correction + sum;
         s.Max[row] = max;
-        AccumulateValues(s, row, valid, correction, values, valueStride);
+        AccumulateValues(s, row, w, valid, correction, values, valueStride);
     }
 
-    private static float NewMax(ThreadScratch s, int row, int valid)
+    private static float NewMax(ThreadScratch s, int row, float* w, int valid)
     {
-        var w = s.Weights;
         var width = Vector<float>.Count;
         var max = new Vector<float>(s.Max[row]);
         var j = 0;
@@ -497,11 +545,10 @@ public sealed unsafe class AttentionWork : IComputeWork
     /// vectors of channels per pass over the positions, so four FMA chains run side by side.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AccumulateValues(ThreadScratch s, int row, int valid, float correction, float* vr, int stride)
+    private void AccumulateValues(ThreadScratch s, int row, float* w, int valid, float correction, float* vr, int stride)
     {
         var hd = _headDim;
         var width = Vector<float>.Count;
-        var w = s.Weights;
         var acc = s.Acc + row * hd;
         var c = new Vector<float>(correction);
         var d0 = 0;
