@@ -98,8 +98,8 @@ public class AttentionTests
     [InlineData(8, 2, 20)]
     public void F16_decode_matches_the_reference_at_tile_and_chunk_boundaries(int heads, int kvHeads, int headDim)
     {
-        // Decode keeps each chunk's scores between its two passes: lengths around the tile (64) and the chunk (256),
-        // on one thread and on two (parallel phases).
+        // Decode keeps each chunk's scores between its two passes and widens only the K positions in use: lengths
+        // around the widening step (16), the tile (64) and the chunk (256), on one thread and on two (parallel phases).
         const int context = 600;
         foreach (var length in new[] { 1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 511, 512, 513, 600 })
         {

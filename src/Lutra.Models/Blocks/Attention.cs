@@ -285,7 +285,7 @@ public sealed unsafe class AttentionWork : IComputeWork
                 int valueStride;
                 if (f16)
                 {
-                    HalfConversion.ToSingle((ushort*)kh + keyIndex, s.Keys, hd * KeyTile);
+                    WidenKeys((ushort*)kh + keyIndex, s.Keys, count);
                     if (needValues)
                     {
                         for (var j = 0; j < count; j++)
@@ -345,7 +345,7 @@ public sealed unsafe class AttentionWork : IComputeWork
                 for (var j0 = keyStart; j0 < keyLimit; j0 += KeyTile)
                 {
                     var count = Math.Min(KeyTile, keyLimit - j0);
-                    HalfConversion.ToSingle((ushort*)kh + cache.KeyIndex(j0, offset), s.Keys, hd * KeyTile);
+                    WidenKeys((ushort*)kh + cache.KeyIndex(j0, offset), s.Keys, count);
                     for (var row = 0; row < rows; row++)
                     {
                         var w = scores + row * DecodeChunk + (j0 - keyStart);
@@ -367,6 +367,22 @@ public sealed unsafe class AttentionWork : IComputeWork
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Widens the first <paramref name="count"/> positions of an f16 K tile ([head_dim][KeyTile]), rounded up to 16
+    /// (the widest conversion step); the scores of the positions past them are computed but never used.
+    /// </summary>
+    private void WidenKeys(ushort* tile, float* keys, int count)
+    {
+        if (count == KeyTile)
+        {
+            HalfConversion.ToSingle(tile, keys, _headDim * KeyTile);
+            return;
+        }
+        var widened = (count + 15) & ~15;
+        for (var d = 0; d < _headDim; d++)
+            HalfConversion.ToSingle(tile + d * KeyTile, keys + d * KeyTile, widened);
     }
 
     /// <summary>
