@@ -209,8 +209,10 @@ public sealed unsafe class AttentionWork : IComputeWork
                 var row = g * tokenCount + t;
                 var src = _q + (long)(t0 + t) * qDim + head * hd;
                 var dst = s.Queries + row * hd;
-                for (var d = 0; d < hd; d++)
-                    dst[d] = f16 ? (float)(Half)src[d] : src[d];
+                if (f16)
+                    RoundToHalf(src, dst, hd);
+                else
+                    new Span<float>(src, hd).CopyTo(new Span<float>(dst, hd));
                 s.Max[row] = float.NegativeInfinity;
                 s.Sum[row] = 0;
                 new Span<float>(s.Acc + row * hd, hd).Clear();
@@ -605,16 +607,33 @@ public sealed unsafe class AttentionWork : IComputeWork
     }
 
     /// <summary>
-    /// Rounds non-negative floats ≤ 1 to the nearest f16 value (ties to even), as (float)(Half)x does: mantissa
-    /// rounding to 10 bits for f16 normals, rounding to a multiple of 2⁻²⁴ (through an add of 0.5) for subnormals.
+    /// Rounds floats to the nearest f16 value (ties to even), as (float)(Half)x does (which .NET does in software),
+    /// on the magnitude: mantissa rounding to 10 bits for f16 normals, past 65504 infinity; rounding to a multiple
+    /// of 2⁻²⁴ (through an add of 0.5) for subnormals; infinities and NaNs pass through.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector<float> RoundToHalf(Vector<float> x)
     {
-        var bits = x.As<float, uint>();
-        var normal = ((bits + new Vector<uint>(0x0FFF) + ((bits >> 13) & Vector<uint>.One)) & new Vector<uint>(0xFFFFE000u)).As<uint, float>();
-        var subnormal = x + new Vector<float>(0.5f) - new Vector<float>(0.5f);
-        return Vector.ConditionalSelect(Vector.LessThan(x, new Vector<float>(6.103515625e-05f)), subnormal, normal);
+        var bits = x.As<float, int>();
+        var sign = bits & new Vector<int>(int.MinValue);
+        var magnitude = bits ^ sign;
+        var normal = (magnitude + new Vector<int>(0x0FFF) + ((magnitude >> 13) & Vector<int>.One)) & new Vector<int>(unchecked((int)0xFFFFE000u));
+        normal = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(normal, new Vector<int>(0x47800000)), new Vector<int>(0x7F800000), normal); // ≥ 2^16
+        var subnormal = (magnitude.As<int, float>() + new Vector<float>(0.5f) - new Vector<float>(0.5f)).As<float, int>();
+        var rounded = Vector.ConditionalSelect(Vector.LessThan(magnitude, new Vector<int>(0x38800000)), subnormal, normal); // < 2^-14
+        rounded = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(magnitude, new Vector<int>(0x7F800000)), magnitude, rounded);
+        return (rounded | sign).As<int, float>();
+    }
+
+    /// <summary>dst = (float)(Half)src over <paramref name="count"/> floats.</summary>
+    private static void RoundToHalf(float* src, float* dst, int count)
+    {
+        var width = Vector<float>.Count;
+        var i = 0;
+        for (; i + width <= count; i += width)
+            RoundToHalf(Vector.Load(src + i)).Store(dst + i);
+        for (; i < count; i++)
+            dst[i] = (float)(Half)src[i];
     }
 
     private float* Slot(int head, int chunk) => _partials + ((long)head * _maxChunks + chunk) * _partialStride;
