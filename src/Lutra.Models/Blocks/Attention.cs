@@ -559,8 +559,9 @@ public sealed unsafe class AttentionWork : IComputeWork
     }
 
     /// <summary>
-    /// acc = acc · correction + Σ_j w[j] · V[j] over the tile's first <paramref name="valid"/> positions; four
-    /// vectors of channels per pass over the positions, so four FMA chains run side by side.
+    /// acc = acc · correction + Σ_j w[j] · V[j] over the tile's first <paramref name="valid"/> positions; eight (then
+    /// four) vectors of channels per pass over the positions, so that many FMA chains run side by side (each chain
+    /// waits on its FMA's latency, one position at a time).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AccumulateValues(ThreadScratch s, int row, float* w, int valid, float correction, float* vr, int stride)
@@ -570,6 +571,38 @@ public sealed unsafe class AttentionWork : IComputeWork
         var acc = s.Acc + row * hd;
         var c = new Vector<float>(correction);
         var d0 = 0;
+        for (; d0 + 8 * width <= hd; d0 += 8 * width)
+        {
+            var o0 = Vector.Load(acc + d0) * c;
+            var o1 = Vector.Load(acc + d0 + width) * c;
+            var o2 = Vector.Load(acc + d0 + 2 * width) * c;
+            var o3 = Vector.Load(acc + d0 + 3 * width) * c;
+            var o4 = Vector.Load(acc + d0 + 4 * width) * c;
+            var o5 = Vector.Load(acc + d0 + 5 * width) * c;
+            var o6 = Vector.Load(acc + d0 + 6 * width) * c;
+            var o7 = Vector.Load(acc + d0 + 7 * width) * c;
+            var v = vr + d0;
+            for (var j = 0; j < valid; j++, v += stride)
+            {
+                var p = new Vector<float>(w[j]);
+                o0 = Vector.FusedMultiplyAdd(p, Vector.Load(v), o0);
+                o1 = Vector.FusedMultiplyAdd(p, Vector.Load(v + width), o1);
+                o2 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 2 * width), o2);
+                o3 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 3 * width), o3);
+                o4 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 4 * width), o4);
+                o5 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 5 * width), o5);
+                o6 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 6 * width), o6);
+                o7 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 7 * width), o7);
+            }
+            o0.Store(acc + d0);
+            o1.Store(acc + d0 + width);
+            o2.Store(acc + d0 + 2 * width);
+            o3.Store(acc + d0 + 3 * width);
+            o4.Store(acc + d0 + 4 * width);
+            o5.Store(acc + d0 + 5 * width);
+            o6.Store(acc + d0 + 6 * width);
+            o7.Store(acc + d0 + 7 * width);
+        }
         for (; d0 + 4 * width <= hd; d0 += 4 * width)
         {
             var o0 = Vector.Load(acc + d0) * c;
