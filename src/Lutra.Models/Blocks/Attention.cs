@@ -289,10 +289,7 @@ public sealed unsafe class AttentionWork : IComputeWork
                 {
                     WidenKeys((ushort*)kh + keyIndex, s.Keys, count);
                     if (needValues)
-                    {
-                        for (var j = 0; j < count; j++)
-                            HalfConversion.ToSingle((ushort*)vh + valueIndex + (long)j * cache.KvDim, s.Values + j * hd, hd);
-                    }
+                        HalfConversion.ToSingle((ushort*)vh + valueIndex, cache.KvDim, s.Values, hd, count, hd);
                     keys = s.Keys;
                     values = s.Values;
                     valueStride = hd;
@@ -362,8 +359,7 @@ public sealed unsafe class AttentionWork : IComputeWork
                 {
                     var count = Math.Min(KeyTile, keyLimit - j0);
                     var valueIndex = (long)j0 * cache.KvDim + offset;
-                    for (var j = 0; j < count; j++)
-                        HalfConversion.ToSingle((ushort*)vh + valueIndex + (long)j * cache.KvDim, s.Values + j * hd, hd);
+                    HalfConversion.ToSingle((ushort*)vh + valueIndex, cache.KvDim, s.Values, hd, count, hd);
                     for (var row = 0; row < rows; row++)
                         AddWeighted(s, row, scores + row * DecodeChunk + (j0 - keyStart), count, s.Values, hd);
                 }
@@ -375,17 +371,8 @@ public sealed unsafe class AttentionWork : IComputeWork
     /// Widens the first <paramref name="count"/> positions of an f16 K tile ([head_dim][KeyTile]), rounded up to 16
     /// (the widest conversion step); the scores of the positions past them are computed but never used.
     /// </summary>
-    private void WidenKeys(ushort* tile, float* keys, int count)
-    {
-        if (count == KeyTile)
-        {
-            HalfConversion.ToSingle(tile, keys, _headDim * KeyTile);
-            return;
-        }
-        var widened = (count + 15) & ~15;
-        for (var d = 0; d < _headDim; d++)
-            HalfConversion.ToSingle(tile + d * KeyTile, keys + d * KeyTile, widened);
-    }
+    private void WidenKeys(ushort* tile, float* keys, int count) =>
+        HalfConversion.ToSingle(tile, KeyTile, keys, KeyTile, _headDim, (count + 15) & ~15);
 
     /// <summary>
     /// The scaled scores of one query row against the whole loaded tile, vectorized over positions, in eight
@@ -772,23 +759,28 @@ public sealed unsafe class AttentionWork : IComputeWork
 /// </summary>
 internal static unsafe class HalfConversion
 {
-    public static void ToSingle(ushort* src, float* dst, int count)
+    /// <summary>
+    /// Widens <paramref name="rows"/> rows of <paramref name="count"/> values: source rows <paramref name="srcStride"/>
+    /// halves apart, destination rows <paramref name="dstStride"/> floats apart (one call per tile).
+    /// </summary>
+    public static void ToSingle(ushort* src, long srcStride, float* dst, int dstStride, int rows, int count)
     {
-        var i = 0;
-        if (KernelIsa.Selected >= InstructionSet.Avx512)
+        var isa = KernelIsa.Selected;
+        fixed (float* table = KvCache.HalfTable)
         {
-            for (; i + 16 <= count; i += 16)
-                FloatKernels.HalfToSingle(Vector256.Load(src + i)).Store(dst + i);
-        }
-        else if (KernelIsa.Selected >= InstructionSet.Avx2)
-        {
-            for (; i + 8 <= count; i += 8)
-                FloatKernelsAvx2.HalfToSingle(Vector128.Load(src + i)).Store(dst + i);
-        }
-        if (i < count)
-        {
-            fixed (float* table = KvCache.HalfTable)
+            for (var r = 0; r < rows; r++, src += srcStride, dst += dstStride)
             {
+                var i = 0;
+                if (isa >= InstructionSet.Avx512)
+                {
+                    for (; i + 16 <= count; i += 16)
+                        FloatKernels.HalfToSingle(Vector256.Load(src + i)).Store(dst + i);
+                }
+                else if (isa >= InstructionSet.Avx2)
+                {
+                    for (; i + 8 <= count; i += 8)
+                        FloatKernelsAvx2.HalfToSingle(Vector128.Load(src + i)).Store(dst + i);
+                }
                 for (; i < count; i++)
                     dst[i] = table[src[i]];
             }
