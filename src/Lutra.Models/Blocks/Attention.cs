@@ -21,9 +21,10 @@ namespace Lutra.Models.Blocks;
 /// llama.cpp's semantics (formats.md §5.4) — Q rounded to f16 before KQ, and the normalized weights p = e·(1/Σe)
 /// rounded to f16 before KQV. Rounding p needs the final max and sum first, so a task makes two passes over its
 /// tiles: running max and sum, then the rounded weights times V. Prefill recomputes the scores in the second pass
-/// (storing them would take tokens × context floats); decode stores them (n_head × context floats for every
-/// chunk), so each K tile is widened and scored once and the second pass only reads V. Rounding the unnormalized weights of a one-pass online softmax
-/// instead measurably moved the logits away from llama.cpp's (mean |Δ| 2.5× larger on tiny-synth-F32).
+/// (storing them would take tokens × context floats); decode keeps them (n_head × context floats in all), so each
+/// K tile is widened and scored once and the second pass only reads V. Rounding the unnormalized weights of a
+/// one-pass online softmax instead measurably moved the logits away from llama.cpp's (mean |Δ| 2.5× larger on
+/// tiny-synth-F32).
 /// </remarks>
 public sealed unsafe class AttentionWork : IComputeWork
 {
@@ -628,7 +629,7 @@ public sealed unsafe class AttentionWork : IComputeWork
 
     /// <summary>
     /// Rounds floats to the nearest f16 value (ties to even), as (float)(Half)x does (which .NET does in software),
-    /// on the magnitude: mantissa rounding to 10 bits for f16 normals, past 65504 infinity; rounding to a multiple
+    /// on the magnitude: mantissa rounding to 10 bits for f16 normals, infinity from 65520 on; rounding to a multiple
     /// of 2⁻²⁴ (through an add of 0.5) for subnormals; infinities and NaNs pass through.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
