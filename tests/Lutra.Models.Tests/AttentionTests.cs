@@ -92,6 +92,23 @@ public class AttentionTests
     }
 
     [Theory]
+    [InlineData(4, 4, 16)]
+    [InlineData(8, 2, 8)]
+    [InlineData(4, 1, 64)]
+    [InlineData(8, 2, 20)]
+    public void F16_decode_matches_the_reference_at_tile_and_chunk_boundaries(int heads, int kvHeads, int headDim)
+    {
+        // Decode keeps each chunk's scores between its two passes and widens only the K positions in use: lengths
+        // around the widening step (16), the tile (64) and the chunk (256), on one thread and on two (parallel phases).
+        const int context = 600;
+        foreach (var length in new[] { 1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 511, 512, 513, 600 })
+        {
+            Compare(KvCacheType.F16, heads, kvHeads, headDim, length, 1, threads: 1, context);
+            Compare(KvCacheType.F16, heads, kvHeads, headDim, length, 1, threads: 2, context);
+        }
+    }
+
+    [Theory]
     [InlineData(KvCacheType.F16, 4, 4, 16)]
     [InlineData(KvCacheType.F32, 4, 2, 32)]
     [InlineData(KvCacheType.F16, 8, 2, 8)]
@@ -133,25 +150,51 @@ public class AttentionTests
     }
 
     [Fact]
-    public void RoundToHalf_equals_the_Half_conversion_on_0_to_1()
+    public void RoundToHalf_equals_the_Half_conversion()
     {
         var rng = new Random(3);
-        var values = new float[4096];
-        for (var i = 0; i < values.Length; i++)
+        var values = new List<float>
         {
-            // Uniform exponents from 2^-30 to 1, including f16 subnormals and exact ties.
-            values[i] = (float)Math.Pow(2, -30 * rng.NextDouble());
+            0, -0f, 1, -1, 65504, 65519.996f, 65520, -65520, 65536, 1e30f, float.MaxValue, float.MinValue,
+            float.PositiveInfinity, float.NegativeInfinity, float.NaN, float.Epsilon, -float.Epsilon,
+            6.103515625e-05f,          // smallest f16 normal
+            6.1035153e-05f,            // just below it
+            5.9604645e-08f * 1.5f,     // a subnormal tie
+            2.9802322e-08f,            // half the smallest f16 subnormal: a tie to 0
+            -2.9802326e-08f,           // just past it
+            1f + 1f / 2048,            // a normal tie (rounds to even)
+        };
+        // Every f16 value, the midpoint to its successor (a tie) and the floats either side of the midpoint.
+        for (var h = 0; h < 0x7C00; h++)
+        {
+            var lower = (float)BitConverter.UInt16BitsToHalf((ushort)h);
+            var upper = (float)BitConverter.UInt16BitsToHalf((ushort)(h + 1));
+            var middle = (float)(((double)lower + upper) / 2);
+            foreach (var x in new[] { lower, middle, MathF.BitDecrement(middle), MathF.BitIncrement(middle) })
+            {
+                values.Add(x);
+                values.Add(-x);
+            }
         }
-        values[0] = 0;
-        values[1] = 1;
-        values[2] = 6.103515625e-05f;         // smallest f16 normal
-        values[3] = 5.9604645e-08f * 1.5f;    // a subnormal tie
-        values[4] = 1f + 1f / 2048;           // a normal tie (rounds to even)
-        for (var i = 0; i < values.Length; i += Vector<float>.Count)
+        // Random bit patterns: every exponent, both signs, NaN payloads.
+        for (var i = 0; i < 100_000; i++)
+            values.Add(BitConverter.Int32BitsToSingle(rng.Next() ^ (rng.Next(2) << 31)));
+        // Uniform exponents from 2^-30 to 1, the softmax weights' range.
+        for (var i = 0; i < 4096; i++)
+            values.Add((float)Math.Pow(2, -30 * rng.NextDouble()));
+        var width = Vector<float>.Count;
+        while (values.Count % width != 0)
+            values.Add(0.5f);
+        var all = values.ToArray();
+        for (var i = 0; i < all.Length; i += width)
         {
-            var rounded = AttentionWork.RoundToHalf(new Vector<float>(values.AsSpan(i, Vector<float>.Count)));
-            for (var l = 0; l < Vector<float>.Count; l++)
-                Assert.Equal((float)(Half)values[i + l], rounded[l]);
+            var rounded = AttentionWork.RoundToHalf(new Vector<float>(all.AsSpan(i, width)));
+            for (var l = 0; l < width; l++)
+            {
+                var expected = (float)(Half)all[i + l];
+                Assert.True(expected.Equals(rounded[l]) && float.IsNegative(expected) == float.IsNegative(rounded[l]),
+                    $"(float)(Half){all[i + l]:R} (0x{BitConverter.SingleToInt32Bits(all[i + l]):X8}) = {expected:R}, got {rounded[l]:R}");
+            }
         }
     }
 

@@ -20,9 +20,11 @@ namespace Lutra.Models.Blocks;
 /// F32 cache: one pass with an online softmax (FlashAttention style), divided by the sum at the end. F16 cache:
 /// llama.cpp's semantics (formats.md §5.4) — Q rounded to f16 before KQ, and the normalized weights p = e·(1/Σe)
 /// rounded to f16 before KQV. Rounding p needs the final max and sum first, so a task makes two passes over its
-/// tiles: running max and sum, then the rounded weights times V (the scores are recomputed rather than stored,
-/// which would take tokens × context floats). Rounding the unnormalized weights of a one-pass online softmax
-/// instead measurably moved the logits away from llama.cpp's (mean |Δ| 2.5× larger on tiny-synth-F32).
+/// tiles: running max and sum, then the rounded weights times V. Prefill recomputes the scores in the second pass
+/// (storing them would take tokens × context floats); decode keeps them (n_head × context floats in all), so each
+/// K tile is widened and scored once and the second pass only reads V. Rounding the unnormalized weights of a
+/// one-pass online softmax instead measurably moved the logits away from llama.cpp's (mean |Δ| 2.5× larger on
+/// tiny-synth-F32).
 /// </remarks>
 public sealed unsafe class AttentionWork : IComputeWork
 {
@@ -53,6 +55,8 @@ public sealed unsafe class AttentionWork : IComputeWork
     private readonly int _partialStride;
     private readonly float[] _headMax; // F16 decode chunks: each head's merged max and sum
     private readonly double[] _headSum;
+    private readonly byte[] _scoreBuffer; // keeps the pinned array behind _scores alive
+    private readonly float* _scores; // F16 decode: [kv head][chunk][group row][DecodeChunk] scaled scores
 
     // The current job.
     private KvCache? _cache;
@@ -96,6 +100,7 @@ public sealed unsafe class AttentionWork : IComputeWork
         _headMax = new float[headCount];
         _headSum = new double[headCount];
         _partials = (float*)Pinned(checked(headCount * _maxChunks * _partialStride * sizeof(float)), out _partialBuffer);
+        _scores = (float*)Pinned(checked(headCount * _maxChunks * DecodeChunk * sizeof(float)), out _scoreBuffer);
     }
 
     /// <summary>A pinned, zeroed, 64-byte aligned buffer (kept alive through <paramref name="owner"/>).</summary>
@@ -205,8 +210,10 @@ public sealed unsafe class AttentionWork : IComputeWork
                 var row = g * tokenCount + t;
                 var src = _q + (long)(t0 + t) * qDim + head * hd;
                 var dst = s.Queries + row * hd;
-                for (var d = 0; d < hd; d++)
-                    dst[d] = f16 ? (float)(Half)src[d] : src[d];
+                if (f16)
+                    RoundToHalf(src, dst, hd);
+                else
+                    new Span<float>(src, hd).CopyTo(new Span<float>(dst, hd));
                 s.Max[row] = float.NegativeInfinity;
                 s.Sum[row] = 0;
                 new Span<float>(s.Acc + row * hd, hd).Clear();
@@ -219,7 +226,11 @@ public sealed unsafe class AttentionWork : IComputeWork
             }
         }
 
-        if (_phase == Phase.TwoPass)
+        if (f16 && _tokens == 1)
+        {
+            DecodeHalf(s, kvHead, chunk, rows, keyStart, keyLimit);
+        }
+        else if (_phase == Phase.TwoPass)
         {
             Sweep(s, Phase.Statistics, kvHead, t0, tokenCount, rows, keyStart, keyLimit);
             Sweep(s, Phase.Weighted, kvHead, t0, tokenCount, rows, keyStart, keyLimit);
@@ -277,12 +288,9 @@ public sealed unsafe class AttentionWork : IComputeWork
                 int valueStride;
                 if (f16)
                 {
-                    HalfConversion.ToSingle((ushort*)kh + keyIndex, s.Keys, hd * KeyTile);
+                    WidenKeys((ushort*)kh + keyIndex, s.Keys, count);
                     if (needValues)
-                    {
-                        for (var j = 0; j < count; j++)
-                            HalfConversion.ToSingle((ushort*)vh + valueIndex + (long)j * cache.KvDim, s.Values + j * hd, hd);
-                    }
+                        HalfConversion.ToSingle((ushort*)vh + valueIndex, cache.KvDim, s.Values, hd, count, hd);
                     keys = s.Keys;
                     values = s.Values;
                     valueStride = hd;
@@ -300,17 +308,17 @@ public sealed unsafe class AttentionWork : IComputeWork
                     if (visible <= j0)
                         continue;
                     var valid = Math.Min(count, visible - j0);
-                    Scores(s, row, keys);
+                    Scores(s, row, keys, s.Weights);
                     switch (phase)
                     {
                         case Phase.Statistics:
-                            AddStatistics(s, row, valid);
+                            AddStatistics(s, row, s.Weights, valid);
                             break;
                         case Phase.Weighted:
-                            AddWeighted(s, row, valid, values, valueStride);
+                            AddWeighted(s, row, s.Weights, valid, values, valueStride);
                             break;
                         default:
-                            AddOnline(s, row, valid, values, valueStride);
+                            AddOnline(s, row, s.Weights, valid, values, valueStride);
                             break;
                     }
                 }
@@ -319,16 +327,64 @@ public sealed unsafe class AttentionWork : IComputeWork
     }
 
     /// <summary>
+    /// F16 cache, one query token (rows = the GQA group): the statistics pass widens each K tile once and keeps every
+    /// row's scaled scores in the task's store; the weighted pass (the same task for one chunk, a later phase for
+    /// several) reads them back and only widens V. The arithmetic and its order are those of the prefill sweeps.
+    /// </summary>
+    private void DecodeHalf(ThreadScratch s, int kvHead, int chunk, int rows, int keyStart, int keyLimit)
+    {
+        var cache = _cache!;
+        var hd = _headDim;
+        var offset = kvHead * hd;
+        var scores = _scores + ((long)kvHead * _maxChunks + chunk) * rows * DecodeChunk;
+        fixed (Half* kh = cache.HalfKeys(_layer))
+        fixed (Half* vh = cache.HalfValues(_layer))
+        {
+            if (_phase != Phase.Weighted)
+            {
+                for (var j0 = keyStart; j0 < keyLimit; j0 += KeyTile)
+                {
+                    var count = Math.Min(KeyTile, keyLimit - j0);
+                    WidenKeys((ushort*)kh + cache.KeyIndex(j0, offset), s.Keys, count);
+                    for (var row = 0; row < rows; row++)
+                    {
+                        var w = scores + row * DecodeChunk + (j0 - keyStart);
+                        Scores(s, row, s.Keys, w);
+                        AddStatistics(s, row, w, count);
+                    }
+                }
+            }
+            if (_phase != Phase.Statistics)
+            {
+                for (var j0 = keyStart; j0 < keyLimit; j0 += KeyTile)
+                {
+                    var count = Math.Min(KeyTile, keyLimit - j0);
+                    var valueIndex = (long)j0 * cache.KvDim + offset;
+                    HalfConversion.ToSingle((ushort*)vh + valueIndex, cache.KvDim, s.Values, hd, count, hd);
+                    for (var row = 0; row < rows; row++)
+                        AddWeighted(s, row, scores + row * DecodeChunk + (j0 - keyStart), count, s.Values, hd);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Widens the first <paramref name="count"/> positions of an f16 K tile ([head_dim][KeyTile]), rounded up to 16
+    /// (the widest conversion step); the scores of the positions past them are computed but never used.
+    /// </summary>
+    private void WidenKeys(ushort* tile, float* keys, int count) =>
+        HalfConversion.ToSingle(tile, KeyTile, keys, KeyTile, _headDim, (count + 15) & ~15);
+
+    /// <summary>
     /// The scaled scores of one query row against the whole loaded tile, vectorized over positions, in eight
     /// independent accumulator chains (FMA latency would otherwise bound the loop).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Scores(ThreadScratch s, int row, float* kt)
+    private void Scores(ThreadScratch s, int row, float* kt, float* w)
     {
         var hd = _headDim;
         var width = Vector<float>.Count;
         var q = s.Queries + row * hd;
-        var w = s.Weights;
         var scale = new Vector<float>(_scale);
         if (8 * width > KeyTile)
         {
@@ -386,10 +442,10 @@ public sealed unsafe class AttentionWork : IComputeWork
     }
 
     /// <summary>Running max and Σ exp(w − max) of a row (the first of the F16 cache's two passes).</summary>
-    private static void AddStatistics(ThreadScratch s, int row, int valid)
+    private static void AddStatistics(ThreadScratch s, int row, float* w, int valid)
     {
-        var max = NewMax(s, row, valid);
-        var sum = ExpSum(s.Weights, valid, max, store: false);
+        var max = NewMax(s, row, w, valid);
+        var sum = ExpSum(w, valid, max, store: false);
         s.Sum[row] = s.Sum[row] * MathF.Exp(s.Max[row] - max) + sum;
         s.Max[row] = max;
     }
@@ -399,9 +455,8 @@ public sealed unsafe class AttentionWork : IComputeWork
     /// arithmetic, where P is normalized in f32 and rounded to f16 before KQV.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AddWeighted(ThreadScratch s, int row, int valid, float* values, int valueStride)
+    private void AddWeighted(ThreadScratch s, int row, float* w, int valid, float* values, int valueStride)
     {
-        var w = s.Weights;
         var width = Vector<float>.Count;
         var max = s.Max[row];
         var inv = (float)(1.0 / s.Sum[row]);
@@ -412,23 +467,22 @@ public sealed unsafe class AttentionWork : IComputeWork
             RoundToHalf(ExpNonPositive(Vector.Load(w + j) - vmax) * vinv).Store(w + j);
         for (; j < valid; j++)
             w[j] = (float)(Half)(MathF.Exp(w[j] - max) * inv);
-        AccumulateValues(s, row, valid, 1f, values, valueStride);
+        AccumulateValues(s, row, w, valid, 1f, values, valueStride);
     }
 
     /// <summary>One-pass online softmax (the exact F32 cache rounds nothing, so the sum may divide at the end).</summary>
-    private void AddOnline(ThreadScratch s, int row, int valid, float* values, int valueStride)
+    private void AddOnline(ThreadScratch s, int row, float* w, int valid, float* values, int valueStride)
     {
-        var max = NewMax(s, row, valid);
+        var max = NewMax(s, row, w, valid);
         var correction = MathF.Exp(s.Max[row] - max); // 0 on the first tile (old max = −∞)
-        var sum = ExpSum(s.Weights, valid, max, store: true);
+        var sum = ExpSum(w, valid, max, store: true);
         s.Sum[row] = s.Sum[row] * correction + sum;
         s.Max[row] = max;
-        AccumulateValues(s, row, valid, correction, values, valueStride);
+        AccumulateValues(s, row, w, valid, correction, values, valueStride);
     }
 
-    private static float NewMax(ThreadScratch s, int row, int valid)
+    private static float NewMax(ThreadScratch s, int row, float* w, int valid)
     {
-        var w = s.Weights;
         var width = Vector<float>.Count;
         var max = new Vector<float>(s.Max[row]);
         var j = 0;
@@ -493,18 +547,50 @@ public sealed unsafe class AttentionWork : IComputeWork
     }
 
     /// <summary>
-    /// acc = acc · correction + Σ_j w[j] · V[j] over the tile's first <paramref name="valid"/> positions; four
-    /// vectors of channels per pass over the positions, so four FMA chains run side by side.
+    /// acc = acc · correction + Σ_j w[j] · V[j] over the tile's first <paramref name="valid"/> positions; eight (then
+    /// four) vectors of channels per pass over the positions, so that many FMA chains run side by side (each chain
+    /// waits on its FMA's latency, one position at a time).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AccumulateValues(ThreadScratch s, int row, int valid, float correction, float* vr, int stride)
+    private void AccumulateValues(ThreadScratch s, int row, float* w, int valid, float correction, float* vr, int stride)
     {
         var hd = _headDim;
         var width = Vector<float>.Count;
-        var w = s.Weights;
         var acc = s.Acc + row * hd;
         var c = new Vector<float>(correction);
         var d0 = 0;
+        for (; d0 + 8 * width <= hd; d0 += 8 * width)
+        {
+            var o0 = Vector.Load(acc + d0) * c;
+            var o1 = Vector.Load(acc + d0 + width) * c;
+            var o2 = Vector.Load(acc + d0 + 2 * width) * c;
+            var o3 = Vector.Load(acc + d0 + 3 * width) * c;
+            var o4 = Vector.Load(acc + d0 + 4 * width) * c;
+            var o5 = Vector.Load(acc + d0 + 5 * width) * c;
+            var o6 = Vector.Load(acc + d0 + 6 * width) * c;
+            var o7 = Vector.Load(acc + d0 + 7 * width) * c;
+            var v = vr + d0;
+            for (var j = 0; j < valid; j++, v += stride)
+            {
+                var p = new Vector<float>(w[j]);
+                o0 = Vector.FusedMultiplyAdd(p, Vector.Load(v), o0);
+                o1 = Vector.FusedMultiplyAdd(p, Vector.Load(v + width), o1);
+                o2 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 2 * width), o2);
+                o3 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 3 * width), o3);
+                o4 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 4 * width), o4);
+                o5 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 5 * width), o5);
+                o6 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 6 * width), o6);
+                o7 = Vector.FusedMultiplyAdd(p, Vector.Load(v + 7 * width), o7);
+            }
+            o0.Store(acc + d0);
+            o1.Store(acc + d0 + width);
+            o2.Store(acc + d0 + 2 * width);
+            o3.Store(acc + d0 + 3 * width);
+            o4.Store(acc + d0 + 4 * width);
+            o5.Store(acc + d0 + 5 * width);
+            o6.Store(acc + d0 + 6 * width);
+            o7.Store(acc + d0 + 7 * width);
+        }
         for (; d0 + 4 * width <= hd; d0 += 4 * width)
         {
             var o0 = Vector.Load(acc + d0) * c;
@@ -542,16 +628,33 @@ public sealed unsafe class AttentionWork : IComputeWork
     }
 
     /// <summary>
-    /// Rounds non-negative floats ≤ 1 to the nearest f16 value (ties to even), as (float)(Half)x does: mantissa
-    /// rounding to 10 bits for f16 normals, rounding to a multiple of 2⁻²⁴ (through an add of 0.5) for subnormals.
+    /// Rounds floats to the nearest f16 value (ties to even), as (float)(Half)x does (which .NET does in software),
+    /// on the magnitude: mantissa rounding to 10 bits for f16 normals, infinity from 65520 on; rounding to a multiple
+    /// of 2⁻²⁴ (through an add of 0.5) for subnormals; infinities and NaNs pass through.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector<float> RoundToHalf(Vector<float> x)
     {
-        var bits = x.As<float, uint>();
-        var normal = ((bits + new Vector<uint>(0x0FFF) + ((bits >> 13) & Vector<uint>.One)) & new Vector<uint>(0xFFFFE000u)).As<uint, float>();
-        var subnormal = x + new Vector<float>(0.5f) - new Vector<float>(0.5f);
-        return Vector.ConditionalSelect(Vector.LessThan(x, new Vector<float>(6.103515625e-05f)), subnormal, normal);
+        var bits = x.As<float, int>();
+        var sign = bits & new Vector<int>(int.MinValue);
+        var magnitude = bits ^ sign;
+        var normal = (magnitude + new Vector<int>(0x0FFF) + ((magnitude >> 13) & Vector<int>.One)) & new Vector<int>(unchecked((int)0xFFFFE000u));
+        normal = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(normal, new Vector<int>(0x47800000)), new Vector<int>(0x7F800000), normal); // ≥ 2^16
+        var subnormal = (magnitude.As<int, float>() + new Vector<float>(0.5f) - new Vector<float>(0.5f)).As<float, int>();
+        var rounded = Vector.ConditionalSelect(Vector.LessThan(magnitude, new Vector<int>(0x38800000)), subnormal, normal); // < 2^-14
+        rounded = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(magnitude, new Vector<int>(0x7F800000)), magnitude, rounded);
+        return (rounded | sign).As<int, float>();
+    }
+
+    /// <summary>dst = (float)(Half)src over <paramref name="count"/> floats.</summary>
+    private static void RoundToHalf(float* src, float* dst, int count)
+    {
+        var width = Vector<float>.Count;
+        var i = 0;
+        for (; i + width <= count; i += width)
+            RoundToHalf(Vector.Load(src + i)).Store(dst + i);
+        for (; i < count; i++)
+            dst[i] = (float)(Half)src[i];
     }
 
     private float* Slot(int head, int chunk) => _partials + ((long)head * _maxChunks + chunk) * _partialStride;
@@ -657,23 +760,28 @@ public sealed unsafe class AttentionWork : IComputeWork
 /// </summary>
 internal static unsafe class HalfConversion
 {
-    public static void ToSingle(ushort* src, float* dst, int count)
+    /// <summary>
+    /// Widens <paramref name="rows"/> rows of <paramref name="count"/> values: source rows <paramref name="srcStride"/>
+    /// halves apart, destination rows <paramref name="dstStride"/> floats apart (one call per tile).
+    /// </summary>
+    public static void ToSingle(ushort* src, long srcStride, float* dst, int dstStride, int rows, int count)
     {
-        var i = 0;
-        if (KernelIsa.Selected >= InstructionSet.Avx512)
+        var isa = KernelIsa.Selected;
+        fixed (float* table = KvCache.HalfTable)
         {
-            for (; i + 16 <= count; i += 16)
-                FloatKernels.HalfToSingle(Vector256.Load(src + i)).Store(dst + i);
-        }
-        else if (KernelIsa.Selected >= InstructionSet.Avx2)
-        {
-            for (; i + 8 <= count; i += 8)
-                FloatKernelsAvx2.HalfToSingle(Vector128.Load(src + i)).Store(dst + i);
-        }
-        if (i < count)
-        {
-            fixed (float* table = KvCache.HalfTable)
+            for (var r = 0; r < rows; r++, src += srcStride, dst += dstStride)
             {
+                var i = 0;
+                if (isa >= InstructionSet.Avx512)
+                {
+                    for (; i + 16 <= count; i += 16)
+                        FloatKernels.HalfToSingle(Vector256.Load(src + i)).Store(dst + i);
+                }
+                else if (isa >= InstructionSet.Avx2)
+                {
+                    for (; i + 8 <= count; i += 8)
+                        FloatKernelsAvx2.HalfToSingle(Vector128.Load(src + i)).Store(dst + i);
+                }
                 for (; i < count; i++)
                     dst[i] = table[src[i]];
             }
