@@ -64,4 +64,53 @@ public unsafe class HalfRoundingTests
             Assert.Equal(BitConverter.HalfToUInt16Bits((Half)x[i]), h[i]);
         Assert.Equal(0, h[n]);
     }
+
+    [Fact]
+    public void RoundToHalf_equals_the_Half_conversion()
+    {
+        var rng = new Random(3);
+        var values = new List<float>
+        {
+            0, -0f, 1, -1, 65504, 65519.996f, 65520, -65520, 65536, 1e30f, float.MaxValue, float.MinValue,
+            float.PositiveInfinity, float.NegativeInfinity, float.NaN, float.Epsilon, -float.Epsilon,
+            6.103515625e-05f,          // smallest f16 normal
+            6.1035153e-05f,            // just below it
+            5.9604645e-08f * 1.5f,     // a subnormal tie
+            2.9802322e-08f,            // half the smallest f16 subnormal: a tie to 0
+            -2.9802326e-08f,           // just past it
+            1f + 1f / 2048,            // a normal tie (rounds to even)
+        };
+        // Every f16 value, the midpoint to its successor (a tie) and the floats either side of the midpoint.
+        for (var h = 0; h < 0x7C00; h++)
+        {
+            var lower = (float)BitConverter.UInt16BitsToHalf((ushort)h);
+            var upper = (float)BitConverter.UInt16BitsToHalf((ushort)(h + 1));
+            var middle = (float)(((double)lower + upper) / 2);
+            foreach (var x in new[] { lower, middle, MathF.BitDecrement(middle), MathF.BitIncrement(middle) })
+            {
+                values.Add(x);
+                values.Add(-x);
+            }
+        }
+        // Random bit patterns: every exponent, both signs, NaN payloads.
+        for (var i = 0; i < 100_000; i++)
+            values.Add(BitConverter.Int32BitsToSingle(rng.Next() ^ (rng.Next(2) << 31)));
+        // Uniform exponents from 2^-30 to 1, the softmax weights' range.
+        for (var i = 0; i < 4096; i++)
+            values.Add((float)Math.Pow(2, -30 * rng.NextDouble()));
+        var width = Vector<float>.Count;
+        while (values.Count % width != 0)
+            values.Add(0.5f);
+        var all = values.ToArray();
+        for (var i = 0; i < all.Length; i += width)
+        {
+            var rounded = HalfRounding.RoundToHalf(new Vector<float>(all.AsSpan(i, width)));
+            for (var l = 0; l < width; l++)
+            {
+                var expected = (float)(Half)all[i + l];
+                Assert.True(expected.Equals(rounded[l]) && float.IsNegative(expected) == float.IsNegative(rounded[l]),
+                    $"(float)(Half){all[i + l]:R} (0x{BitConverter.SingleToInt32Bits(all[i + l]):X8}) = {expected:R}, got {rounded[l]:R}");
+            }
+        }
+    }
 }

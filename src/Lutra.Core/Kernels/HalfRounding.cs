@@ -30,6 +30,25 @@ public static unsafe class HalfRounding
         return result | sign;
     }
 
+    /// <summary>
+    /// Rounds floats to the nearest f16 value (ties to even), as (float)(Half)x does,
+    /// on the magnitude: mantissa rounding to 10 bits for f16 normals, infinity from 65520 on; rounding to a multiple
+    /// of 2⁻²⁴ (through an add of 0.5) for subnormals; infinities and NaNs pass through.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector<float> RoundToHalf(Vector<float> x)
+    {
+        var bits = x.As<float, int>();
+        var sign = bits & new Vector<int>(int.MinValue);
+        var magnitude = bits ^ sign;
+        var normal = (magnitude + new Vector<int>(0x0FFF) + ((magnitude >> 13) & Vector<int>.One)) & new Vector<int>(unchecked((int)0xFFFFE000u));
+        normal = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(normal, new Vector<int>(0x47800000)), new Vector<int>(0x7F800000), normal); // ≥ 2^16
+        var subnormal = (magnitude.As<int, float>() + new Vector<float>(0.5f) - new Vector<float>(0.5f)).As<float, int>();
+        var rounded = Vector.ConditionalSelect(Vector.LessThan(magnitude, new Vector<int>(0x38800000)), subnormal, normal); // < 2^-14
+        rounded = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(magnitude, new Vector<int>(0x7F800000)), magnitude, rounded);
+        return (rounded | sign).As<int, float>();
+    }
+
     /// <summary><paramref name="count"/> floats → halves (as their bits).</summary>
     public static void ToHalf(float* src, ushort* dst, int count)
     {

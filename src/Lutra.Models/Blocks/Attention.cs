@@ -464,7 +464,7 @@ public sealed unsafe class AttentionWork : IComputeWork
         var vinv = new Vector<float>(inv);
         var j = 0;
         for (; j + width <= valid; j += width)
-            RoundToHalf(ExpNonPositive(Vector.Load(w + j) - vmax) * vinv).Store(w + j);
+            HalfRounding.RoundToHalf(ExpNonPositive(Vector.Load(w + j) - vmax) * vinv).Store(w + j);
         for (; j < valid; j++)
             w[j] = (float)(Half)(MathF.Exp(w[j] - max) * inv);
         AccumulateValues(s, row, w, valid, 1f, values, valueStride);
@@ -627,32 +627,13 @@ public sealed unsafe class AttentionWork : IComputeWork
         }
     }
 
-    /// <summary>
-    /// Rounds floats to the nearest f16 value (ties to even), as (float)(Half)x does (which .NET does in software),
-    /// on the magnitude: mantissa rounding to 10 bits for f16 normals, infinity from 65520 on; rounding to a multiple
-    /// of 2⁻²⁴ (through an add of 0.5) for subnormals; infinities and NaNs pass through.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector<float> RoundToHalf(Vector<float> x)
-    {
-        var bits = x.As<float, int>();
-        var sign = bits & new Vector<int>(int.MinValue);
-        var magnitude = bits ^ sign;
-        var normal = (magnitude + new Vector<int>(0x0FFF) + ((magnitude >> 13) & Vector<int>.One)) & new Vector<int>(unchecked((int)0xFFFFE000u));
-        normal = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(normal, new Vector<int>(0x47800000)), new Vector<int>(0x7F800000), normal); // ≥ 2^16
-        var subnormal = (magnitude.As<int, float>() + new Vector<float>(0.5f) - new Vector<float>(0.5f)).As<float, int>();
-        var rounded = Vector.ConditionalSelect(Vector.LessThan(magnitude, new Vector<int>(0x38800000)), subnormal, normal); // < 2^-14
-        rounded = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(magnitude, new Vector<int>(0x7F800000)), magnitude, rounded);
-        return (rounded | sign).As<int, float>();
-    }
-
     /// <summary>dst = (float)(Half)src over <paramref name="count"/> floats.</summary>
     private static void RoundToHalf(float* src, float* dst, int count)
     {
         var width = Vector<float>.Count;
         var i = 0;
         for (; i + width <= count; i += width)
-            RoundToHalf(Vector.Load(src + i)).Store(dst + i);
+            HalfRounding.RoundToHalf(Vector.Load(src + i)).Store(dst + i);
         for (; i < count; i++)
             dst[i] = (float)(Half)src[i];
     }
