@@ -33,7 +33,7 @@ public sealed class InferenceState : IDisposable
         RopeSin = new float[batch * hp.RopeDimensions / 2];
         Scores = new float[ctx];
         RowScratch = new float[Reference ? maxColumns : 0];
-        Input = new QuantizedInput(Reference ? [] : weights.Matrices.Select(m => m.Kernel), batch, maxColumns);
+        Input = new QuantizedInput(Reference ? [] : weights.Matrices.Select(m => m.Kernel), batch, maxColumns, options.Threads);
         LastLogits = new float[hp.VocabSize];
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1, nameof(options.Threads));
         MatMul = new MatMulWork(new ComputePool(options.Threads));

@@ -299,27 +299,6 @@ public unsafe class TernaryLutTests
         }
     }
 
-    [Theory]
-    [MemberData(nameof(Types))]
-    public void A_row_prepared_in_parts_is_the_row_prepared_whole(GgmlType type)
-    {
-        var kernel = Kernel(type);
-        const int n = 7 * 256;
-        var x = TestVectors.RandomRow(new Random(11), n, 3);
-        using var whole = new Native(kernel.ActivationBytes(n), fill: 0x11);
-        using var parts = new Native(kernel.ActivationBytes(n), fill: 0x11);
-        fixed (float* px = x)
-        {
-            kernel.PrepareActivations(px, n, whole.Pointer);
-            // Out of order and uneven, as threads may run them.
-            kernel.PrepareActivations(px, n, parts.Pointer, 3, 7);
-            kernel.PrepareActivations(px, n, parts.Pointer, 0, 1);
-            kernel.PrepareActivations(px, n, parts.Pointer, 1, 3);
-        }
-        Assert.Equal(256, kernel.ActivationPartSize);
-        Assert.True(whole.Span.SequenceEqual(parts.Span));
-    }
-
     [Fact]
     public void Weights_the_layout_cannot_hold_are_refused()
     {

@@ -5,7 +5,8 @@ namespace Lutra.Models.Tests;
 
 /// <summary>
 /// Logits do not depend on the thread count: every output row is computed whole by one thread, including when
-/// Q/K/V and gate/up share one split of the pool and when a matrix is smaller than a thread's share.
+/// Q/K/V and gate/up share one split of the pool, when a matrix is smaller than a thread's share, and when each
+/// thread reads its own copy of a lookup-table kernel's activation tables.
 /// </summary>
 public sealed class ThreadInvarianceTests : IDisposable
 {
@@ -21,6 +22,7 @@ public sealed class ThreadInvarianceTests : IDisposable
     [InlineData(GgmlType.Q4_0, KernelPreference.Mad)]
     [InlineData(GgmlType.Q4_0, KernelPreference.Interleaved)]
     [InlineData(GgmlType.TQ1_0, KernelPreference.Lut)]
+    [InlineData(GgmlType.Q4_0, KernelPreference.Lut)]
     [InlineData(GgmlType.Q4_K, KernelPreference.Interleaved)]
     public void Prefill_and_decode_logits_are_the_same_at_one_two_and_three_threads(GgmlType type, KernelPreference preference)
     {

@@ -40,19 +40,6 @@ public abstract unsafe class MatVecKernel
     public abstract void PrepareActivations(float* x, int n, byte* state);
 
     /// <summary>
-    /// Elements per independently preparable part of an activation row (its parts can be prepared by different
-    /// threads), or 0 when a row must be prepared whole. Worth it only where preparing costs more than a barrier.
-    /// </summary>
-    public virtual int ActivationPartSize => 0;
-
-    /// <summary>
-    /// Prepares parts [<paramref name="firstPart"/>, <paramref name="endPart"/>) of an <paramref name="n"/>-element row
-    /// into <paramref name="state"/>: the same bytes <see cref="PrepareActivations(float*, int, byte*)"/> writes there.
-    /// </summary>
-    public virtual void PrepareActivations(float* x, int n, byte* state, int firstPart, int endPart) =>
-        throw new NotSupportedException($"{this} prepares activation rows whole");
-
-    /// <summary>
     /// y[r] = row r · x for <paramref name="rows"/> consecutive rows starting at <paramref name="weights"/>, row r at
     /// r·<paramref name="rowBytes"/>: the GGUF row size, or <see cref="RepackedRowBytes"/> for a repacking kernel.
     /// </summary>

@@ -21,9 +21,12 @@ public static class MatMul
             MultiplyReference(w, input, y, rowScratch);
             return;
         }
-        var states = input.Get(w.Kernel, out var stride, work.Pool);
+        var states = input.Get(w.Kernel, out var stride, work.Pool, out var perThread);
         fixed (float* yp = y)
-            work.Run(w, states, stride, input.Rows, yp);
+        {
+            work.Set(0, w, states, stride, perThread, yp);
+            work.RunSegments(1, input.Rows);
+        }
     }
 
     /// <summary>
@@ -47,18 +50,19 @@ public static class MatMul
         Check(w1, input, y1);
         if (w2 is not null)
             Check(w2, input, y2);
-        var s0 = input.Get(w0.Kernel, out var stride0, work.Pool);
-        var s1 = input.Get(w1.Kernel, out var stride1, work.Pool);
+        var s0 = input.Get(w0.Kernel, out var stride0, work.Pool, out var own0);
+        var s1 = input.Get(w1.Kernel, out var stride1, work.Pool, out var own1);
         int stride2 = 0;
-        var s2 = w2 is null ? null : input.Get(w2.Kernel, out stride2, work.Pool);
+        var own2 = false;
+        var s2 = w2 is null ? null : input.Get(w2.Kernel, out stride2, work.Pool, out own2);
         fixed (float* p0 = y0)
         fixed (float* p1 = y1)
         fixed (float* p2 = y2)
         {
-            work.Set(0, w0, s0, stride0, p0);
-            work.Set(1, w1, s1, stride1, p1);
+            work.Set(0, w0, s0, stride0, own0, p0);
+            work.Set(1, w1, s1, stride1, own1, p1);
             if (w2 is not null)
-                work.Set(2, w2, s2, stride2, p2);
+                work.Set(2, w2, s2, stride2, own2, p2);
             work.RunSegments(w2 is null ? 2 : 3, input.Rows);
         }
     }
@@ -125,6 +129,8 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
         public int Columns;
         public byte* States;
         public int StateStride;
+        /// <summary>One prepared copy of the single input row per thread, thread i's at i·StateStride.</summary>
+        public bool PerThreadStates;
         public float* Y;
         /// <summary>First row of this matrix in the job's combined row range (aligned to the job's tile).</summary>
         public int Offset;
@@ -138,9 +144,6 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
 
     public ComputePool Pool { get; } = pool;
 
-    internal void Run(WeightMatrix w, byte* states, int stateStride, int tokens, float* y) =>
-        Run(w.Kernel, w.KernelData, w.KernelRowBytes, w.Rows, w.Columns, states, stateStride, tokens, y);
-
     /// <summary>
     /// <paramref name="kernel"/> over <paramref name="rows"/> rows at <paramref name="weights"/> (in the kernel's
     /// layout), split over the pool exactly as a forward pass splits it: the kernel tuner times candidates here.
@@ -148,22 +151,22 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     internal void Run(MatVecKernel kernel, byte* weights, long rowBytes, int rows, int columns, byte* states, int stateStride, int tokens,
         float* y)
     {
-        Set(0, kernel, weights, rowBytes, rows, columns, states, stateStride, y);
+        Set(0, kernel, weights, rowBytes, rows, columns, states, stateStride, perThreadStates: false, y);
         RunSegments(1, tokens);
     }
 
-    internal void Set(int index, WeightMatrix w, byte* states, int stateStride, float* y) =>
-        Set(index, w.Kernel, w.KernelData, w.KernelRowBytes, w.Rows, w.Columns, states, stateStride, y);
+    internal void Set(int index, WeightMatrix w, byte* states, int stateStride, bool perThreadStates, float* y) =>
+        Set(index, w.Kernel, w.KernelData, w.KernelRowBytes, w.Rows, w.Columns, states, stateStride, perThreadStates, y);
 
     private void Set(int index, MatVecKernel kernel, byte* weights, long rowBytes, int rows, int columns, byte* states, int stateStride,
-        float* y) =>
+        bool perThreadStates, float* y) =>
         _segments[index] = new Segment
         {
             Kernel = kernel, Weights = weights, RowBytes = rowBytes, Rows = rows, Columns = columns, States = states,
-            StateStride = stateStride, Y = y,
+            StateStride = stateStride, PerThreadStates = perThreadStates, Y = y,
         };
 
-    /// <summary>Runs the first <paramref name="count"/> segments set with <see cref="Set(int, WeightMatrix, byte*, int, float*)"/>.</summary>
+    /// <summary>Runs the first <paramref name="count"/> segments set with <see cref="Set(int, WeightMatrix, byte*, int, bool, float*)"/>.</summary>
     internal void RunSegments(int count, int tokens)
     {
         _segmentCount = count;
@@ -205,16 +208,17 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
             var first = Math.Max(start, s.Offset) - s.Offset;
             var last = Math.Min(end, s.Offset + s.Rows) - s.Offset;
             if (first < last)
-                Execute(ref s, first, last);
+                Execute(ref s, first, last, threadIndex);
         }
     }
 
-    private void Execute(ref Segment s, int start, int end)
+    private void Execute(ref Segment s, int start, int end, int threadIndex)
     {
         var kernel = s.Kernel!;
         if (_tokens == 1)
         {
-            kernel.MatVec(s.Weights + start * s.RowBytes, s.RowBytes, end - start, s.States, s.Columns, s.Y + start);
+            var states = s.PerThreadStates ? s.States + (long)threadIndex * s.StateStride : s.States;
+            kernel.MatVec(s.Weights + start * s.RowBytes, s.RowBytes, end - start, states, s.Columns, s.Y + start);
             return;
         }
         var tile = Math.Max(RowTile, kernel.RowTile);

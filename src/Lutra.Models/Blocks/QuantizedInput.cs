@@ -15,21 +15,28 @@ public sealed unsafe class QuantizedInput : IComputeWork
     private readonly MatVecKernel[] _kernels;
     private readonly byte[][] _buffers;
     private readonly bool[] _ready;
+    private readonly bool[] _perThread;
     private float[] _source = [];
     // The preparation in flight (split over the pool by rows).
     private MatVecKernel? _preparing;
     private byte* _target;
     private int _stride;
+    private bool _copyPerThread;
 
-    public QuantizedInput(IEnumerable<MatVecKernel> kernels, int maxRows, int maxColumns)
+    /// <param name="threads">Threads of the pool the states are prepared and read on (see <see cref="Get"/>).</param>
+    public QuantizedInput(IEnumerable<MatVecKernel> kernels, int maxRows, int maxColumns, int threads = 1)
     {
         _kernels = kernels.Distinct().ToArray();
         _buffers = new byte[_kernels.Length][];
         _ready = new bool[_kernels.Length];
+        _perThread = new bool[_kernels.Length];
         // Round up to a whole super-block so every kernel can size a state for it.
         var columns = (maxColumns + 255) / 256 * 256;
         for (var i = 0; i < _kernels.Length; i++)
-            _buffers[i] = GC.AllocateUninitializedArray<byte>(checked(maxRows * _kernels[i].ActivationBytes(columns) + 64), pinned: true);
+        {
+            var states = _kernels[i].UsesLookupTables ? Math.Max(maxRows, threads) : maxRows;
+            _buffers[i] = GC.AllocateUninitializedArray<byte>(checked(states * _kernels[i].ActivationBytes(columns) + 64), pinned: true);
+        }
     }
 
     /// <summary>f32 input: <see cref="Rows"/> rows of <see cref="Columns"/> values, row-major.</summary>
@@ -52,7 +59,13 @@ public sealed unsafe class QuantizedInput : IComputeWork
     /// bytes each. The pointer stays valid for the life of this object (the buffer is pinned).
     /// </summary>
     /// <param name="pool">Threads that share the conversion of a batch; null converts on the calling thread.</param>
-    public byte* Get(MatVecKernel kernel, out int stride, ComputePool? pool = null)
+    /// <param name="perThread">
+    /// True when a single row was prepared once per thread of <paramref name="pool"/>, thread i's copy at i·stride: a
+    /// lookup-table kernel's tables (100-400 KB per row) are read by every thread, and tables written by one core
+    /// and read by another cost every core cache-line transfers each token, which took more time than building
+    /// them (measured: two threads spent 14 % of decode in the shared tables' preparation, one thread 2 %).
+    /// </param>
+    public byte* Get(MatVecKernel kernel, out int stride, ComputePool? pool, out bool perThread)
     {
         var slot = Array.IndexOf(_kernels, kernel);
         if (slot < 0)
@@ -62,12 +75,16 @@ public sealed unsafe class QuantizedInput : IComputeWork
         var aligned = (byte*)(((nint)Unsafe.AsPointer(ref buffer[0]) + 63) & ~(nint)63);
         if (!_ready[slot])
         {
+            var threads = pool?.ThreadCount ?? 1;
+            _perThread[slot] = Rows == 1 && threads > 1 && kernel.UsesLookupTables
+                && (long)threads * stride <= buffer.Length - 64;
             _preparing = kernel;
             _target = aligned;
             _stride = stride;
+            _copyPerThread = _perThread[slot];
             try
             {
-                if (pool is null || pool.ThreadCount == 1 || (Rows < RowWork.MinParallelRows && !SplitsRow(kernel, pool)))
+                if (pool is null || threads == 1 || (Rows < RowWork.MinParallelRows && !_copyPerThread))
                     Execute(0, 1);
                 else
                     pool.Run(this);
@@ -78,35 +95,22 @@ public sealed unsafe class QuantizedInput : IComputeWork
             }
             _ready[slot] = true;
         }
+        perThread = _perThread[slot];
         return aligned;
     }
-
-    /// <summary>
-    /// A single row (decode) whose kernel prepares it in independent parts, enough of them for every thread: the
-    /// ternary tables cost about as much per token as a barrier many times over.
-    /// </summary>
-    private bool SplitsRow(MatVecKernel kernel, ComputePool pool) =>
-        Rows == 1 && kernel.ActivationPartSize > 0 && Columns % kernel.ActivationPartSize == 0
-        && Columns / kernel.ActivationPartSize >= 2 * pool.ThreadCount;
 
     public void Execute(int threadIndex, int threadCount)
     {
         var kernel = _preparing!;
-        if (Rows == 1 && threadCount > 1)
-        {
-            // Only reached through SplitsRow: the row's parts are split over the threads.
-            var (first, end) = ComputePool.Partition(Columns / kernel.ActivationPartSize, threadIndex, threadCount);
-            if (first < end)
-            {
-                fixed (float* x = _source)
-                    kernel.PrepareActivations(x, Columns, _target, first, end);
-            }
-            return;
-        }
-        var (start, endRow) = ComputePool.Partition(Rows, threadIndex, threadCount);
         fixed (float* x = _source)
         {
-            for (var r = start; r < endRow; r++)
+            if (_copyPerThread)
+            {
+                kernel.PrepareActivations(x, Columns, _target + threadIndex * _stride);
+                return;
+            }
+            var (start, end) = ComputePool.Partition(Rows, threadIndex, threadCount);
+            for (var r = start; r < end; r++)
                 kernel.PrepareActivations(x + r * Columns, Columns, _target + r * _stride);
         }
     }

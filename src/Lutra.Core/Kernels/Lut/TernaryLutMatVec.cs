@@ -78,15 +78,10 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     /// <summary>Byte offset of the f16 scale in one GGUF block.</summary>
     private protected abstract int ScaleOffset { get; }
 
-    public override void PrepareActivations(float* x, int n, byte* state) => PrepareActivations(x, n, state, 0, n / SuperBlock);
-
-    /// <summary>A super-block: its Q8_K block and its 52 tables depend on its 256 activations only.</summary>
-    public override int ActivationPartSize => SuperBlock;
-
-    public override void PrepareActivations(float* x, int n, byte* state, int firstPart, int endPart)
+    public override void PrepareActivations(float* x, int n, byte* state)
     {
-        Q8_KKernels.QuantizeRowAvx512(x + firstPart * SuperBlock, state + firstPart * Q8_KBytes, (endPart - firstPart) * SuperBlock);
-        var tables = state + AlignUp(StandardActivationBytes(n)) + firstPart * Groups * TableBytes;
+        Q8_KKernels.QuantizeRowAvx512(x, state, n);
+        var tables = state + AlignUp(StandardActivationBytes(n));
         var digits = (short*)Unsafe.AsPointer(ref PartDigits[0]);
         var d0 = Vector512.Load(digits);
         var d1 = Vector512.Load(digits + 32);
@@ -105,7 +100,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
         var planes = (byte*)Unsafe.AsPointer(ref PlaneIndex[0]);
         var evenBytes = Vector512.Load(planes);
         var oddBytes = Vector512.Load(planes + 64);
-        for (var b = firstPart; b < endPart; b++)
+        for (var b = 0; b < n / SuperBlock; b++)
         {
             var q = (sbyte*)(state + b * Q8_KBytes + Q8_KQs);
             for (var g = 0; g < Groups - 1; g++, tables += TableBytes)
