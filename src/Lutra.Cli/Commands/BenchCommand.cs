@@ -104,7 +104,7 @@ internal static class BenchCommand
                 foreach (var t in threadCounts)
                 {
                     using var pool = new ComputePool(t);
-                    var before = BandwidthProbe.MeasureReadGBps(pool, repetitions: 10);
+                    var probe = BandwidthProbe.MeasureReadGBps(pool, repetitions: 10);
                     var measured = new List<BenchRow>();
                     // One load per kernel choice, tuned at this thread count: the choices are measured on the same
                     // file, between the same two probes. A synthetic file is new each run, so it is never cached.
@@ -120,11 +120,11 @@ internal static class BenchCommand
                             measured.Add(Measure(model, label, facts, t, 0, nGen, reps));
                         if (ResidentMiB() is double rss)
                             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  resident after the runs: {rss:F0} MiB"));
+                        // On a shared machine one probe can catch a neighbour's burst (seen here: two threads
+                        // reading 34 GB/s in one probe while the decode rows right after read 57), so the ceiling
+                        // is the best of a probe before the rows and one after each kernel choice's rows.
+                        probe = Math.Max(probe, BandwidthProbe.MeasureReadGBps(pool, repetitions: 10));
                     }
-                    // On a shared machine one probe can catch a neighbour's burst (seen here: two threads reading
-                    // 35 GB/s once and 70 GB/s the next time), so the ceiling is the better of a probe just
-                    // before and one just after the rows.
-                    var probe = Math.Max(before, BandwidthProbe.MeasureReadGBps(pool, repetitions: 10));
                     foreach (var row in measured)
                     {
                         var done = row with { ProbeGbps = probe, RooflinePct = 100 * row.AchievedGbps / probe };
