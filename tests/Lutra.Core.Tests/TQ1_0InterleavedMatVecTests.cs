@@ -195,8 +195,8 @@ public unsafe class TQ1_0InterleavedMatVecTests
             Assert.False(converted.UsesLookupTables);
             Assert.Equal(16, converted.RowTile);
             Assert.Equal(66L * 4, converted.RepackedRowBytes(54L * 4, 1024));
-            // Its copy is wider than the GGUF rows: untuned loads take a same-size layout (the 5-trit tables) first.
-            Assert.Same(converted, kernels[^1]);
+            // Ahead of the 5-trit tables: near ties go to the kernel with GEMM tiles for prefill.
+            Assert.Same(converted, kernels[0]);
         }
     }
 }

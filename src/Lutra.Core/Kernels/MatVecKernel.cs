@@ -178,12 +178,11 @@ public static unsafe partial class KernelTable
         AddInterleavedKernels(kernels, weightType, isa);
         AddTernaryLutKernels(kernels, weightType, isa);
         AddBitSerialLutKernels(kernels, weightType, isa);
-        // Layouts wider than the GGUF rows go after the others (a stable order otherwise): TQ1_0 in TQ2_0's tiles
-        // measured level with the 5-trit tables on AVX-512 (GEMV 24.6-26.7 against 19.0-27.4 GB/s), so an untuned
-        // load keeps the tables and their smaller copy; the tuner still times both.
-        const int Columns = 4096;
-        var rowBytes = QuantTypes.Get(weightType).RowBytes(Columns);
-        return [.. kernels.OrderBy(k => k.RepackedRowBytes(rowBytes, Columns) > rowBytes)];
+        // Registration order is also the tuner's order among near ties. TQ1_0 in TQ2_0's interleaved tiles (22 %
+        // more bytes) comes before the 5-trit tables: measured in one `bench --synthetic llama-1b:TQ1_0 -p 128 -n 64
+        // -t 1,2` run, it decoded 127.5 against 101.6 t/s at one thread and 223 against 179 at two, and its GEMM
+        // tiles prefilled 289 against 105 t/s.
+        return [.. kernels];
     }
 
     private static void AddTernaryLutKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
