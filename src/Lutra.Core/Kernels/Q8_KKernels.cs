@@ -36,9 +36,7 @@ public static unsafe class Q8_KKernels
             var bsums = (short*)(dst + Q8_KBsums);
             if (amax == 0)
             {
-                *(float*)dst = 0;
-                new Span<byte>(q, SuperBlock).Clear();
-                new Span<short>(bsums, 16).Clear();
+                new Span<byte>(dst, Q8_KBytes).Clear();
                 continue;
             }
             // The sign comes from the first element whose magnitude equals the maximum.
@@ -56,9 +54,7 @@ public static unsafe class Q8_KKernels
             var iscale = -127f / max;
             if (!float.IsFinite(iscale))
             {
-                // A block of subnormals: the reference's rounding trick on ±∞ products, which no vector
-                // conversion reproduces; the block goes through the reference instead.
-                QuantReference.QuantizeActivations(GgmlType.Q8_K, new ReadOnlySpan<float>(x, SuperBlock), new Span<byte>(dst, Q8_KBytes));
+                ReferenceBlock(x, dst);
                 continue;
             }
             var vscale = Vector512.Create(iscale);
@@ -95,9 +91,7 @@ public static unsafe class Q8_KKernels
             var bsums = (short*)(dst + Q8_KBsums);
             if (amax == 0)
             {
-                *(float*)dst = 0;
-                new Span<byte>(q, SuperBlock).Clear();
-                new Span<short>(bsums, 16).Clear();
+                new Span<byte>(dst, Q8_KBytes).Clear();
                 continue;
             }
             // The sign comes from the first element whose magnitude equals the maximum.
@@ -115,9 +109,7 @@ public static unsafe class Q8_KKernels
             var iscale = -127f / max;
             if (!float.IsFinite(iscale))
             {
-                // A block of subnormals: the reference's rounding trick on ±∞ products, which no vector
-                // conversion reproduces; the block goes through the reference instead.
-                QuantReference.QuantizeActivations(GgmlType.Q8_K, new ReadOnlySpan<float>(x, SuperBlock), new Span<byte>(dst, Q8_KBytes));
+                ReferenceBlock(x, dst);
                 continue;
             }
             var vscale = Vector128.Create(iscale);
@@ -134,6 +126,13 @@ public static unsafe class Q8_KKernels
             *(float*)dst = 1 / iscale;
         }
     }
+
+    /// <summary>
+    /// A block of subnormals, whose −127/max overflows: the reference's rounding trick on ±∞ products is what
+    /// llama.cpp stores, and no vector conversion reproduces it.
+    /// </summary>
+    private static void ReferenceBlock(float* x, byte* dst) =>
+        QuantReference.QuantizeActivations(GgmlType.Q8_K, new ReadOnlySpan<float>(x, SuperBlock), new Span<byte>(dst, Q8_KBytes));
 
     private static float HorizontalMax(Vector512<float> v)
     {
