@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
 using Lutra.Gguf;
 using Lutra.Tests;
@@ -83,6 +84,34 @@ public sealed class InfoCommandTests : IDisposable
         Assert.Equal(tensorBytes, total);
         Assert.True(types.TryGetProperty("Q4_0", out var q4));
         Assert.Equal(0, q4.GetProperty("parameters").GetInt64() % 32);
+    }
+
+    [Fact]
+    public void Info_kernels_needs_no_model_and_lists_every_weight_type_with_its_kernels()
+    {
+        var (exit, stdout, stderr) = LutraCli.Run("info", "--kernels");
+        Assert.True(exit == 0, stderr);
+        Assert.Contains($"instruction set: {KernelIsa.Selected}", stdout, StringComparison.Ordinal);
+        foreach (var type in new[] { GgmlType.F16, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.TQ1_0 })
+        {
+            var line = stdout.Split('\n').Single(l => l.TrimStart().StartsWith(QuantTypes.Get(type).Name + " ", StringComparison.Ordinal));
+            Assert.Contains(KernelTable.Get(type).Name, line, StringComparison.Ordinal);
+            foreach (var repacked in KernelTable.RepackingKernels(type, KernelIsa.Selected))
+                Assert.Contains(repacked.Name, line, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData("--bogus")]
+    [InlineData("--kernels", "--json")]
+    [InlineData]
+    public void Info_without_a_model_or_with_an_unknown_option_is_one_error_line(params string[] args)
+    {
+        var (exit, stdout, stderr) = LutraCli.Run(["info", .. args]);
+        Assert.Equal(1, exit);
+        Assert.Equal("", stdout);
+        Assert.StartsWith("error: ", stderr, StringComparison.Ordinal);
+        Assert.Single(stderr.TrimEnd().Split('\n'));
     }
 
     [Fact]

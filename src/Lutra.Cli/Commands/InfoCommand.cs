@@ -3,12 +3,14 @@ using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Lutra.Core.Kernels;
+using Lutra.Core.Quants;
 using Lutra.Gguf;
 
 namespace Lutra.Cli.Commands;
 
 /// <summary>
-/// <c>lutra info model.gguf [--json]</c>: what a GGUF file holds — general facts, every metadata key,
+/// <c>lutra info model.gguf [--json]</c>, <c>lutra info --kernels</c>: what a GGUF file holds — general facts, every metadata key,
 /// the tensor table, bytes per tensor type and the parameter count. Reads only the header.
 /// </summary>
 internal static class InfoCommand
@@ -21,12 +23,29 @@ internal static class InfoCommand
 
     public static Command Create()
     {
-        var model = new Argument<FileInfo>("model") { Description = "The GGUF file to describe" };
+        var model = new Argument<FileInfo?>("model") { Description = "The GGUF file to describe", Arity = ArgumentArity.ZeroOrOne };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (metadata keys verbatim as property names)" };
-        var command = new Command("info", "Show a GGUF file's metadata, tensors, sizes per type and parameter count") { model, json };
+        var kernels = new Option<bool>("--kernels")
+        {
+            Description = "Print this CPU's instruction set and the kernels each weight type can use (no model needed)",
+        };
+        var command = new Command("info", "Show a GGUF file's metadata, tensors, sizes per type and parameter count") { model, json, kernels };
         command.SetAction(parseResult => CliErrors.Run(() =>
         {
-            var path = parseResult.GetValue(model) ?? throw new ArgumentException("a GGUF file is required");
+            var path = parseResult.GetValue(model);
+            if (parseResult.GetValue(kernels))
+            {
+                if (parseResult.GetValue(json))
+                    throw new ArgumentException("--kernels prints text only; leave out --json");
+                WriteKernels(Console.Out);
+                if (path is null)
+                    return 0;
+                Console.Out.WriteLine();
+            }
+            if (path is null)
+                throw new ArgumentException("a GGUF file is required (or --kernels)");
+            if (path.Name.StartsWith('-') && !path.Exists)
+                throw new ArgumentException($"unknown option '{path.Name}'");
             using var file = GgufFile.Open(path.FullName);
             var summary = new Summary(file, path.ToString());
             if (parseResult.GetValue(json))
@@ -36,6 +55,21 @@ internal static class InfoCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>The instruction set in use and, per weight type, its GGUF-layout kernel and the repacking kernels in order.</summary>
+    private static void WriteKernels(TextWriter o)
+    {
+        o.WriteLine($"cpu:             {KernelIsa.DescribeCpu()}");
+        o.WriteLine($"instruction set: {KernelIsa.Selected} (supported: {string.Join(", ", KernelIsa.Supported)}; force with {KernelIsa.ForceVariable})");
+        o.WriteLine("kernels per weight type: GGUF layout; then the repacked layouts in the tuner's order (a model's choice per weight shape is made at load and printed by `lutra bench`):");
+        foreach (var type in QuantTypes.All.Where(t => t.IsSupported && t.Type is not (GgmlType.Q8_1 or GgmlType.Q8_K)))
+        {
+            var kernel = KernelTable.Get(type.Type);
+            var repacked = KernelTable.RepackingKernels(type.Type, KernelIsa.Selected);
+            o.WriteLine($"  {type.Name,-7} × {kernel.ActivationType,-5} {kernel.Name}"
+                + (repacked.Count > 0 ? $"; {string.Join("; ", repacked.Select(k => k.Name))}" : ""));
+        }
     }
 
     private sealed record TypeTotal(string Type, int Tensors, long Parameters, long Bytes);
