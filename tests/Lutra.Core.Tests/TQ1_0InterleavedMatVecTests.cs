@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using Lutra.Core.Kernels;
 using Lutra.Core.Quants;
 using static Lutra.Core.Tests.TestVectors;
+using Codes = Lutra.Core.Tests.TQ2_0InterleavedMatVecTests.Codes;
 
 namespace Lutra.Core.Tests;
 
@@ -15,8 +16,6 @@ public unsafe class TQ1_0InterleavedMatVecTests
     private const int BlockBytes = 54;
 
     private static TQ1_0InterleavedMatVec[] Kernels() => [.. TQ2_0InterleavedMatVecTests.Kernels().Select(k => new TQ1_0InterleavedMatVec(k))];
-
-    public enum Codes { Quantized, Random, AllZero, AllTwo }
 
     /// <summary>
     /// Rows from the reference quantizer, or blocks of raw bytes (random: every byte decodes to five trits; 0: every
@@ -53,26 +52,8 @@ public unsafe class TQ1_0InterleavedMatVecTests
     }
 
     /// <summary>Repacks into rows·(66/54)·rowBytes bytes, asserting nothing written past them.</summary>
-    private static Native Pack(MatVecKernel kernel, byte[] weights, int rows, int n)
-    {
-        var rowBytes = weights.Length / rows;
-        var stride = kernel.RepackedRowBytes(rowBytes, n);
-        Assert.Equal(n / 256 * 66, stride);
-        var packed = new Native(rows * stride + 64, 0x5A);
-        fixed (byte* pw = weights)
-            Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
-        Assert.True(packed.Span[(int)(rows * stride)..].IndexOfAnyExcept((byte)0x5A) < 0, "TryPrepareWeights wrote past rows·RepackedRowBytes");
-        return packed;
-    }
-
-    public static TheoryData<int, Codes> MatVecCases() => new()
-    {
-        { 1, Codes.Quantized }, { 1, Codes.Random }, { 3, Codes.AllTwo }, { 2, Codes.AllZero },
-        { 8, Codes.Random }, { 56, Codes.Quantized }, { 56, Codes.AllTwo },
-    };
-
     [Theory]
-    [MemberData(nameof(MatVecCases))]
+    [MemberData(nameof(TQ2_0InterleavedMatVecTests.MatVecCases), MemberType = typeof(TQ2_0InterleavedMatVecTests))]
     public void MatVec_equals_the_TQ1_0_reference_dot_exactly(int blocks, Codes codes)
     {
         foreach (var kernel in Kernels())
@@ -82,7 +63,7 @@ public unsafe class TQ1_0InterleavedMatVecTests
             foreach (var (rows, splits) in new (int, int[])[] { (16 * 2 + 5, [16]), (5, []), (16, []), (48, [16, 32]) })
             {
                 var weights = Weights(rng, n, rows, codes);
-                using var packed = Pack(kernel, weights, rows, n);
+                using var packed = TQ2_0InterleavedMatVecTests.Pack(kernel, weights, rows, n);
                 using var state = new Native(kernel.ActivationBytes(n), 0);
                 for (var t = 0; t < 4; t++)
                 {
@@ -111,7 +92,7 @@ public unsafe class TQ1_0InterleavedMatVecTests
                 var weights = Weights(rng, n, rows, codes);
                 var rowBytes = weights.Length / rows;
                 var stride = kernel.RepackedRowBytes(rowBytes, n);
-                using var packed = Pack(kernel, weights, rows, n);
+                using var packed = TQ2_0InterleavedMatVecTests.Pack(kernel, weights, rows, n);
                 var stateStride = kernel.ActivationBytes(n);
                 using var states = new Native((long)stateStride * tokens, 0);
                 for (var t = 0; t < tokens; t++)

@@ -82,13 +82,15 @@ public unsafe class TQ2_0InterleavedMatVecTests
         _ => RandomRow(rng, n, 4),
     };
 
-    private static Native Pack(TQ2_0InterleavedMatVec kernel, byte[] weights, int rows, int n)
+    /// <summary>Repacks into a buffer with a guard region after rows·RepackedRowBytes, and checks nothing was written there.</summary>
+    internal static Native Pack(MatVecKernel kernel, byte[] weights, int rows, int n)
     {
-        // A guard region after the matrix: the repacked layout has exactly the GGUF size.
-        var packed = new Native(weights.Length + 64, 0x5A);
+        var rowBytes = weights.Length / rows;
+        var size = rows * kernel.RepackedRowBytes(rowBytes, n);
+        var packed = new Native(size + 64, 0x5A);
         fixed (byte* pw = weights)
-            Assert.True(kernel.TryPrepareWeights(pw, weights.Length / rows, rows, n, packed.Pointer));
-        Assert.True(packed.Span[weights.Length..].IndexOfAnyExcept((byte)0x5A) < 0, "TryPrepareWeights wrote past rows·rowBytes");
+            Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+        Assert.True(packed.Span[(int)size..].IndexOfAnyExcept((byte)0x5A) < 0, "TryPrepareWeights wrote past rows·RepackedRowBytes");
         return packed;
     }
 
