@@ -271,7 +271,8 @@ internal static class BenchCommand
         foreach (var c in selection.Choices)
         {
             var timings = c.Timings.Count > 0
-                ? " (" + string.Join(", ", c.Timings.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Kernel.Name} {t.Microseconds:F0} µs"))) + ")"
+                ? " (" + string.Join(", ", c.Timings.Select(t => string.Create(CultureInfo.InvariantCulture,
+                    $"{t.Kernel.Name} {t.Microseconds:F0} µs{(t.PromptMicroseconds is { } p ? $" + {p:F0} µs/prompt token" : "")}"))) + ")"
                 : "";
             Console.Error.WriteLine($"  {c.Shape} x{c.MatrixCount}: {c.Kernel} [{Source(c.Source)}]{timings}");
         }
@@ -320,7 +321,7 @@ internal static class BenchCommand
             if (!matrices.Contains(w.TokenEmbedding))
                 weightBytes += w.TokenEmbedding.RowBytes;
             var shapes = model.Kernels.Choices.Select(c => new KernelShapeRow(c.Shape, c.MatrixCount, c.Kernel.ToString(), Source(c.Source),
-                c.Timings.Select(t => new KernelTimingRow(t.Kernel.ToString(), t.Microseconds)).ToArray())).ToArray();
+                c.Timings.Select(t => new KernelTimingRow(t.Kernel.ToString(), t.Microseconds, t.PromptMicroseconds)).ToArray())).ToArray();
             var file = model.File;
             return new ModelFacts(file.Tensors.Sum(t => t.ByteSize), file.Tensors.Sum(t => t.ElementCount), weightBytes, shapes);
         }
@@ -360,7 +361,8 @@ internal sealed record KernelShapeRow(
 
 internal sealed record KernelTimingRow(
     [property: JsonPropertyName("kernel")] string Kernel,
-    [property: JsonPropertyName("us")] double Microseconds);
+    [property: JsonPropertyName("us")] double Microseconds,
+    [property: JsonPropertyName("prompt_us_per_token")] double? PromptMicroseconds);
 
 [JsonSourceGenerationOptions(WriteIndented = true)]
 [JsonSerializable(typeof(List<BenchRow>))]

@@ -18,8 +18,12 @@ public enum KernelChoiceSource
     Untuned,
 }
 
-/// <summary>One candidate's time (the best of the tuner's rounds, each a median) for one multiplication of the whole matrix (microseconds).</summary>
-public sealed record CandidateTiming(MatVecKernel Kernel, double Microseconds);
+/// <summary>
+/// One candidate's times (the best of the tuner's rounds, each a median), in microseconds: one decode product of
+/// the whole matrix, and, for the candidates close enough to the fastest decode to be timed on a prompt batch,
+/// the batch's time per token (null for the others).
+/// </summary>
+public sealed record CandidateTiming(MatVecKernel Kernel, double Microseconds, double? PromptMicroseconds = null);
 
 /// <summary>The kernel picked for every weight matrix of one (type, rows, columns).</summary>
 public sealed record KernelChoice(

@@ -8,8 +8,11 @@ namespace Lutra.Models.Tuning;
 /// <summary>Times one candidate kernel on one real weight matrix.</summary>
 internal unsafe interface ICandidateTimer
 {
-    /// <summary>Seconds one product of the whole <paramref name="matrix"/> takes with <paramref name="kernel"/> reading <paramref name="weights"/>.</summary>
-    double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights);
+    /// <summary>
+    /// Seconds one product of the whole <paramref name="matrix"/> with <paramref name="tokens"/> input rows takes with
+    /// <paramref name="kernel"/> reading <paramref name="weights"/>.
+    /// </summary>
+    double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights, int tokens);
 }
 
 /// <summary>
@@ -89,7 +92,7 @@ internal sealed class KernelSelector(
             {
                 var ranking = hit.Ranking.Select(name => candidates.First(k => Id(k) == name)).ToArray();
                 UseFirstAccepting(shape, ranking);
-                var stored = ranking.Length > 1 ? ranking.Select((k, i) => new CandidateTiming(k, hit.Microseconds[i])).ToArray() : null;
+                var stored = ranking.Length > 1 ? ranking.Select((k, i) => new CandidateTiming(k, hit.Microseconds[i], hit.PromptMicroseconds?[i])).ToArray() : null;
                 choices.Add(Choice(ranking.Length > 1 ? KernelChoiceSource.Cached : KernelChoiceSource.OnlyCandidate, stored));
                 continue;
             }
@@ -104,7 +107,8 @@ internal sealed class KernelSelector(
             var timings = TuneOn(shape[0], candidates);
             tuning += Stopwatch.GetElapsedTime(tuningStart);
             UseFirstAccepting(new ArraySegment<WeightMatrix>(shape, 1, shape.Length - 1), timings.Select(t => t.Kernel).ToArray());
-            decided.Add(new TuneDecision(key, timings.Select(t => Id(t.Kernel)).ToArray(), timings.Select(t => t.Microseconds).ToArray()));
+            decided.Add(new TuneDecision(key, timings.Select(t => Id(t.Kernel)).ToArray(), timings.Select(t => t.Microseconds).ToArray(),
+                timings.Select(t => t.PromptMicroseconds).ToArray()));
             choices.Add(Choice(timings.Count > 1 ? KernelChoiceSource.Tuned : KernelChoiceSource.OnlyCandidate, timings.Count > 1 ? timings : null));
         }
         // Shapes no repacking kernel accepted are stored too: the next load skips the trial repacking.
@@ -114,16 +118,37 @@ internal sealed class KernelSelector(
     }
 
     /// <summary>
-    /// Relative difference under which two candidates' times count as equal. The tuner's short median moves by
+    /// Relative difference under which two candidates' costs count as equal. The tuner's short median moves by
     /// about this much between loads on this shared 2-core machine (llama-1b Q4_0 at two threads ranked the
-    /// bit-serial tables 4-8 % ahead of the interleaved kernel on three shapes, which then lost prefill 2x), and
-    /// decode is the only thing timed: within the margin the registration order decides, which lists the
-    /// kernels with prefill GEMM tiles first.
+    /// bit-serial tables 4-8 % ahead of the interleaved kernel on three shapes): within the margin the
+    /// registration order decides, which lists the kernels with prefill GEMM tiles first.
     /// </summary>
     internal const double NoiseMargin = 0.10;
 
     /// <summary>Timing rounds per tuned shape; each round times every candidate once (<see cref="ICandidateTimer"/>).</summary>
     internal const int Rounds = 3;
+
+    /// <summary>
+    /// Input rows of the prompt batch the shortlisted candidates are timed on: the interleaved kernels' GEMM tile.
+    /// It understates their gain on longer prompts (Q6_K interleaved against MAD, llama-1b, one thread: pp4 47
+    /// against 37 t/s, pp16 89 against 40), but a larger batch would cost the tuner more than its second.
+    /// </summary>
+    internal const int PromptTokens = 4;
+
+    /// <summary>
+    /// Candidates whose decode time is within this factor of the fastest are also timed on a prompt batch. Decode
+    /// alone ranked the Q4_K/Q6_K multiply-add kernel up to 10-20 % ahead of the interleaved one on some llama-1b
+    /// shapes, whose GEMM tiles make prefill 2-3x faster (pp128 187 against 55 t/s); further behind than this, no
+    /// prefill gain makes up the decode loss.
+    /// </summary>
+    internal const double PromptShortlist = 1.5;
+
+    /// <summary>
+    /// A candidate whose best of the first two rounds is this many times slower than the fastest is not timed
+    /// again (the multiply-add kernel of a ternary type is 5-10x behind the tables). Two rounds, because one burst
+    /// of interference can cost a single measurement 5x here.
+    /// </summary>
+    internal const double HopelessFactor = 3.0;
 
     // Repacking kernels in table order, then the GGUF-layout kernel (prepared lists MAD first).
     private static int RegistrationRank(MatVecKernel kernel, int index) => kernel.RepacksWeights ? index : int.MaxValue;
@@ -174,13 +199,47 @@ internal sealed class KernelSelector(
     }
 
     /// <summary>
-    /// Times every candidate that accepts <paramref name="sample"/> and leaves the fastest in place (its repacked
-    /// copy kept, the others freed). Returns the accepting candidates fastest first, except that candidates within
-    /// <see cref="NoiseMargin"/> of the fastest count as tied and go in registration order (the repacking kernels
-    /// as their table lists them, best first, then MAD): a difference that small is measurement noise, and on an
-    /// oversubscribed machine every candidate can measure the same scheduler tick (seen here at two threads while
-    /// another process held a core: 3.99-4.01 ms for kernels 4x apart), where the registration order is the
-    /// better guess. A single acceptor is not timed.
+    /// The best of <see cref="Rounds"/> timings of each of <paramref name="candidates"/> (indexes into
+    /// <paramref name="prepared"/>; the others read infinity) on <paramref name="tokens"/> input rows. Rounds go over
+    /// all candidates, not all of one candidate's repetitions and then the next's: a neighbour's burst on this shared
+    /// machine then slows every candidate's round instead of deciding the ranking, and the best round of each
+    /// (interference only ever adds time) is what is compared. With <paramref name="dropHopeless"/>, a candidate
+    /// <see cref="HopelessFactor"/> behind after two rounds sits out the others.
+    /// </summary>
+    private unsafe double[] BestOfRounds(WeightMatrix sample, List<(MatVecKernel Kernel, RepackedCopy? Copy)> prepared, int[] candidates,
+        int tokens, bool dropHopeless)
+    {
+        var best = Enumerable.Repeat(double.MaxValue, prepared.Count).ToArray();
+        var active = candidates.ToList();
+        for (var round = 0; round < Rounds; round++)
+        {
+            for (var k = 0; k < active.Count; k++)
+            {
+                var i = active[(k + round) % active.Count];
+                var p = prepared[i];
+                best[i] = Math.Min(best[i], timer.Seconds(sample, p.Kernel, p.Copy is null ? sample.Data : p.Copy.Pointer, tokens));
+            }
+            if (dropHopeless && round == 1)
+            {
+                var fastest = active.Min(i => best[i]);
+                active.RemoveAll(i => best[i] > fastest * HopelessFactor);
+            }
+        }
+        return best;
+    }
+
+    /// <summary>
+    /// Times every candidate that accepts <paramref name="sample"/> and leaves the cheapest in place (its repacked
+    /// copy kept, the others freed). A candidate's cost is one decoded token plus one prompt token: its decode time,
+    /// plus, for those within <see cref="PromptShortlist"/> of the fastest decode, its time per token of a
+    /// <see cref="PromptTokens"/>-token batch (a chat evaluates about as many prompt tokens as it generates, and
+    /// kernels with GEMM tiles are several times faster there). Returns the accepting candidates cheapest first
+    /// (the shortlist, then the others by decode time), except that candidates within <see cref="NoiseMargin"/> of
+    /// the cheapest count as tied and go in registration order (the repacking kernels as their table lists them,
+    /// best first, then MAD): a difference that small is measurement noise, and on an oversubscribed machine every
+    /// candidate can measure the same scheduler tick (seen here at two threads while another process held a core:
+    /// 3.99-4.01 ms for kernels 4x apart), where the registration order is the better guess. A single acceptor is
+    /// not timed.
     /// </summary>
     private unsafe List<CandidateTiming> TuneOn(WeightMatrix sample, MatVecKernel[] candidates)
     {
@@ -199,32 +258,29 @@ internal sealed class KernelSelector(
                 sample.Use(prepared[0].Kernel, null);
                 return [new CandidateTiming(prepared[0].Kernel, 0)];
             }
-            // Rounds over all candidates, not all of one candidate's repetitions and then the next's: a neighbour's
-            // burst on this shared machine then slows every candidate's round instead of deciding the ranking, and
-            // the best round of each (interference only ever adds time) is what is compared.
-            var best = Enumerable.Repeat(double.MaxValue, prepared.Count).ToArray();
-            for (var round = 0; round < Rounds; round++)
-            {
-                for (var k = 0; k < prepared.Count; k++)
-                {
-                    var i = (k + round) % prepared.Count;
-                    var p = prepared[i];
-                    best[i] = Math.Min(best[i], timer.Seconds(sample, p.Kernel, p.Copy is null ? sample.Data : p.Copy.Pointer));
-                }
-            }
-            var measured = best.Select((seconds, i) => (Index: i, Seconds: seconds)).ToList();
-            var fastest = measured.Min(t => t.Seconds);
-            var timed = measured
-                .OrderBy(t => t.Seconds <= fastest * (1 + NoiseMargin) ? 0 : 1)
-                .ThenBy(t => t.Seconds <= fastest * (1 + NoiseMargin) ? RegistrationRank(prepared[t.Index].Kernel, t.Index) : 0)
-                .ThenBy(t => t.Seconds)
+            var all = Enumerable.Range(0, prepared.Count).ToArray();
+            var decode = BestOfRounds(sample, prepared, all, tokens: 1, dropHopeless: true);
+            var fastest = decode.Min();
+            var shortlist = all.Where(i => decode[i] <= fastest * PromptShortlist).ToArray();
+            var prompt = shortlist.Length > 1 ? BestOfRounds(sample, prepared, shortlist, PromptTokens, dropHopeless: false) : null;
+            // Per candidate: decode + one prompt token on the shortlist; the others rank after it by decode alone.
+            var cost = all.Select(i => prompt is null ? decode[i] : shortlist.Contains(i) ? decode[i] + prompt[i] / PromptTokens : double.MaxValue)
+                .ToArray();
+            var cheapest = cost.Min();
+            bool Tied(int i) => cost[i] <= cheapest * (1 + NoiseMargin);
+            var timed = all
+                .OrderBy(i => Tied(i) ? 0 : 1)
+                .ThenBy(i => Tied(i) ? RegistrationRank(prepared[i].Kernel, i) : 0)
+                .ThenBy(i => cost[i])
+                .ThenBy(i => decode[i])
                 .ToList();
-            var winner = prepared[timed[0].Index];
+            var winner = prepared[timed[0]];
             sample.Use(winner.Kernel, winner.Copy);
-            prepared[timed[0].Index] = (winner.Kernel, null); // now the matrix's
+            prepared[timed[0]] = (winner.Kernel, null); // now the matrix's
             if (winner.Copy is not null)
                 repacked?.Invoke(sample);
-            return timed.Select(t => new CandidateTiming(prepared[t.Index].Kernel, Math.Round(t.Seconds * 1e6, 1))).ToList();
+            return timed.Select(i => new CandidateTiming(prepared[i].Kernel, Math.Round(decode[i] * 1e6, 1),
+                prompt is not null && shortlist.Contains(i) ? Math.Round(prompt[i] / PromptTokens * 1e6, 1) : null)).ToList();
         }
         finally
         {

@@ -16,8 +16,12 @@ public sealed record TuneKey(string Model, string Cpu, int Threads, string Shape
     public override int GetHashCode() => HashCode.Combine(Model, Cpu, Threads, Shape, Candidates.Count);
 }
 
-/// <summary>A tuned shape: its candidates fastest first, with the time of each (best round).</summary>
-public sealed record TuneDecision(TuneKey Key, IReadOnlyList<string> Ranking, IReadOnlyList<double> Microseconds);
+/// <summary>
+/// A tuned shape: its candidates cheapest first, with the decode time of each (best round) and, where it was timed,
+/// the time per prompt token (see <see cref="CandidateTiming"/>).
+/// </summary>
+public sealed record TuneDecision(TuneKey Key, IReadOnlyList<string> Ranking, IReadOnlyList<double> Microseconds,
+    IReadOnlyList<double?>? PromptMicroseconds = null);
 
 /// <summary>
 /// Tuning decisions kept across runs in one small JSON file. A missing, unreadable or corrupt file reads as
@@ -33,7 +37,8 @@ public sealed class TuneCache(string path)
     /// <summary>Oldest decisions beyond this many are dropped at write, so stale models do not grow the file forever.</summary>
     public const int MaxDecisions = 512;
 
-    private const int FormatVersion = 1;
+    // 2: rankings by decode plus prompt cost (version 1 ranked by decode alone and is tuned again).
+    private const int FormatVersion = 2;
 
     public string Path { get; } = path;
 
@@ -125,9 +130,10 @@ public sealed class TuneCache(string path)
     {
         if (r is null || r.Model is null || r.Cpu is null || r.Shape is null || r.Candidates is null || r.Ranking is null
             || r.Microseconds is null || r.Ranking.Count == 0 || r.Ranking.Count != r.Microseconds.Count
+            || (r.PromptMicroseconds is not null && r.PromptMicroseconds.Count != r.Ranking.Count)
             || r.Candidates.Any(c => c is null) || r.Ranking.Any(c => c is null || !r.Candidates.Contains(c)))
             return null;
-        return new TuneDecision(new TuneKey(r.Model, r.Cpu, r.Threads, r.Shape, r.Candidates), r.Ranking, r.Microseconds);
+        return new TuneDecision(new TuneKey(r.Model, r.Cpu, r.Threads, r.Shape, r.Candidates), r.Ranking, r.Microseconds, r.PromptMicroseconds);
     }
 
     private static TuneRecord ToRecord(TuneDecision d, DateTime written) => new()
@@ -139,6 +145,7 @@ public sealed class TuneCache(string path)
         Candidates = [.. d.Key.Candidates],
         Ranking = [.. d.Ranking],
         Microseconds = [.. d.Microseconds],
+        PromptMicroseconds = d.PromptMicroseconds is null ? null : [.. d.PromptMicroseconds],
         Written = written,
     };
 
@@ -170,6 +177,7 @@ internal sealed class TuneRecord
     public List<string>? Candidates { get; set; }
     public List<string>? Ranking { get; set; }
     public List<double>? Microseconds { get; set; }
+    public List<double?>? PromptMicroseconds { get; set; }
     public DateTime Written { get; set; }
 }
 

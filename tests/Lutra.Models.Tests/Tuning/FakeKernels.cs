@@ -42,20 +42,30 @@ internal sealed unsafe class FakeKernel(string name, bool repacks, GgmlType type
     }
 }
 
-/// <summary>Answers a fixed time per kernel name and records every measurement asked for.</summary>
+/// <summary>
+/// Answers a fixed decode time per kernel name and records every measurement asked for. A prompt batch of n tokens
+/// takes n decode times unless <see cref="PromptSeconds"/> names the kernel (its time per token of a batch).
+/// </summary>
 internal sealed unsafe class FakeTimer(params (string Kernel, double Seconds)[] times) : ICandidateTimer
 {
-    public List<(string Matrix, string Kernel)> Calls { get; } = [];
+    public List<(string Matrix, string Kernel, int Tokens)> Calls { get; } = [];
+
+    /// <summary>The single-token measurements.</summary>
+    public IEnumerable<(string Matrix, string Kernel, int Tokens)> DecodeCalls => Calls.Where(c => c.Tokens == 1);
+
+    /// <summary>Per kernel name: seconds per token of a prompt batch.</summary>
+    public Dictionary<string, double> PromptSeconds { get; init; } = [];
 
     /// <summary>The first time this kernel is measured, its time is multiplied by this factor (interference).</summary>
     public (string Kernel, double Factor)? FirstCallPenalty { get; init; }
 
-    public double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights)
+    public double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights, int tokens)
     {
-        Calls.Add((matrix.Name, kernel.Name));
+        Calls.Add((matrix.Name, kernel.Name, tokens));
         // The weights handed over are the ones the kernel reads: the map for MAD, a faithful copy otherwise.
         Assert.Equal(0, new ReadOnlySpan<byte>(weights, (int)matrix.ByteSize).SequenceCompareTo(new ReadOnlySpan<byte>(matrix.Data, (int)matrix.ByteSize)));
-        var seconds = times.Single(t => t.Kernel == kernel.Name).Seconds;
+        var perToken = tokens > 1 && PromptSeconds.TryGetValue(kernel.Name, out var prompt) ? prompt : times.Single(t => t.Kernel == kernel.Name).Seconds;
+        var seconds = perToken * tokens;
         var first = Calls.Count(c => c.Kernel == kernel.Name) == 1;
         return first && FirstCallPenalty is { } penalty && penalty.Kernel == kernel.Name ? seconds * penalty.Factor : seconds;
     }

@@ -49,7 +49,9 @@ public sealed class KernelSelectorTests : IDisposable
         Assert.All(layers, m => Assert.Equal(m.ByteSize, m.RepackedBytes));
         // Timed once per candidate in each round, the rounds starting at a different candidate, on the shape's
         // first matrix only.
-        Assert.Equal(["mad", "lut a", "lut b", "lut a", "lut b", "mad", "lut b", "mad", "lut a"], timer.Calls.Select(c => c.Kernel));
+        Assert.Equal(["mad", "lut a", "lut b", "lut a", "lut b", "mad", "lut b", "mad", "lut a"], timer.DecodeCalls.Select(c => c.Kernel));
+        // Only lut b is within the prompt shortlist: nothing to compare a prompt batch against.
+        Assert.All(timer.Calls, c => Assert.Equal(1, c.Tokens));
         Assert.Equal(3, KernelSelector.Rounds);
         Assert.All(timer.Calls, c => Assert.Equal("blk.0", c.Matrix));
         var choice = Assert.Single(selection.Choices);
@@ -85,6 +87,53 @@ public sealed class KernelSelectorTests : IDisposable
         var selection = Select(layers, new FakeTimer(("mad", mad), ("lut a", a), ("lut b", b)), repackers: [_lutA, _lutB]);
         Assert.Equal(winner, layers[0].Kernel.Name);
         Assert.Equal(winner, Assert.Single(selection.Choices).Timings[0].Kernel.Name);
+    }
+
+    [Theory]
+    // The multiply-add kernel decodes 20 % faster, but the interleaved one's GEMM tiles make a prompt token 3x cheaper.
+    [InlineData(1.2e-6, 0.3e-6, "lut a")]
+    // Equal prompt speed: decode decides (2.3 against 2.0 is beyond the noise margin).
+    [InlineData(1.3e-6, 1.0e-6, "mad")]
+    // Beyond the shortlist no prompt gain counts, and no prompt batch is timed.
+    [InlineData(1.6e-6, 0.01e-6, "mad")]
+    public void Shortlisted_candidates_are_ranked_by_a_decoded_plus_a_prompt_token(double lutDecode, double lutPromptPerToken, string winner)
+    {
+        var layers = Layers(1);
+        var timer = new FakeTimer(("mad", 1e-6), ("lut a", lutDecode)) { PromptSeconds = { ["lut a"] = lutPromptPerToken } };
+        var selection = Select(layers, timer, repackers: [_lutA]);
+
+        Assert.Equal(winner, layers[0].Kernel.Name);
+        var shortlisted = lutDecode <= KernelSelector.PromptShortlist * 1e-6;
+        var promptCalls = timer.Calls.Where(c => c.Tokens > 1).ToArray();
+        Assert.Equal(shortlisted ? 2 * KernelSelector.Rounds : 0, promptCalls.Length);
+        Assert.All(promptCalls, c => Assert.Equal(KernelSelector.PromptTokens, c.Tokens));
+        var lut = Assert.Single(Assert.Single(selection.Choices).Timings, t => t.Kernel.Name == "lut a");
+        Assert.Equal(lutDecode * 1e6, lut.Microseconds, 6);
+        Assert.Equal(shortlisted ? lutPromptPerToken * 1e6 : null, lut.PromptMicroseconds);
+    }
+
+    [Fact]
+    public void A_candidate_far_behind_after_two_rounds_is_not_timed_again()
+    {
+        var layers = Layers(1);
+        var timer = new FakeTimer(("mad", 4e-6), ("lut a", 1e-6), ("lut b", 1.1e-6));
+        var selection = Select(layers, timer, repackers: [_lutA, _lutB]);
+
+        Assert.Equal(2, timer.Calls.Count(c => c.Kernel == "mad"));
+        Assert.Equal(KernelSelector.Rounds, timer.DecodeCalls.Count(c => c.Kernel == "lut a"));
+        Assert.Same(_lutA, layers[0].Kernel);
+        Assert.Equal(["lut a", "lut b", "mad"], Assert.Single(selection.Choices).Timings.Select(t => t.Kernel.Name));
+    }
+
+    [Fact]
+    public void One_burst_of_interference_does_not_drop_a_candidate()
+    {
+        var layers = Layers(1);
+        // lut b is the fastest, but its first measurement is 5x slow: more than HopelessFactor behind lut a.
+        var timer = new FakeTimer(("mad", 3e-6), ("lut a", 1.5e-6), ("lut b", 1e-6)) { FirstCallPenalty = ("lut b", 5) };
+        Select(layers, timer, repackers: [_lutA, _lutB]);
+        Assert.Equal(KernelSelector.Rounds, timer.DecodeCalls.Count(c => c.Kernel == "lut b"));
+        Assert.Same(_lutB, layers[0].Kernel);
     }
 
     [Fact]
@@ -167,7 +216,8 @@ public sealed class KernelSelectorTests : IDisposable
     {
         var options = new KernelOptions { Preference = KernelPreference.Auto, CachePath = CachePath };
         var first = Layers(2);
-        Select(first, new FakeTimer(("mad", 3e-6), ("lut a", 2e-6), ("lut b", 1e-6)), options, repackers: [_lutA, _lutB]);
+        Select(first, new FakeTimer(("mad", 3e-6), ("lut a", 1.4e-6), ("lut b", 1e-6)) { PromptSeconds = { ["lut b"] = 0.5e-6 } }, options,
+            repackers: [_lutA, _lutB]);
         Assert.True(File.Exists(CachePath));
 
         var again = Layers(2);
@@ -178,6 +228,8 @@ public sealed class KernelSelectorTests : IDisposable
         var choice = Assert.Single(selection.Choices);
         Assert.Equal(KernelChoiceSource.Cached, choice.Source);
         Assert.Equal(["lut b", "lut a", "mad"], choice.Timings.Select(t => t.Kernel.Name));
+        Assert.Equal([1.0, 1.4, 3.0], choice.Timings.Select(t => t.Microseconds));
+        Assert.Equal([0.5, 1.4, null], choice.Timings.Select(t => t.PromptMicroseconds));
 
         // Even with tuning off, a cached decision applies.
         var untuned = Layers(1);
@@ -205,20 +257,20 @@ public sealed class KernelSelectorTests : IDisposable
 
         var timer = new FakeTimer(("mad", 1e-6), ("lut a", 3e-6), ("lut b", 2e-6));
         Select(Layers(1), timer, options, model: "other.gguf|1|2", repackers: [_lutA]);
-        Assert.Equal(2 * KernelSelector.Rounds, timer.Calls.Count);
+        Assert.Equal(2 * KernelSelector.Rounds, timer.DecodeCalls.Count());
         Select(Layers(1), timer, options with { Threads = 2 }, repackers: [_lutA]);
-        Assert.Equal(4 * KernelSelector.Rounds, timer.Calls.Count);
+        Assert.Equal(4 * KernelSelector.Rounds, timer.DecodeCalls.Count());
         var withNewKernel = Layers(1);
         Select(withNewKernel, timer, options, repackers: [_lutA, _lutB]);
-        Assert.Equal(7 * KernelSelector.Rounds, timer.Calls.Count);
+        Assert.Equal(7 * KernelSelector.Rounds, timer.DecodeCalls.Count());
         Assert.Same(_mad, withNewKernel[0].Kernel);
         // Another shape of the same model is its own decision.
         Select(Layers(1, rows: 16), timer, options, repackers: [_lutA]);
-        Assert.Equal(9 * KernelSelector.Rounds, timer.Calls.Count);
+        Assert.Equal(9 * KernelSelector.Rounds, timer.DecodeCalls.Count());
         // The first decision is still there.
         var cached = Layers(1);
         Select(cached, timer, options, repackers: [_lutA]);
-        Assert.Equal(9 * KernelSelector.Rounds, timer.Calls.Count);
+        Assert.Equal(9 * KernelSelector.Rounds, timer.DecodeCalls.Count());
         Assert.Same(_lutA, cached[0].Kernel);
     }
 
@@ -251,7 +303,7 @@ public sealed class KernelSelectorTests : IDisposable
         unsafe
         {
             var kernel = KernelTable.Get(GgmlType.F32);
-            Assert.True(timer.Seconds(m, kernel, m.Data) > 0);
+            Assert.True(timer.Seconds(m, kernel, m.Data, tokens: 1) > 0 && timer.Seconds(m, kernel, m.Data, tokens: 3) > 0);
         }
         var row = new float[m.Columns];
         m.DequantizeRow(63, row);
