@@ -140,6 +140,9 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     // sequential read (a 2048×8192 Q4_0 matrix at two threads: 64 rows, 295 KB).
     private const int ChunksPerThread = 16;
 
+    // Half of a Zen 4 core's 1 MB L2: the rest holds the row tile and the outputs.
+    private const int TokenGroupBytes = 512 * 1024;
+
     private readonly Segment[] _segments = new Segment[MaxSegments];
     private readonly PaddedCounter _chunkCounter = new();
     private int _chunkRows;
@@ -255,11 +258,32 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
             return;
         }
         var tile = Math.Max(RowTile, kernel.RowTile);
-        for (var r = start; r < end; r += tile)
+        var group = TokenGroup(s.StateStride, _tokens);
+        for (var t = 0; t < _tokens; t += group)
         {
-            var count = Math.Min(tile, end - r);
-            kernel.MatMat(s.Weights + r * s.RowBytes, s.RowBytes, count, s.States, s.StateStride, _tokens, s.Columns, s.Y + r, s.Rows);
+            var tokens = Math.Min(group, _tokens - t);
+            var states = s.States + (long)t * s.StateStride;
+            var y = s.Y + (long)t * s.Rows;
+            for (var r = start; r < end; r += tile)
+            {
+                var count = Math.Min(tile, end - r);
+                kernel.MatMat(s.Weights + r * s.RowBytes, s.RowBytes, count, states, s.StateStride, tokens, s.Columns, y + r, s.Rows);
+            }
         }
+    }
+
+    /// <summary>
+    /// Tokens whose prepared inputs a thread walks its rows with at once. Each row tile is read against every
+    /// token of the group, so the group's inputs must stay in cache while the tiles stream past: all tokens for
+    /// int8 rows (2-9 KB each), but a lookup-table kernel's tables take 100-400 KB per token, and 128 tokens of
+    /// them (13-51 MB) re-read from memory for every 16-row tile made its prefill slower than its decode (llama-1b
+    /// TQ1_0 tables, one thread: pp16 230 t/s, pp128 122). Beyond the group the weights are read again, from
+    /// L3 for the 1-10 MB matrices of a thread's share. Whole multiples of 4 tokens, the GEMM tiles' width.
+    /// </summary>
+    internal static int TokenGroup(int stateStride, int tokens)
+    {
+        var fit = (int)Math.Min(tokens, TokenGroupBytes / Math.Max(1, stateStride));
+        return fit >= tokens ? tokens : Math.Min(tokens, Math.Max(4, fit / 4 * 4));
     }
 }
 
