@@ -29,6 +29,12 @@ public class BenchCommandTests
             var achieved = row.GetProperty("achieved_gbps").GetDouble();
             var share = row.GetProperty("roofline_pct").GetDouble();
             Assert.Equal(100 * achieved / row.GetProperty("probe_gbps").GetDouble(), share, 6);
+            // One repetition: its GB/s against the best of the probes beside it.
+            var ceiling = Assert.Single(row.GetProperty("adjacent_probe_gbps").EnumerateArray()).GetDouble();
+            Assert.True(ceiling > 0);
+            var rate = Assert.Single(row.GetProperty("samples_ts").EnumerateArray()).GetDouble();
+            var bytes = row.GetProperty("weight_bytes_per_token").GetInt64();
+            Assert.Equal(100 * bytes * rate / 1e9 / ceiling, row.GetProperty("adjacent_roofline_pct").GetDouble(), 6);
             // Linux reports the hypervisor's steal time (null when the runs took less than a clock tick); elsewhere
             // the field is null.
             var steal = row.GetProperty("cpu_steal_pct");

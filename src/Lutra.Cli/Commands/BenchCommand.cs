@@ -115,9 +115,9 @@ internal static class BenchCommand
                         var facts = ModelFacts.Of(model);
                         PrintKernels(label, t, model);
                         if (nPrompt > 0)
-                            measured.Add(Measure(model, label, facts, t, nPrompt, 0, reps));
+                            measured.Add(Measure(model, label, facts, t, nPrompt, 0, reps, pool));
                         if (nGen > 0)
-                            measured.Add(Measure(model, label, facts, t, 0, nGen, reps));
+                            measured.Add(Measure(model, label, facts, t, 0, nGen, reps, pool));
                         if (ResidentMiB() is double rss)
                             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  resident after the runs: {rss:F0} MiB"));
                         // On a shared machine one probe can catch a neighbour's burst (seen here: two threads
@@ -165,7 +165,14 @@ internal static class BenchCommand
 
     private static readonly TimeSpan WarmUpTime = TimeSpan.FromSeconds(1);
 
-    private static BenchRow Measure(Transformer model, string label, ModelFacts facts, int threads, int nPrompt, int nGen, int reps)
+    /// <summary>
+    /// Bytes the probe run between repetitions streams through: 8x a 32 MB L3, and small enough to pass in
+    /// 5-10 ms, so the probes beside a repetition are close to it in time.
+    /// </summary>
+    private const long AdjacentProbeBytes = 256L << 20;
+
+    private static BenchRow Measure(Transformer model, string label, ModelFacts facts, int threads, int nPrompt, int nGen, int reps,
+        ComputePool probePool)
     {
         var hp = model.HyperParameters;
         var tokens = nPrompt > 0 ? nPrompt : nGen;
@@ -196,13 +203,28 @@ internal static class BenchCommand
             Once();
         }
         while (++warmUpRuns < 8 && warmUp.Elapsed < WarmUpTime);
+        // Generation reads every weight once per token; a prompt batch reads them once for the whole batch.
+        var bytesPerToken = nPrompt > 0 ? (double)facts.WeightBytes / nPrompt : facts.WeightBytes;
         var rates = new double[reps];
+        var ceilings = new double[reps];
+        var adjacent = new double[reps];
         var cpuBefore = CpuTicks.Read();
-        for (var r = 0; r < reps; r++)
+        using (var probe = new BandwidthProbe(AdjacentProbeBytes))
         {
-            var sw = Stopwatch.StartNew();
-            Once();
-            rates[r] = tokens / sw.Elapsed.TotalSeconds;
+            // A neighbour on a shared host moves the bandwidth between 34 and 77 GB/s from one second to the next
+            // (two threads, this VM): each repetition is also compared with the best of the probes just before and
+            // just after it, which see the same neighbours it did.
+            var before = probe.MeasureGBps(probePool, repetitions: 3);
+            for (var r = 0; r < reps; r++)
+            {
+                var sw = Stopwatch.StartNew();
+                Once();
+                rates[r] = tokens / sw.Elapsed.TotalSeconds;
+                var after = probe.MeasureGBps(probePool, repetitions: 3);
+                ceilings[r] = Math.Max(before, after);
+                adjacent[r] = 100 * bytesPerToken * rates[r] / 1e9 / ceilings[r];
+                before = after;
+            }
         }
         var stealPct = CpuTicks.StealPercent(cpuBefore, CpuTicks.Read());
         if (stealPct is double steal)
@@ -210,13 +232,11 @@ internal static class BenchCommand
                 $"  {label} {(nPrompt > 0 ? $"pp{nPrompt}" : $"tg{nGen}")} at {threads} thread(s): the hypervisor took {steal:F1} % of the machine's CPU time (steal)"));
         var mean = rates.Average();
         var sd = reps > 1 ? Math.Sqrt(rates.Sum(x => (x - mean) * (x - mean)) / (reps - 1)) : 0;
-        // Generation reads every weight once per token; a prompt batch reads them once for the whole batch.
-        var bytesPerToken = nPrompt > 0 ? (double)facts.WeightBytes / nPrompt : facts.WeightBytes;
         var achieved = bytesPerToken * mean / 1e9;
         var selection = model.Kernels;
         var row = new BenchRow(label, facts.FileBytes, facts.Parameters, threads, nPrompt, nGen, "f16", KernelIsa.Selected.ToString(),
             Name(selection.Preference), selection.Elapsed.TotalMilliseconds, selection.Tuning.TotalMilliseconds, facts.Shapes,
-            mean, sd, (long)bytesPerToken, achieved, ProbeGbps: 0, RooflinePct: 0, rates, stealPct);
+            mean, sd, (long)bytesPerToken, achieved, ProbeGbps: 0, RooflinePct: 0, RepeatedTiming.Median(adjacent), ceilings, rates, stealPct);
         return row;
     }
 
@@ -295,15 +315,15 @@ internal static class BenchCommand
 
     private static void PrintHeader()
     {
-        Console.Out.WriteLine("| model | size | params | kernels | threads | test | t/s | weights/token | GB/s | probe GB/s | % roofline |");
-        Console.Out.WriteLine("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+        Console.Out.WriteLine("| model | size | params | kernels | threads | test | t/s | weights/token | GB/s | probe GB/s | % roofline | % adjacent probes |");
+        Console.Out.WriteLine("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     }
 
     private static void PrintRow(BenchRow r)
     {
         var test = r.NPrompt > 0 ? $"pp{r.NPrompt}" : $"tg{r.NGen}";
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {r.Model} | {r.ModelSize / 1048576.0:F1} MiB | {r.ModelNParams / 1e6:F1} M | {r.Kernels} {r.KernelChoice} | {r.NThreads} | {test} | {r.AvgTs:F2} ± {r.StddevTs:F2} | {r.WeightBytesPerToken / 1e6:F1} MB | {r.AchievedGbps:F1} | {r.ProbeGbps:F1} | {r.RooflinePct:F0} % |"));
+            $"| {r.Model} | {r.ModelSize / 1048576.0:F1} MiB | {r.ModelNParams / 1e6:F1} M | {r.Kernels} {r.KernelChoice} | {r.NThreads} | {test} | {r.AvgTs:F2} ± {r.StddevTs:F2} | {r.WeightBytesPerToken / 1e6:F1} MB | {r.AchievedGbps:F1} | {r.ProbeGbps:F1} | {r.RooflinePct:F0} % | {r.AdjacentRooflinePct:F0} % |"));
     }
 
     /// <summary>A model to measure: a file, or a synthetic SHAPE:TYPE built into a temporary file.</summary>
@@ -348,6 +368,10 @@ internal sealed record BenchRow(
     [property: JsonPropertyName("achieved_gbps")] double AchievedGbps,
     [property: JsonPropertyName("probe_gbps")] double ProbeGbps,
     [property: JsonPropertyName("roofline_pct")] double RooflinePct,
+    /// <summary>Median over the repetitions of each one's GB/s against its <see cref="AdjacentProbeGbps"/>.</summary>
+    [property: JsonPropertyName("adjacent_roofline_pct")] double AdjacentRooflinePct,
+    /// <summary>Per repetition, the best of the probes just before and just after it.</summary>
+    [property: JsonPropertyName("adjacent_probe_gbps")] double[] AdjacentProbeGbps,
     [property: JsonPropertyName("samples_ts")] double[] SamplesTs,
     [property: JsonPropertyName("cpu_steal_pct")] double? CpuStealPct);
 

@@ -11,37 +11,59 @@ namespace Lutra.Core.Diagnostics;
 /// larger than the caches, split over the pool's threads. `bench` runs it right before its rows so every
 /// achieved-GB/s figure is compared with a ceiling measured on the same machine, at the same moment.
 /// </summary>
-public static unsafe class BandwidthProbe
+public sealed unsafe class BandwidthProbe : IDisposable
 {
-    /// <summary>Best read bandwidth in GB/s (10^9 bytes/s) over <paramref name="repetitions"/> passes.</summary>
-    public static double MeasureReadGBps(ComputePool pool, long bufferBytes = 512L << 20, int repetitions = 5)
+    private readonly NativeBuffer _memory;
+    private readonly ReadWork _work;
+
+    /// <summary>Allocates and touches a <paramref name="bufferBytes"/> buffer to stream through (kept until disposed).</summary>
+    public BandwidthProbe(long bufferBytes = 512L << 20)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(bufferBytes, 1L << 20);
         bufferBytes &= ~255L;
         // The memory repacked weights live in (huge pages where the OS gives them): the ceiling is the best the
         // machine reads, so no kernel can beat it by running on better pages than the probe.
-        using var memory = NativeBuffer.ForStreaming(bufferBytes);
-        var buffer = memory.Pointer;
+        _memory = NativeBuffer.ForStreaming(bufferBytes);
+        var buffer = _memory.Pointer;
         // Touch every page so the measurement sees resident memory, not page faults.
         new Span<byte>(buffer, (int)Math.Min(bufferBytes, int.MaxValue)).Fill(1);
         for (long o = int.MaxValue; o < bufferBytes; o += 4096)
             buffer[o] = 1;
-        var work = new ReadWork(buffer, bufferBytes);
-        pool.Run(work); // warm-up
+        _work = new ReadWork(buffer, bufferBytes);
+    }
+
+    public long BufferBytes => _work.Bytes;
+
+    /// <summary>Best read bandwidth in GB/s (10^9 bytes/s) over <paramref name="repetitions"/> passes after one untimed pass.</summary>
+    public double MeasureGBps(ComputePool pool, int repetitions = 5)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(repetitions, 1);
+        pool.Run(_work); // warm-up
         var best = double.MaxValue;
         for (var r = 0; r < repetitions; r++)
         {
             var sw = Stopwatch.StartNew();
-            pool.Run(work);
+            pool.Run(_work);
             best = Math.Min(best, sw.Elapsed.TotalSeconds);
         }
-        GC.KeepAlive(work.Sink);
-        return bufferBytes / best / 1e9;
+        GC.KeepAlive(_work.Sink);
+        return _work.Bytes / best / 1e9;
     }
+
+    /// <summary>Best read bandwidth in GB/s over <paramref name="repetitions"/> passes through a new buffer.</summary>
+    public static double MeasureReadGBps(ComputePool pool, long bufferBytes = 512L << 20, int repetitions = 5)
+    {
+        using var probe = new BandwidthProbe(bufferBytes);
+        return probe.MeasureGBps(pool, repetitions);
+    }
+
+    public void Dispose() => _memory.Dispose();
 
     private sealed class ReadWork(byte* buffer, long bytes) : IComputeWork
     {
         public long Sink;
+
+        public long Bytes => bytes;
 
         public void Execute(int threadIndex, int threadCount)
         {
