@@ -137,15 +137,21 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     }
 
     // Enough chunks that the last one to finish costs a few percent of the job; few enough that each is a long
-    // sequential read (a 2048×8192 Q4_0 matrix at two threads: 64 rows, 295 KB).
-    private const int ChunksPerThread = 16;
+    // sequential read: at most 16 per thread, and none under 256 KB of weights (times the tokens), so a small
+    // low-bit matrix is split as before, one run per thread. 16 chunks per thread of every matrix cost ternary
+    // decode at two threads a fifth of its speed (TQ1_0 in TQ2_0 tiles: Q/K/V in 51 KB chunks; 216 → 170 t/s),
+    // whose streams broke every few KB.
+    private const int MaxChunksPerThread = 16;
+    private const long MinChunkBytes = 256 * 1024;
 
     // Half of a Zen 4 core's 1 MB L2: the rest holds the row tile and the outputs.
     private const int TokenGroupBytes = 512 * 1024;
 
     private readonly Segment[] _segments = new Segment[MaxSegments];
-    private readonly PaddedCounter _chunkCounter = new();
+    // Per thread: the next of its own chunks anyone takes.
+    private readonly PaddedCounter[] _nextChunk = [.. Enumerable.Range(0, pool.ThreadCount).Select(_ => new PaddedCounter())];
     private int _chunkRows;
+    private int _chunksPerThread;
     private int _segmentCount;
     private int _tokens;
     private int _tile;
@@ -185,12 +191,14 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
         for (var i = 0; i < count; i++)
             _tile = Math.Max(_tile, _segments[i].Kernel!.RowTile);
         long work = 0;
+        long bytes = 0;
         var offset = 0;
         for (var i = 0; i < count; i++)
         {
             _segments[i].Offset = offset;
             offset += (_segments[i].Rows + _tile - 1) / _tile * _tile;
             work += (long)_segments[i].Rows * _segments[i].Columns * tokens;
+            bytes += _segments[i].Rows * _segments[i].RowBytes * tokens;
         }
         _totalRows = offset;
         try
@@ -202,9 +210,11 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
             }
             else
             {
-                var chunks = Pool.ThreadCount * ChunksPerThread;
+                _chunksPerThread = (int)Math.Clamp(bytes / (Pool.ThreadCount * MinChunkBytes), 1, MaxChunksPerThread);
+                var chunks = Pool.ThreadCount * _chunksPerThread;
                 _chunkRows = Math.Max(1, (_totalRows + chunks * _tile - 1) / (chunks * _tile)) * _tile;
-                _chunkCounter.Value = 0;
+                foreach (var next in _nextChunk)
+                    next.Value = 0;
                 Pool.Run(this);
             }
         }
@@ -222,17 +232,25 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
             ExecuteRows(0, _totalRows, 0);
             return;
         }
-        // Chunks are handed out in order from a shared counter rather than split in equal halves up front: two
-        // threads given equal rows do not finish together (a profile of two-thread decode had the worker spinning
-        // 27 % of its time, waiting for the caller's larger kernel time), and a thread that finishes early takes more.
-        // Every row is still computed by one kernel call over a tile-aligned range, so results do not depend on
-        // which thread takes which chunk.
-        while (true)
+        // Each thread walks its own contiguous share chunk by chunk, then takes the chunks the others have not
+        // started: two threads given equal rows do not finish together (a profile of two-thread decode had the
+        // worker spinning 27 % of its time, waiting for the caller's larger kernel time). Owning a share keeps each
+        // thread's weight stream contiguous (chunks dealt out in turn broke it every chunk). Every row is still
+        // computed by one kernel call over a tile-aligned range, so results do not depend on who takes a chunk.
+        for (var k = 0; k < threadCount; k++)
         {
-            var start = (Interlocked.Increment(ref _chunkCounter.Value) - 1) * _chunkRows;
-            if (start >= _totalRows)
-                return;
-            ExecuteRows(start, Math.Min(_totalRows, start + _chunkRows), threadIndex);
+            var owner = (threadIndex + k) % threadCount;
+            var next = _nextChunk[owner];
+            while (true)
+            {
+                var chunk = Interlocked.Increment(ref next.Value) - 1;
+                if (chunk >= _chunksPerThread)
+                    break;
+                var start = (owner * _chunksPerThread + chunk) * _chunkRows;
+                if (start >= _totalRows)
+                    break;
+                ExecuteRows(start, Math.Min(_totalRows, start + _chunkRows), threadIndex);
+            }
         }
     }
 
