@@ -32,8 +32,6 @@ public sealed unsafe class BandwidthProbe : IDisposable
         _work = new ReadWork(buffer, bufferBytes);
     }
 
-    public long BufferBytes => _work.Bytes;
-
     /// <summary>Best read bandwidth in GB/s (10^9 bytes/s) over <paramref name="repetitions"/> passes after one untimed pass.</summary>
     public double MeasureGBps(ComputePool pool, int repetitions = 5)
     {

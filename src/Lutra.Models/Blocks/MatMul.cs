@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Lutra.Core.Kernels;
 using Lutra.Core.Threading;
 
@@ -306,9 +307,9 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
 }
 
 /// <summary>An int alone on its cache lines, so the threads' increments do not evict the job's read-only fields.</summary>
-[System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 192)]
+[StructLayout(LayoutKind.Explicit, Size = 192)]
 internal sealed class PaddedCounter
 {
-    [System.Runtime.InteropServices.FieldOffset(64)]
+    [FieldOffset(64)]
     public int Value;
 }
