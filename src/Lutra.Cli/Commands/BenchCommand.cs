@@ -103,7 +103,7 @@ internal static class BenchCommand
                 var label = spec.Synthetic ?? Path.GetFileNameWithoutExtension(path);
                 foreach (var t in threadCounts)
                 {
-                    using var pool = new ComputePool(t);
+                    using var pool = new ComputePool(t, "lutra-probe");
                     var probe = BandwidthProbe.MeasureReadGBps(pool, repetitions: 10);
                     var measured = new List<BenchRow>();
                     // One load per kernel choice, tuned at this thread count: the choices are measured on the same

@@ -29,7 +29,8 @@ public sealed class ComputePool : IDisposable
     private volatile bool _disposed;
     private ExceptionDispatchInfo? _failure;
 
-    public ComputePool(int threadCount)
+    /// <param name="name">Prefix of the worker threads' names (name-1, name-2, …), so profiles tell pools apart.</param>
+    public ComputePool(int threadCount, string name = "lutra-compute")
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(threadCount, 1);
         ThreadCount = threadCount;
@@ -40,7 +41,7 @@ public sealed class ComputePool : IDisposable
         {
             _wake[i] = new SemaphoreSlim(0);
             var index = i;
-            _workers[i] = new Thread(() => WorkerLoop(index)) { IsBackground = true, Name = $"lutra-compute-{i + 1}" };
+            _workers[i] = new Thread(() => WorkerLoop(index)) { IsBackground = true, Name = $"{name}-{i + 1}" };
             _workers[i].Start();
         }
     }

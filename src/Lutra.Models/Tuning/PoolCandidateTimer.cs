@@ -29,7 +29,7 @@ internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, 
     public double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights, int tokens)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 1);
-        _pool ??= new ComputePool(threads);
+        _pool ??= new ComputePool(threads, "lutra-tune");
         _work ??= new MatMulWork(_pool);
         var columns = matrix.Columns;
         var input = GC.AllocateUninitializedArray<float>(tokens * columns, pinned: true);
