@@ -86,64 +86,24 @@ public sealed unsafe class TQ1_0InterleavedMatVec : MatVecKernel
         return true;
     }
 
-    /// <summary>
-    /// Trit n of byte q at [5·q + n] (TQ1_0's fixed-point base 3, see <see cref="BlockTQ1_0"/>): the conversion
-    /// reads each trit from here instead of two multiplies per trit (llama-1b's conversion took about 0.8 s).
-    /// </summary>
-    private static readonly byte[] Trits = BuildTrits();
-
-    private static byte[] BuildTrits()
-    {
-        var table = new byte[256 * 5];
-        for (var q = 0; q < 256; q++)
-        {
-            var pow = 1;
-            for (var n = 0; n < 5; n++, pow *= 3)
-                table[5 * q + n] = (byte)(((byte)(q * pow) * 3) >> 8);
-        }
-        return table;
-    }
-
     /// <summary>One row of TQ1_0 blocks as TQ2_0 blocks: qs byte 32h + m holds the codes of elements 128h + 32p + m at bits 2p.</summary>
     private static void ToTQ2_0(byte* row, byte* destination, int blocks)
     {
         var trits = stackalloc byte[SuperBlock];
-        fixed (byte* table = Trits)
+        for (var b = 0; b < blocks; b++)
         {
-            for (var b = 0; b < blocks; b++)
+            var block = row + b * BlockBytes;
+            var target = destination + b * TQ2_0BlockBytes;
+            TQ1_0Reference.Unpack(block, trits);
+            for (var h = 0; h < 2; h++)
             {
-                var block = row + b * BlockBytes;
-                var target = destination + b * TQ2_0BlockBytes;
-                // Element order of BlockTQ1_0: qs[m] holds elements m + 32n, qs[32 + m] elements 160 + m + 16n,
-                // qh[j] elements 240 + j + 4n (four trits).
                 for (var m = 0; m < 32; m++)
                 {
-                    var t = table + 5 * block[m];
-                    for (var n = 0; n < 5; n++)
-                        trits[32 * n + m] = t[n];
+                    var e = 128 * h + m;
+                    target[32 * h + m] = (byte)(trits[e] | trits[e + 32] << 2 | trits[e + 64] << 4 | trits[e + 96] << 6);
                 }
-                for (var m = 0; m < 16; m++)
-                {
-                    var t = table + 5 * block[32 + m];
-                    for (var n = 0; n < 5; n++)
-                        trits[160 + 16 * n + m] = t[n];
-                }
-                for (var j = 0; j < 4; j++)
-                {
-                    var t = table + 5 * block[48 + j];
-                    for (var n = 0; n < 4; n++)
-                        trits[240 + 4 * n + j] = t[n];
-                }
-                for (var h = 0; h < 2; h++)
-                {
-                    for (var m = 0; m < 32; m++)
-                    {
-                        var e = 128 * h + m;
-                        target[32 * h + m] = (byte)(trits[e] | trits[e + 32] << 2 | trits[e + 64] << 4 | trits[e + 96] << 6);
-                    }
-                }
-                *(ushort*)(target + 64) = *(ushort*)(block + 52);
             }
+            *(ushort*)(target + 64) = *(ushort*)(block + 52);
         }
     }
 }

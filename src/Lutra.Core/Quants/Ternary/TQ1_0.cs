@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using static Lutra.Core.Quants.QuantMath;
 
@@ -27,19 +28,47 @@ public static unsafe class TQ1_0Reference
     /// <summary>Trit n (0 = most significant) of a packed byte.</summary>
     private static int Trit(byte packed, int n) => ((byte)(packed * Pow3[n]) * 3) >> 8;
 
+    /// <summary>
+    /// <see cref="Trit"/> of every byte q at [5·q + n]: unpacking reads each trit instead of computing it (the
+    /// load-time conversion of a 1B model to TQ2_0 tiles took 1.51 s with the multiplies, 1.09 s with the table).
+    /// </summary>
+    private static readonly byte[] Trits = [.. Enumerable.Range(0, 256 * 5).Select(i => (byte)Trit((byte)(i / 5), i % 5))];
+
     /// <summary>The 256 trits t ∈ {0,1,2} of one block, in element order.</summary>
     internal static void Unpack(in BlockTQ1_0 b, Span<int> t)
     {
-        for (var n = 0; n < 5; n++)
+        var trits = stackalloc byte[BlockTQ1_0.Size];
+        fixed (BlockTQ1_0* block = &b)
+            Unpack((byte*)block, trits);
+        for (var e = 0; e < BlockTQ1_0.Size; e++)
+            t[e] = trits[e];
+    }
+
+    /// <summary>The 256 trits t ∈ {0,1,2} of the block at <paramref name="block"/>, in element order, as bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Unpack(byte* block, byte* trits)
+    {
+        fixed (byte* table = Trits)
         {
             for (var m = 0; m < 32; m++)
-                t[32 * n + m] = Trit(b.Qs[m], n);
+            {
+                var t = table + 5 * block[m];
+                for (var n = 0; n < 5; n++)
+                    trits[32 * n + m] = t[n];
+            }
             for (var m = 0; m < 16; m++)
-                t[160 + 16 * n + m] = Trit(b.Qs[32 + m], n);
-        }
-        for (var n = 0; n < 4; n++)
+            {
+                var t = table + 5 * block[32 + m];
+                for (var n = 0; n < 5; n++)
+                    trits[160 + 16 * n + m] = t[n];
+            }
             for (var j = 0; j < 4; j++)
-                t[240 + 4 * n + j] = Trit(b.Qh[j], n);
+            {
+                var t = table + 5 * block[48 + j];
+                for (var n = 0; n < 4; n++)
+                    trits[240 + 4 * n + j] = t[n];
+            }
+        }
     }
 
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
