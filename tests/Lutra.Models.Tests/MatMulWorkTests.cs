@@ -55,7 +55,7 @@ public sealed unsafe class MatMulWorkTests
         fixed (float* yp = y)
         {
             for (var repeat = 0; repeat < 3; repeat++)
-                work.Run(kernel, weights.Pointer, columns * 4, rows, columns, null, 0, tokens, yp);
+                work.Run(kernel, weights.Pointer, columns * 4, rows, columns, null, 0, perThreadStates: false, tokens, yp);
         }
         Assert.All(y, v => Assert.Equal(3f, v));
         Assert.Equal(0, kernel.Misaligned);

@@ -28,6 +28,7 @@ internal sealed unsafe class Block32MatVecAvx2<TBlock>() : MatVecKernel(TBlock.T
 
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + Block32Sidecar.Bytes(n, 32, 32);
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         Block32Sidecar.QuantizeStandard(ActivationType, x, n, state, InstructionSet.Avx2);

@@ -70,6 +70,7 @@ internal readonly unsafe struct Block32Sidecar
     public static sbyte* StandardQuants(GgmlType activationType, byte* state, int b) =>
         activationType == GgmlType.Q8_1 ? (sbyte*)(state + 36 * b + 4) : (sbyte*)(state + 34 * b + 2);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void StoreScales(GgmlType activationType, byte* state, int blocks, Block32Sidecar sidecar)
     {
         var stride = activationType == GgmlType.Q8_1 ? 36 : 34;

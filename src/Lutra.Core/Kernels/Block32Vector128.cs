@@ -26,6 +26,7 @@ internal sealed unsafe class Block32MatVecVector128<TBlock>() : MatVecKernel(TBl
 
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + Block32Sidecar.Bytes(n, 64, 16);
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         Block32Sidecar.QuantizeStandard(ActivationType, x, n, state, InstructionSet.Vector128);

@@ -23,6 +23,7 @@ internal sealed unsafe class FloatMatVecAvx512<TFormat>() : MatVecKernel(TFormat
     /// <summary>The activations as f32: the state itself for F32, else the widened sidecar.</summary>
     private float* Activations(byte* state, int n) => Widened ? (float*)(state + AlignUp(StandardActivationBytes(n))) : (float*)state;
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         var wide = Activations(state, n);

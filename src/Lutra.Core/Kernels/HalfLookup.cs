@@ -15,6 +15,7 @@ internal static unsafe class HalfLookup
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToSingle(byte* halfBits) => Table[*(ushort*)halfBits];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float[] Build()
     {
         var table = GC.AllocateUninitializedArray<float>(65536, pinned: true);

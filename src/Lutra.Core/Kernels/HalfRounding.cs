@@ -50,6 +50,7 @@ public static unsafe class HalfRounding
     }
 
     /// <summary><paramref name="count"/> floats → halves (as their bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToHalf(float* src, ushort* dst, int count)
     {
         var i = 0;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 using Lutra.Core.Quants;
 
@@ -82,6 +83,7 @@ public abstract unsafe class MatVecKernel
     /// prepared inputs (state t at <paramref name="states"/> + t·<paramref name="stateStride"/>). Kernels with a
     /// GEMM micro-kernel decode each weight block once for several tokens; the default runs MatVec per token.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public virtual void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         for (var t = 0; t < tokens; t++)
@@ -100,6 +102,7 @@ public sealed unsafe class ReferenceMatVec(GgmlType weightType) : MatVecKernel(w
     public override void PrepareActivations(float* x, int n, byte* state) =>
         QuantReference.QuantizeActivations(ActivationType, new ReadOnlySpan<float>(x, n), new Span<byte>(state, StandardActivationBytes(n)));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
@@ -130,6 +133,7 @@ public sealed unsafe class RowDotMatVec : MatVecKernel
             QuantReference.QuantizeActivations(ActivationType, new ReadOnlySpan<float>(x, n), new Span<byte>(state, StandardActivationBytes(n)));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         for (var r = 0; r < rows; r++)

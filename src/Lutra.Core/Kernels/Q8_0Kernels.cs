@@ -31,6 +31,7 @@ public static unsafe class Q8_0Kernels
             QuantizeBlock512(x, dst);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void QuantizeBlock128(float* x, byte* dst)
     {
         var v0 = Vector128.Load(x);
@@ -57,6 +58,7 @@ public static unsafe class Q8_0Kernels
         static Vector128<int> ToInt(Vector128<float> v) => Vector128.ConvertToInt32(Vector128.Round(v));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void QuantizeBlock512(float* x, byte* dst)
     {
         var v0 = Vector512.Load(x);

@@ -22,6 +22,7 @@ public sealed unsafe class Q8_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q8_
         scales = (float*)(wide + n);
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         Q8_0Kernels.QuantizeRowAvx512(x, state, n);
@@ -156,6 +157,7 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
 
     private int LaneScalesOffset(int n) => PairSidecarEnd(n, StandardActivationBytes(n));
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         var standard = StandardActivationBytes(n);
@@ -182,6 +184,7 @@ public sealed unsafe class Q4_0MatVecAvx512() : MatVecKernel(Quants.GgmlType.Q4_
     /// The standard Q8_0 row and the sidecar part shared with <see cref="Q4_0MatVecAvxVnni"/>: each block pair's
     /// activations permuted to [lo₀ lo₁ hi₀ hi₁], the 8·Σa lane sums, and the block scales as f32.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PreparePairs(float* x, int n, byte* state, int standardBytes)
     {
         Q8_0Kernels.QuantizeRowAvx512(x, state, n);
@@ -385,6 +388,7 @@ public sealed unsafe class Q4_0MatVecAvxVnni() : MatVecKernel(Quants.GgmlType.Q4
 
     private int LanesOffset(int n) => Q4_0MatVecAvx512.PairSidecarEnd(n, StandardActivationBytes(n));
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         var standard = StandardActivationBytes(n);

@@ -134,6 +134,7 @@ public static unsafe class Q8_KKernels
     private static void ReferenceBlock(float* x, byte* dst) =>
         QuantReference.QuantizeActivations(GgmlType.Q8_K, new ReadOnlySpan<float>(x, SuperBlock), new Span<byte>(dst, Q8_KBytes));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float HorizontalMax(Vector512<float> v)
     {
         var m8 = Vector256.Max(v.GetLower(), v.GetUpper());

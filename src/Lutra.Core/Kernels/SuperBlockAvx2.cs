@@ -24,6 +24,7 @@ internal sealed unsafe class SuperBlockMatVecAvx2<TBlock>() : MatVecKernel(TBloc
 {
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + AlignUp(n);
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         SuperBlockSidecar.QuantizeStandard(x, n, state, InstructionSet.Avx2);
@@ -168,6 +169,7 @@ internal sealed unsafe class SuperBlockStepMatVecAvx2<TBlock>() : MatVecKernel(T
 
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + n / SuperBlockSidecar.Size * Stride;
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         SuperBlockSidecar.QuantizeStandard(x, n, state, InstructionSet.Avx2);

@@ -63,6 +63,7 @@ internal static unsafe class SuperBlockRecord
     public static int Stride(bool extra) => extra ? 640 : 384;
 
     /// <summary>The records of an <paramref name="n"/>-element Q8_K row at <paramref name="state"/>, written to <paramref name="records"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Prepare(byte* state, int n, byte* records, byte[] order, bool negated, int codeOffset)
     {
         var stride = Stride(negated || codeOffset != 0);
@@ -94,6 +95,7 @@ internal static unsafe class SuperBlockRecord
     }
 
     /// <summary>Sidecar position → super-block element, from a format's <paramref name="source"/> map.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static byte[] BuildOrder(Func<int, int> source)
     {
         var order = new byte[SuperBlockSidecar.Size];
@@ -123,6 +125,7 @@ internal sealed unsafe class SuperBlockMatVecAvx512<TBlock>() : MatVecKernel(TBl
 
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + LanesBytes + n / SuperBlockSidecar.Size * Stride;
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         SuperBlockSidecar.QuantizeStandard(x, n, state, InstructionSet.Avx512);

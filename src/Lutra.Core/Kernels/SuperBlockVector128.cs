@@ -23,6 +23,7 @@ internal sealed unsafe class SuperBlockMatVecVector128<TBlock>() : MatVecKernel(
 {
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + AlignUp(2 * n);
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         SuperBlockSidecar.QuantizeStandard(x, n, state, InstructionSet.Vector128);

@@ -164,10 +164,10 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     /// <paramref name="kernel"/> over <paramref name="rows"/> rows at <paramref name="weights"/> (in the kernel's
     /// layout), split over the pool exactly as a forward pass splits it: the kernel tuner times candidates here.
     /// </summary>
-    internal void Run(MatVecKernel kernel, byte* weights, long rowBytes, int rows, int columns, byte* states, int stateStride, int tokens,
-        float* y)
+    internal void Run(MatVecKernel kernel, byte* weights, long rowBytes, int rows, int columns, byte* states, int stateStride,
+        bool perThreadStates, int tokens, float* y)
     {
-        Set(0, kernel, weights, rowBytes, rows, columns, states, stateStride, perThreadStates: false, y);
+        Set(0, kernel, weights, rowBytes, rows, columns, states, stateStride, perThreadStates, y);
         RunSegments(1, tokens);
     }
 

@@ -40,7 +40,10 @@ internal sealed class KernelSelector(
     {
         using var timer = new PoolCandidateTimer(options.Threads);
         var isa = KernelIsa.Selected;
-        var selector = new KernelSelector(options, modelIdentity, CpuIdentity.Value, t => KernelTable.Get(t, isa),
+        // The kernels' build is part of the machine a ranking was measured on: a kernel change can reorder the candidates
+        // (their activation preparation once ran unoptimized while timed, which put the lookup tables 2x behind).
+        var machine = $"{CpuIdentity.Value}; Lutra.Core {typeof(MatVecKernel).Assembly.ManifestModule.ModuleVersionId}";
+        var selector = new KernelSelector(options, modelIdentity, machine, t => KernelTable.Get(t, isa),
             t => KernelTable.RepackingKernels(t, isa), timer, repacked, repackCache);
         return selector.Apply(matrices);
     }

@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using Lutra.Core.Diagnostics;
 using Lutra.Core.Kernels;
-using Lutra.Core.Tensors;
 using Lutra.Core.Threading;
 using Lutra.Models.Blocks;
 
@@ -32,16 +31,16 @@ internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, 
         _pool ??= new ComputePool(threads, "lutra-tune");
         _work ??= new MatMulWork(_pool);
         var columns = matrix.Columns;
-        var input = GC.AllocateUninitializedArray<float>(tokens * columns, pinned: true);
+        var source = GC.AllocateUninitializedArray<float>(tokens * columns, pinned: true);
         var random = new Random(20251123);
-        for (var i = 0; i < input.Length; i++)
-            input[i] = (float)(random.NextDouble() * 2 - 1);
-        var stride = kernel.ActivationBytes(columns);
-        using var state = new NativeBuffer((long)tokens * stride);
-        var x = (float*)Unsafe.AsPointer(ref input[0]);
+        for (var i = 0; i < source.Length; i++)
+            source[i] = (float)(random.NextDouble() * 2 - 1);
+        // Prepared the way a forward pass prepares them, through QuantizedInput: on the pool, and for a decoded token
+        // of a lookup-table kernel once per thread (tables read across cores cost two-thread decode 14 %, so timing
+        // the shared copy put the tables 2x behind the interleaved kernels on llama-1b TQ1_0 shapes they win).
+        var input = new QuantizedInput([kernel], tokens, columns, threads);
         var output = GC.AllocateUninitializedArray<float>(tokens * matrix.Rows, pinned: true);
         var y = (float*)Unsafe.AsPointer(ref output[0]);
-        var prepared = state.Pointer;
         var work = _work;
         var pool = _pool;
         // A repacking kernel's candidate copy is in its layout, whose rows may be wider than the GGUF ones.
@@ -60,9 +59,9 @@ internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, 
         // charged to every matrix, though Q/K/V (and gate/up) share one preparation in a forward pass.
         void Timed()
         {
-            for (var t = 0; t < tokens; t++)
-                kernel.PrepareActivations(x + t * columns, columns, prepared + (long)t * stride);
-            work.Run(kernel, weights, rowBytes, matrix.Rows, columns, prepared, stride, tokens, y);
+            input.Bind(source, tokens, columns);
+            var states = input.Get(kernel, out var stride, pool, out var perThread);
+            work.Run(kernel, weights, rowBytes, matrix.Rows, columns, states, stride, perThread, tokens, y);
         }
         // A prompt batch is timed after the same candidate's decode rounds (its weights are already touched) and
         // only on the shortlist: fewer repetitions keep the whole tuning of a 1B model near a second.
@@ -70,7 +69,7 @@ internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, 
             ? RepeatedTiming.MedianSeconds(Timed, flush, MinRepetitions, MaxRepetitions, Budget)
             : RepeatedTiming.MedianSeconds(Timed, flush, 1, PromptRepetitions, Budget);
         GC.KeepAlive(output);
-        GC.KeepAlive(input);
+        GC.KeepAlive(source);
         return seconds;
     }
 

@@ -4,8 +4,9 @@ using System.Text.Json.Serialization;
 namespace Lutra.Models.Tuning;
 
 /// <summary>
-/// What a tuning decision depends on: the model file, the CPU and instruction set, the thread count, the weight
-/// shape, and the candidate kernels (a new kernel changes the list, so older decisions stop matching).
+/// What a tuning decision depends on: the model file, the CPU and instruction set (and the build of the kernels,
+/// which <see cref="KernelSelector"/> adds to <see cref="Cpu"/>), the thread count, the weight shape, and the
+/// candidate kernels (a new kernel changes the list, so older decisions stop matching).
 /// </summary>
 public sealed record TuneKey(string Model, string Cpu, int Threads, string Shape, IReadOnlyList<string> Candidates)
 {

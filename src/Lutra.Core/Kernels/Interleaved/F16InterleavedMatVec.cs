@@ -39,6 +39,7 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
 
     private float* Scaled(byte* state, int n) => (float*)(state + _rows.ActivationBytes(n));
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         _rows.PrepareActivations(x, n, state);
@@ -51,6 +52,7 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
             scaled[i] = (float)((Half*)halves)[i] * TwoTo112;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
     {
         if (n <= 0 || rowBytes != 2L * n)
@@ -73,6 +75,7 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool Finite(ushort* halves, long count)
     {
         var exponent = Vector512.Create((ushort)0x7C00);
@@ -86,6 +89,7 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var tiles = rows / TileRows;
@@ -94,6 +98,7 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
             _rows.MatVec(weights + tiles * TileRows * rowBytes, rowBytes, rows - tiles * TileRows, state, n, y + tiles * TileRows);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var tiles = rows / TileRows;

@@ -36,6 +36,7 @@ internal static unsafe class InterleavedSteps
     public static int ActivationBytes(int standardBytes, int n) => SidecarOffset(standardBytes) + ((n / Block * SidecarBlockBytes + 63) & ~63);
 
     /// <summary>False when a scale of a tile row is Inf or NaN: <see cref="HalfToSingle"/> only handles finite values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool FiniteScales(byte* source, long rowBytes, int rows, int blocks, int blockBytes)
     {
         for (var r = 0; r < rows; r++)
@@ -54,6 +55,7 @@ internal static unsafe class InterleavedSteps
     /// <paramref name="quantMask"/> (Q8_0 stores q + 128). Rows past the last whole tile are copied unchanged. False,
     /// writing nothing, when the shape does not fit the type or a tile row has a non-finite scale.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool TryRepackTiles(byte* source, long rowBytes, int rows, int n, byte* destination, int blockBytes, uint quantMask)
     {
         if (n <= 0 || n % Block != 0 || rowBytes != (long)n / Block * blockBytes)
@@ -89,6 +91,7 @@ internal static unsafe class InterleavedSteps
     /// The Q8_0 activation row (llama.cpp's x86 conversion, bit-identical to the reference), then per block
     /// <paramref name="offsetFactor"/>·Σa as int32 and d_a·<paramref name="scaleFactor"/> as f32.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PrepareActivations(InstructionSet isa, float* x, int n, byte* state, int standardBytes, int offsetFactor, float scaleFactor)
     {
         if (isa >= InstructionSet.Avx512)

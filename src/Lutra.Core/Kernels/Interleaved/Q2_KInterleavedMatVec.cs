@@ -49,6 +49,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
 
     public override int RowTile => TileRows;
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state) => Q8_KKernels.QuantizeRowAvx512(x, state, n);
 
     /// <summary>Lane byte p of a scale group holds sub-block 4g + ScaleOrder[p].</summary>
@@ -58,6 +59,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
     /// Rewrites whole tiles into the tile layout and copies the rows after them. False, writing nothing, when the
     /// shape is not Q2_K's or a tile row has a non-finite d or dmin (the f16 conversion handles finite values only).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
     {
         if (n <= 0 || n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * BlockBytes)
@@ -92,6 +94,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var tiles = rows / TileRows;
@@ -99,6 +102,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
         ReferenceRows(weights, rowBytes, tiles * TileRows, rows, state, n, y);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var tiles = rows / TileRows;
@@ -114,6 +118,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
             MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ReferenceRows(byte* weights, long rowBytes, int first, int rows, byte* state, int n, float* y)
     {
         var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));

@@ -52,12 +52,14 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
 
     public override int ActivationBytes(int n) => InterleavedSteps.ActivationBytes(StandardActivationBytes(n), n);
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state) =>
         InterleavedSteps.PrepareActivations(Isa, x, n, state, StandardActivationBytes(n), -8, 1f);
 
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
         TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, 0u);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var sidecar = state + SidecarOffset(StandardActivationBytes(n));
@@ -73,6 +75,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
             y[r] = RowDot(weights + r * rowBytes, state, sidecar, blocks);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var sidecarOffset = SidecarOffset(StandardActivationBytes(n));
@@ -377,6 +380,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
     }
 
     /// <summary>One GGUF-layout row (after the last whole tile), with the same exact arithmetic per block (AVX2 only).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float RowDot(byte* row, byte* state, byte* sidecar, int blocks)
     {
         var mask = Vector128.Create((byte)0x0F);

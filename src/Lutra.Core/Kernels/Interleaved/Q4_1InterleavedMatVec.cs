@@ -67,6 +67,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
     /// same f32. Every factor is exact and finite (an f16 below 2¹⁶ times 2¹¹² stays below f32's 2¹²⁸; an f16 times
     /// 2⁻¹¹² is at least 2⁻¹³⁶, an f32 subnormal with room for its 11 bits), and two multiplies per block go.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         Q8_1Kernels.QuantizeRowVector128(x, state, n);
@@ -83,6 +84,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
     /// Whole tiles into the tile layout, the rows past the last whole tile copied unchanged. False, writing nothing,
     /// when the shape does not fit Q4_1 or a tile row has a non-finite d or m.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
     {
         if (n <= 0 || n % Block != 0 || rowBytes != (long)n / Block * BlockBytes)
@@ -114,6 +116,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var sidecar = state + SidecarOffset(StandardActivationBytes(n));
@@ -129,6 +132,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
             y[r] = RowDot(weights + r * rowBytes, state, blocks);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var sidecarOffset = SidecarOffset(StandardActivationBytes(n));
@@ -353,6 +357,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
     }
 
     /// <summary>One GGUF-layout row (after the last whole tile), with the same exact arithmetic per block (AVX2 only).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float RowDot(byte* row, byte* state, int blocks)
     {
         var mask = Vector128.Create((byte)0x0F);

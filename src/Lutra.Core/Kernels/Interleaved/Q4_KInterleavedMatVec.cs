@@ -48,12 +48,14 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
 
     public override int RowTile => TileRows;
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state) => Q8_KKernels.QuantizeRowAvx512(x, state, n);
 
     /// <summary>
     /// Rewrites whole tiles into the tile layout and copies the rows after them. False, writing nothing, when the
     /// shape is not Q4_K's or a tile row has a non-finite d or dmin (the f16 conversion handles finite values only).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
     {
         if (n <= 0 || n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * BlockBytes)
@@ -87,6 +89,7 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var blocks = n / SuperBlock;
@@ -97,6 +100,7 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
             y[r] = Q4_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var blocks = n / SuperBlock;

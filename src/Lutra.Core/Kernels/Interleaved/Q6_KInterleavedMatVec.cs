@@ -62,6 +62,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     /// The Q8_K row (bit-identical to the reference), then per 32 values the order of the tile fields: int16 unit j of
     /// the first 16 values next to unit j of the second 16, i.e. an unpack of 16-bit words.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         Q8_KKernels.QuantizeRowAvx512(x, state, n);
@@ -83,6 +84,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     /// Rewrites whole tiles into the tile layout and copies the rows after them. False, writing nothing, when the
     /// shape is not Q6_K's or a tile row has a non-finite d (the f16 conversion handles finite values only).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
     {
         if (n <= 0 || n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * BlockBytes)
@@ -107,6 +109,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RepackBlock(byte* block, byte* tileBlock, int r)
     {
         ((ushort*)tileBlock)[r] = *(ushort*)(block + GgufD);
@@ -147,6 +150,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var blocks = n / SuperBlock;
@@ -157,6 +161,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
             y[r] = Q6_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var blocks = n / SuperBlock;

@@ -35,12 +35,14 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
 
     public override int ActivationBytes(int n) => InterleavedSteps.ActivationBytes(StandardActivationBytes(n), n);
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state) =>
         InterleavedSteps.PrepareActivations(Isa, x, n, state, StandardActivationBytes(n), -128, TwoTo112);
 
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
         TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, 0x8080_8080u);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var sidecar = state + SidecarOffset(StandardActivationBytes(n));
@@ -129,6 +131,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
             Vector256.Load(quants + 256), Vector256.Load(quants + 320), Vector256.Load(quants + 384), Vector256.Load(quants + 448),
             a0, a1, a2, a3, a4, a5, a6, a7);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var sidecarOffset = SidecarOffset(StandardActivationBytes(n));
@@ -289,6 +292,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa) : MatVecKer
     }
 
     /// <summary>One GGUF-layout row (after the last whole tile), with the same exact arithmetic per block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float RowDot(byte* row, byte* state, byte* sidecar, int blocks)
     {
         var flip = Vector256.Create((byte)0x80);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Lutra.Core.Quants;
 
@@ -43,11 +44,14 @@ public sealed unsafe class TQ1_0InterleavedMatVec : MatVecKernel
 
     public override int ActivationBytes(int n) => _tiles.ActivationBytes(n);
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state) => _tiles.PrepareActivations(x, n, state);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y) =>
         _tiles.MatVec(weights, rowBytes, rows, state, n, y);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride) =>
         _tiles.MatMat(weights, rowBytes, rows, states, stateStride, tokens, n, y, yStride);
 
@@ -55,6 +59,7 @@ public sealed unsafe class TQ1_0InterleavedMatVec : MatVecKernel
     /// Converts a tile (or the tail) at a time into a scratch of TQ2_0 rows, which the TQ2_0 kernel repacks into
     /// place. False, writing nothing, when the shape is not TQ1_0's or a tile row has a non-finite d.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
     {
         if (n <= 0 || n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * BlockBytes)
@@ -87,6 +92,7 @@ public sealed unsafe class TQ1_0InterleavedMatVec : MatVecKernel
     }
 
     /// <summary>One row of TQ1_0 blocks as TQ2_0 blocks: qs byte 32h + m holds the codes of elements 128h + 32p + m at bits 2p.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ToTQ2_0(byte* row, byte* destination, int blocks)
     {
         var trits = stackalloc byte[SuperBlock];

@@ -79,6 +79,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec(InstructionSet isa, bool gfni)
     /// <summary>The Q8_K row, then per super-block −Σa as int32.</summary>
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + AlignUp(n / SuperBlock * 4);
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         SuperBlockSidecar.QuantizeStandard(x, n, state, Isa);
@@ -99,6 +100,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec(InstructionSet isa, bool gfni)
     /// Rewrites whole tiles into the tile layout and copies the rows after them. False, writing nothing, when the
     /// shape is not TQ2_0's or a tile row has a non-finite d or a code 3 (outside the int16 budget and not ternary).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
     {
         if (n <= 0 || n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * BlockBytes)
@@ -131,6 +133,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec(InstructionSet isa, bool gfni)
     }
 
     /// <summary>True when none of the <paramref name="count"/> GGUF blocks at <paramref name="blocks"/> has a non-finite d or a 2-bit code 3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool FitsTheLayout(byte* blocks, long count)
     {
         for (long i = 0; i < count; i++)
@@ -148,6 +151,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec(InstructionSet isa, bool gfni)
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var blocks = n / SuperBlock;
@@ -168,6 +172,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec(InstructionSet isa, bool gfni)
             y[r] = RowDotAvx2(weights + r * rowBytes, state, offsets, blocks);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         var blocks = n / SuperBlock;
@@ -448,6 +453,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec(InstructionSet isa, bool gfni)
     /// One GGUF-layout row (after the last whole tile), AVX2, with the tiles' exact arithmetic: the integer sum per
     /// super-block (any 2-bit code: 16 products per int16 slot), then sumi·(d·d_a) added in order.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float RowDotAvx2(byte* row, byte* state, int* offsets, int blocks)
     {
         var three = Vector256.Create((byte)3);

@@ -16,6 +16,7 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
 {
     public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void FullChunks(byte* tile, int h, int chunks, byte* sidecar, int n, float* y)
     {
         if (WeightType == GgmlType.Q2_K)

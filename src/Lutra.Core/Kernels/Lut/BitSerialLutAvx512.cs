@@ -16,6 +16,7 @@ public sealed unsafe partial class BitSerialLutAvx512(GgmlType weightType)
 {
     public static bool IsSupported => Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void FullChunks(byte* tile, int h, int chunks, byte* sidecar, int n, float* y)
     {
         switch (WeightType)

@@ -18,6 +18,7 @@ namespace Lutra.Core.Kernels;
 /// </summary>
 public sealed unsafe partial class BitSerialLutAvx512
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
     {
         if (WeightType == Quants.GgmlType.Q2_K)
@@ -44,6 +45,7 @@ public sealed unsafe partial class BitSerialLutAvx512
 
     private const int Group = 4;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Batch(byte* weights, long rowBytes, int rows, byte* states, int stride, int n, float* y, long yStride)
     {
         var sidecar = Sidecar(states, n);
@@ -105,6 +107,7 @@ public sealed unsafe partial class BitSerialLutAvx512
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Q2_KBatch(int group, byte* weights, long rowBytes, int rows, byte* states, int stride, int n, float* y, long yStride)
     {
         var sidecar = Sidecar(states, n);

@@ -79,6 +79,7 @@ public abstract unsafe class BitSerialLutMatVec : MatVecKernel
     /// <summary>The sidecar of a prepared state.</summary>
     private protected byte* Sidecar(byte* state, int n) => state + AlignUp(StandardActivationBytes(n));
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         QuantizeStandardRow(x, n, state);
@@ -110,6 +111,7 @@ public abstract unsafe class BitSerialLutMatVec : MatVecKernel
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
         BitSerialLutLayout.TryRepack(WeightType, source, rowBytes, rows, n, destination);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var sidecar = Sidecar(state, n);
@@ -145,6 +147,7 @@ public abstract unsafe class BitSerialLutMatVec : MatVecKernel
 public sealed unsafe class BitSerialLutScalar(GgmlType weightType)
     : BitSerialLutMatVec(weightType, InstructionSet.Scalar, "scalar bit-serial LUT")
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void FullChunks(byte* tile, int h, int chunks, byte* sidecar, int n, float* y)
     {
         for (var c = 0; c < chunks; c++)
@@ -166,6 +169,7 @@ internal static unsafe class BitSerialLutTables
     /// <paramref name="vectorized"/> builds each group's 16 entries in one Vector256 (integers: identical; the
     /// scalar kernel keeps the scalar build, so the tests compare the two).
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Build(GgmlType type, int n, byte* state, byte* sidecar, bool vectorized)
     {
         vectorized &= Vector256.IsHardwareAccelerated;
@@ -197,6 +201,7 @@ internal static unsafe class BitSerialLutTables
     }
 
     /// <summary>Per pair of sub-blocks: the 8 groups' tables, then int16 (3·Xa, 3·Xb) and (Xa, Xb), X = the sub-block's Σq.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BuildQ2_K(byte* q8k, byte* record, bool vectorized)
     {
         var q = (sbyte*)(q8k + 4);
@@ -254,6 +259,7 @@ internal static unsafe class BitSerialLutTables
 /// <summary>The load-time permutation from GGUF blocks into the bit-serial layout (see <see cref="BitSerialLutMatVec"/>).</summary>
 internal static unsafe class BitSerialLutLayout
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool TryRepack(GgmlType type, byte* source, long rowBytes, int rows, int n, byte* destination)
     {
         var info = QuantTypes.Get(type);
@@ -289,6 +295,7 @@ internal static unsafe class BitSerialLutLayout
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool ScalesAreFinite(GgmlType type, byte* source, int rows, int blocks, int blockBytes)
     {
         // Offsets of the f16 fields in one GGUF block: Q4_0 d; Q4_1 d, m; Q2_K d, dmin.
@@ -311,6 +318,7 @@ internal static unsafe class BitSerialLutLayout
         ((codes[first] >> plane) & 1) | (((codes[first + 1] >> plane) & 1) << 1)
         | (((codes[first + 2] >> plane) & 1) << 2) | (((codes[first + 3] >> plane) & 1) << 3);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PutQ4(GgmlType type, byte* block, int[] codes, byte* dst, int row, int hc)
     {
         var qs = block + (type == GgmlType.Q4_0 ? 2 : 4);
@@ -329,6 +337,7 @@ internal static unsafe class BitSerialLutLayout
             ((ushort*)(dst + 18 * hc))[row] = *(ushort*)(block + 2);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PutQ2_K(byte* block, int[] codes, byte* dst, int row, int hc)
     {
         // GGUF Q2_K: scales[16], qs[64], d, dmin; element e = 128h + 32j + l has code qs[32h + l] >> 2j.
@@ -357,6 +366,7 @@ internal static unsafe class BitSerialLutLayout
 internal static unsafe class BitSerialLutReference
 {
     /// <summary>y for the rows of chunk <paramref name="chunk"/> of the tile of <paramref name="h"/> rows at <paramref name="tile"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Chunk(GgmlType type, byte* tile, int h, int chunk, byte* sidecar, int n, float* y)
     {
         var hc = Math.Min(BitSerialLutMatVec.ChunkRows, h - chunk * BitSerialLutMatVec.ChunkRows);
@@ -367,6 +377,7 @@ internal static unsafe class BitSerialLutReference
             y[r] = type == GgmlType.Q2_K ? RowQ2_K(start, blockStride, hc, r, sidecar, n) : RowQ4(type, start, blockStride, hc, r, sidecar, n);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float RowQ4(GgmlType type, byte* w, long blockStride, int hc, int r, byte* sidecar, int n)
     {
         var y = 0f;
@@ -392,6 +403,7 @@ internal static unsafe class BitSerialLutReference
     /// <summary>Entry <paramref name="index"/> of a table stored as H then L: 4·H + L.</summary>
     private static int T(sbyte* table, int index) => 4 * table[index] + table[16 + index];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float RowQ2_K(byte* w, long blockStride, int hc, int r, byte* sidecar, int n)
     {
         var y = 0f;

@@ -41,6 +41,7 @@ public sealed unsafe class BitSerialLutVector128<TPairs>(GgmlType weightType)
     : BitSerialLutMatVec(weightType, InstructionSet.Vector128, typeof(TPairs) == typeof(Ssse3PairSum) ? "Vector128 bit-serial LUT (SSSE3)" : "Vector128 bit-serial LUT")
     where TPairs : struct, IBytePairSum
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override void FullChunks(byte* tile, int h, int chunks, byte* sidecar, int n, float* y)
     {
         switch (WeightType)

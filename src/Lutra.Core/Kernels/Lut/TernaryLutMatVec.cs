@@ -78,6 +78,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     /// <summary>Byte offset of the f16 scale in one GGUF block.</summary>
     private protected abstract int ScaleOffset { get; }
 
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state)
     {
         Q8_KKernels.QuantizeRowAvx512(x, state, n);
@@ -153,6 +154,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     private static readonly short[] LastBase = BuildLast(uses: false);
     private static readonly short[] LastUses = BuildLast(uses: true);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static short[] BuildLast(bool uses)
     {
         var table = new short[128];
@@ -182,6 +184,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     // vpermi2b indices that pick the low (even) and the high (odd) bytes of 64 int16 lanes across two vectors.
     private static readonly byte[] PlaneIndex = [.. Enumerable.Range(0, 64).Select(i => (byte)(2 * i)), .. Enumerable.Range(0, 64).Select(i => (byte)(2 * i + 1))];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static short[] BuildPartDigits()
     {
         var digits = new short[5 * 32];
@@ -201,6 +204,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
         return digits;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static short[] BuildPartIndex()
     {
         var index = new short[2 * 128];
@@ -220,6 +224,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     /// </summary>
     private static int BytePosition(int row) => 16 * (row % 32 / 8) + 8 * (row / 32) + row % 8;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
     {
         if (n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * _weightBlockBytes)
@@ -272,6 +277,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     private static int TileRowsAt(int remaining) => remaining >= WideRows ? WideRows : remaining >= NarrowRows ? NarrowRows : 0;
 
     /// <summary>Σⱼ (tⱼ − 1)·3ʲ over the five trits from <paramref name="first"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int Balanced(int[] trits, int first)
     {
         var value = 0;
@@ -448,6 +454,7 @@ public sealed unsafe class TQ2_0LutMatVecAvx512() : TernaryLutMatVecAvx512(GgmlT
 {
     private protected override int ScaleOffset => 64;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private protected override bool Unpack(byte* block, Span<int> trits)
     {
         for (var e = 0; e < 256; e++)
