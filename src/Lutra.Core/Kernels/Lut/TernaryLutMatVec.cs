@@ -73,7 +73,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + n / SuperBlock * Groups * TableBytes;
 
     /// <summary>The trits t ∈ {0,1,2} (value t − 1) of one GGUF block, in element order; false if a code is not ternary.</summary>
-    private protected abstract bool Unpack(byte* block, Span<int> trits);
+    private protected abstract bool Unpack(byte* block, byte* trits);
 
     /// <summary>Byte offset of the f16 scale in one GGUF block.</summary>
     private protected abstract int ScaleOffset { get; }
@@ -230,8 +230,8 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
         if (n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * _weightBlockBytes)
             return false;
         var blocks = n / SuperBlock;
-        var trits = new int[SuperBlock];
-        var values = new int[Groups - 1];
+        var trits = stackalloc byte[SuperBlock];
+        var values = stackalloc int[Groups - 1];
         var start = 0;
         for (int tileRows; (tileRows = TileRowsAt(rows - start)) != 0; start += tileRows)
         {
@@ -277,13 +277,11 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     private static int TileRowsAt(int remaining) => remaining >= WideRows ? WideRows : remaining >= NarrowRows ? NarrowRows : 0;
 
     /// <summary>Σⱼ (tⱼ − 1)·3ʲ over the five trits from <paramref name="first"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Balanced(int[] trits, int first)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Balanced(byte* trits, int first)
     {
-        var value = 0;
-        for (var j = 4; j >= 0; j--)
-            value = 3 * value + trits[first + j] - 1;
-        return value;
+        var t = trits + first;
+        return t[0] + 3 * t[1] + 9 * t[2] + 27 * t[3] + 81 * t[4] - 121;
     }
 
     /// <summary>A positive B is stored as B, zero and negative ones as 0x80 | −B (see <see cref="Tile{TWidth}"/>).</summary>
@@ -438,9 +436,9 @@ public sealed unsafe class TQ1_0LutMatVecAvx512() : TernaryLutMatVecAvx512(GgmlT
 {
     private protected override int ScaleOffset => 52;
 
-    private protected override bool Unpack(byte* block, Span<int> trits)
+    private protected override bool Unpack(byte* block, byte* trits)
     {
-        TQ1_0Reference.Unpack(*(BlockTQ1_0*)block, trits);
+        TQ1_0Reference.Unpack(block, trits);
         return true;
     }
 }
@@ -455,14 +453,14 @@ public sealed unsafe class TQ2_0LutMatVecAvx512() : TernaryLutMatVecAvx512(GgmlT
     private protected override int ScaleOffset => 64;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private protected override bool Unpack(byte* block, Span<int> trits)
+    private protected override bool Unpack(byte* block, byte* trits)
     {
         for (var e = 0; e < 256; e++)
         {
             var code = (block[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3;
             if (code == 3)
                 return false;
-            trits[e] = code;
+            trits[e] = (byte)code;
         }
         return true;
     }
