@@ -22,11 +22,23 @@ public static class MatMul
             MultiplyReference(w, input, y, rowScratch);
             return;
         }
-        var states = input.Get(w.Kernel, out var stride, work.Pool, out var perThread);
+        var group = input.RowsAtOnce(w.Kernel);
         fixed (float* yp = y)
         {
-            work.Set(0, w, states, stride, perThread, yp);
-            work.RunSegments(1, input.Rows);
+            if (work.SplitsByTokenGroups(input.Rows, group))
+            {
+                work.Set(0, w, null, 0, false, yp);
+                work.RunTokenGroups(1, input, group);
+                return;
+            }
+            // Lookup-table inputs are prepared and multiplied a token group at a time (see QuantizedInput).
+            for (var first = 0; first < input.Rows; first += group)
+            {
+                var count = Math.Min(group, input.Rows - first);
+                var states = input.Get(w.Kernel, first, count, out var stride, work.Pool, out var perThread);
+                work.Set(0, w, states, stride, perThread, yp + (long)first * w.Rows);
+                work.RunSegments(1, count);
+            }
         }
     }
 
@@ -51,20 +63,45 @@ public static class MatMul
         Check(w1, input, y1);
         if (w2 is not null)
             Check(w2, input, y2);
-        var s0 = input.Get(w0.Kernel, out var stride0, work.Pool, out var own0);
-        var s1 = input.Get(w1.Kernel, out var stride1, work.Pool, out var own1);
-        int stride2 = 0;
-        var own2 = false;
-        var s2 = w2 is null ? null : input.Get(w2.Kernel, out stride2, work.Pool, out own2);
+        var group = input.RowsAtOnce(w0.Kernel);
+        if (input.RowsAtOnce(w1.Kernel) != group || (w2 is not null && input.RowsAtOnce(w2.Kernel) != group))
+        {
+            // A prompt through lookup tables on some matrices and not on others: each in its own token groups, so the
+            // others still read their weights once for the whole batch.
+            Multiply(w0, input, y0, reference, rowScratch, work);
+            Multiply(w1, input, y1, reference, rowScratch, work);
+            if (w2 is not null)
+                Multiply(w2, input, y2, reference, rowScratch, work);
+            return;
+        }
         fixed (float* p0 = y0)
         fixed (float* p1 = y1)
         fixed (float* p2 = y2)
         {
-            work.Set(0, w0, s0, stride0, own0, p0);
-            work.Set(1, w1, s1, stride1, own1, p1);
-            if (w2 is not null)
-                work.Set(2, w2, s2, stride2, own2, p2);
-            work.RunSegments(w2 is null ? 2 : 3, input.Rows);
+            if (work.SplitsByTokenGroups(input.Rows, group))
+            {
+                work.Set(0, w0, null, 0, false, p0);
+                work.Set(1, w1, null, 0, false, p1);
+                if (w2 is not null)
+                    work.Set(2, w2, null, 0, false, p2);
+                work.RunTokenGroups(w2 is null ? 2 : 3, input, group);
+                return;
+            }
+            // Lookup-table inputs are prepared and multiplied a token group at a time (see QuantizedInput).
+            for (var first = 0; first < input.Rows; first += group)
+            {
+                var count = Math.Min(group, input.Rows - first);
+                var s0 = input.Get(w0.Kernel, first, count, out var stride0, work.Pool, out var own0);
+                var s1 = input.Get(w1.Kernel, first, count, out var stride1, work.Pool, out var own1);
+                work.Set(0, w0, s0, stride0, own0, p0 + (long)first * w0.Rows);
+                work.Set(1, w1, s1, stride1, own1, p1 + (long)first * w1.Rows);
+                if (w2 is not null)
+                {
+                    var s2 = input.Get(w2.Kernel, first, count, out var stride2, work.Pool, out var own2);
+                    work.Set(2, w2, s2, stride2, own2, p2 + (long)first * w2.Rows);
+                }
+                work.RunSegments(w2 is null ? 2 : 3, count);
+            }
         }
     }
 
@@ -146,7 +183,7 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     private const long MinChunkBytes = 256 * 1024;
 
     // Half of a Zen 4 core's 1 MB L2: the rest holds the row tile and the outputs.
-    private const int TokenGroupBytes = 512 * 1024;
+    internal const int TokenGroupBytes = 512 * 1024;
 
     private readonly Segment[] _segments = new Segment[MaxSegments];
     // Per thread: the next of its own chunks anyone takes.
@@ -155,6 +192,9 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     private int _chunksPerThread;
     private int _segmentCount;
     private int _tokens;
+    // Set while a prompt is split by token groups (RunTokenGroups).
+    private QuantizedInput? _byGroups;
+    private int _groupTokens;
     private int _tile;
     private int _totalRows;
 
@@ -226,8 +266,85 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
         }
     }
 
+    /// <summary>
+    /// Whether a prompt of <paramref name="rows"/> tokens, whose prepared inputs hold <paramref name="group"/> tokens at
+    /// a time (lookup tables), is split over the threads by token groups instead of by output rows: with several
+    /// threads and groups that share out evenly (a whole number per thread, or at least four each). Five groups on
+    /// two threads, as the bit-serial tables' 28-token groups make of a 128-token prompt, took 10-15 % longer than
+    /// splitting rows (Q4_0, Q2_K tables, pp128).
+    /// </summary>
+    internal bool SplitsByTokenGroups(int rows, int group)
+    {
+        var groups = (rows + group - 1) / group;
+        var threads = Pool.ThreadCount;
+        return group < rows && threads > 1 && groups >= threads && (groups % threads == 0 || groups >= 4 * threads);
+    }
+
+    /// <summary>
+    /// The first <paramref name="count"/> segments (set without states) over every bound row of <paramref name="input"/>,
+    /// split over the threads by token groups of <paramref name="group"/>: each thread prepares its own groups'
+    /// lookup tables into its own buffer (<see cref="QuantizedInput.PrepareForThread"/>) and multiplies every row of the
+    /// matrices with them. Split by rows instead, every thread read every group's tables, half of them written by the
+    /// other core, and the pool met twice per group (llama-1b TQ1_0 tables, two threads, pp128: 218 t/s against 477
+    /// for the interleaved tiles). Each thread reads the whole matrix per group, from L3 after the first.
+    /// </summary>
+    internal void RunTokenGroups(int count, QuantizedInput input, int group)
+    {
+        _segmentCount = count;
+        _tokens = input.Rows;
+        _byGroups = input;
+        _groupTokens = group;
+        try
+        {
+            Pool.Run(this);
+        }
+        finally
+        {
+            _byGroups = null;
+            for (var i = 0; i < count; i++)
+                _segments[i] = default;
+        }
+    }
+
+    private void ExecuteTokenGroups(int threadIndex, int threadCount)
+    {
+        var input = _byGroups!;
+        var groups = (input.Rows + _groupTokens - 1) / _groupTokens;
+        // This thread's prepared group per segment (the segments themselves are shared by all threads).
+        var states = stackalloc nint[MaxSegments];
+        var strides = stackalloc int[MaxSegments];
+        for (var g = threadIndex; g < groups; g += threadCount)
+        {
+            var first = g * _groupTokens;
+            var tokens = Math.Min(_groupTokens, input.Rows - first);
+            for (var i = 0; i < _segmentCount; i++)
+            {
+                ref var s = ref _segments[i];
+                var kernel = s.Kernel!;
+                // Q/K/V (gate/up) of one type share a kernel and so the group's tables.
+                var shared = -1;
+                for (var j = 0; j < i && shared < 0; j++)
+                    shared = _segments[j].Kernel == kernel ? j : -1;
+                if (shared < 0)
+                    states[i] = (nint)input.PrepareForThread(kernel, first, tokens, threadIndex, out strides[i]);
+                else
+                    (states[i], strides[i]) = (states[shared], strides[shared]);
+                var tile = Math.Max(RowTile, kernel.RowTile);
+                var y = s.Y + (long)first * s.Rows;
+                for (var r = 0; r < s.Rows; r += tile)
+                    kernel.MatMat(s.Weights + r * s.RowBytes, s.RowBytes, Math.Min(tile, s.Rows - r), (byte*)states[i], strides[i], tokens,
+                        s.Columns, y + r, s.Rows);
+            }
+        }
+    }
+
     public void Execute(int threadIndex, int threadCount)
     {
+        if (_byGroups is not null)
+        {
+            ExecuteTokenGroups(threadIndex, threadCount);
+            return;
+        }
         if (threadCount == 1)
         {
             ExecuteRows(0, _totalRows, 0);
