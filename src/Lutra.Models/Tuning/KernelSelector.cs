@@ -146,6 +146,9 @@ internal sealed class KernelSelector(
     /// </summary>
     internal const double PromptShortlist = 1.5;
 
+    /// <summary>A prompt time per token this many times the candidate's decode time is timed again (interference).</summary>
+    internal const double SuspectPromptFactor = 1.5;
+
     /// <summary>
     /// A candidate whose best of the first two rounds is this many times slower than the fastest is not timed
     /// again (the multiply-add kernel of a ternary type is 5-10x behind the tables). Two rounds, because one burst
@@ -266,6 +269,20 @@ internal sealed class KernelSelector(
             var fastest = decode.Min();
             var shortlist = all.Where(i => decode[i] <= fastest * PromptShortlist).ToArray();
             var prompt = shortlist.Length > 1 ? BestOfRounds(sample, prepared, shortlist, PromptTokens, dropHopeless: false) : null;
+            if (prompt is not null)
+            {
+                // A batch never costs more per token than one token alone (a kernel without GEMM tiles multiplies it
+                // token by token), so a prompt time well above the decode time caught interference in every round (a
+                // two-thread Q4_0 load timed the interleaved kernel's batch at 251 µs per token against 153 µs for
+                // its decode, 81 µs in other loads, and gave the shape to the tables: pp128 202 against 370 t/s).
+                var suspect = shortlist.Where(i => prompt[i] / PromptTokens > decode[i] * SuspectPromptFactor).ToArray();
+                if (suspect.Length > 0)
+                {
+                    var again = BestOfRounds(sample, prepared, suspect, PromptTokens, dropHopeless: false);
+                    foreach (var i in suspect)
+                        prompt[i] = Math.Min(prompt[i], again[i]);
+                }
+            }
             // Per candidate: decode + one prompt token on the shortlist; the others rank after it by decode alone.
             var cost = all.Select(i => prompt is null ? decode[i] : shortlist.Contains(i) ? decode[i] + prompt[i] / PromptTokens : double.MaxValue)
                 .ToArray();

@@ -59,6 +59,9 @@ internal sealed unsafe class FakeTimer(params (string Kernel, double Seconds)[] 
     /// <summary>The first time this kernel is measured, its time is multiplied by this factor (interference).</summary>
     public (string Kernel, double Factor)? FirstCallPenalty { get; init; }
 
+    /// <summary>This kernel's first prompt-batch measurements (as many as Calls) take Factor times as long (interference).</summary>
+    public (string Kernel, double Factor, int Calls)? FirstPromptPenalty { get; init; }
+
     public double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights, int tokens)
     {
         Calls.Add((matrix.Name, kernel.Name, tokens));
@@ -66,6 +69,9 @@ internal sealed unsafe class FakeTimer(params (string Kernel, double Seconds)[] 
         Assert.Equal(0, new ReadOnlySpan<byte>(weights, (int)matrix.ByteSize).SequenceCompareTo(new ReadOnlySpan<byte>(matrix.Data, (int)matrix.ByteSize)));
         var perToken = tokens > 1 && PromptSeconds.TryGetValue(kernel.Name, out var prompt) ? prompt : times.Single(t => t.Kernel == kernel.Name).Seconds;
         var seconds = perToken * tokens;
+        if (tokens > 1 && FirstPromptPenalty is { } slow && slow.Kernel == kernel.Name
+            && Calls.Count(c => c.Kernel == kernel.Name && c.Tokens > 1) <= slow.Calls)
+            return seconds * slow.Factor;
         var first = Calls.Count(c => c.Kernel == kernel.Name) == 1;
         return first && FirstCallPenalty is { } penalty && penalty.Kernel == kernel.Name ? seconds * penalty.Factor : seconds;
     }

@@ -113,6 +113,25 @@ public sealed class KernelSelectorTests : IDisposable
     }
 
     [Fact]
+    public void A_prompt_batch_slower_per_token_than_a_decoded_token_is_timed_again()
+    {
+        var layers = Layers(1);
+        // lut a's GEMM tiles make a prompt token 0.3 µs, but interference slowed all of its first rounds 10x (3 µs per
+        // token, three times its decode): timed again, it wins; taken at face value, mad (0.9 + 0.9) would.
+        var timer = new FakeTimer(("mad", 0.9e-6), ("lut a", 1e-6))
+        {
+            PromptSeconds = { ["lut a"] = 0.3e-6, ["mad"] = 0.9e-6 },
+            FirstPromptPenalty = ("lut a", 10, KernelSelector.Rounds),
+        };
+        var selection = Select(layers, timer, repackers: [_lutA]);
+
+        Assert.Same(_lutA, layers[0].Kernel);
+        Assert.Equal(2 * KernelSelector.Rounds, timer.Calls.Count(c => c.Kernel == "lut a" && c.Tokens > 1));
+        Assert.Equal(KernelSelector.Rounds, timer.Calls.Count(c => c.Kernel == "mad" && c.Tokens > 1));
+        Assert.Equal(0.3, Assert.Single(selection.Choices).Timings.Single(t => t.Kernel.Name == "lut a").PromptMicroseconds!.Value, 6);
+    }
+
+    [Fact]
     public void A_candidate_far_behind_after_two_rounds_is_not_timed_again()
     {
         var layers = Layers(1);
