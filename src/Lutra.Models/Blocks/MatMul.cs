@@ -269,9 +269,9 @@ public sealed unsafe class MatMulWork(ComputePool pool) : IComputeWork
     /// <summary>
     /// Whether a prompt of <paramref name="rows"/> tokens, whose prepared inputs hold <paramref name="group"/> tokens at
     /// a time (lookup tables), is split over the threads by token groups instead of by output rows: with several
-    /// threads and groups that share out evenly (a whole number per thread, or at least four each). Five groups on
-    /// two threads, as the bit-serial tables' 28-token groups make of a 128-token prompt, took 10-15 % longer than
-    /// splitting rows (Q4_0, Q2_K tables, pp128).
+    /// threads and groups that share out evenly (a whole number per thread, or at least four each): otherwise a thread
+    /// sits out a whole group. Measured while the bit-serial tables were grouped too: their 28-token groups make five
+    /// of a 128-token prompt, and three against two took 10-15 % longer than splitting rows (Q4_0, Q2_K, pp128).
     /// </summary>
     internal bool SplitsByTokenGroups(int rows, int group)
     {
