@@ -20,10 +20,12 @@ public unsafe class InterleavedMatVecTests
         foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q8_0 })
             foreach (var isa in new[] { InstructionSet.Avx2, InstructionSet.Avx512 })
                 data.Add(type, isa, true);
-        // Q4_0's AVX2 path without AVX-VNNI and Q4_1's AVX-512 path without GFNI, forced (the table picks them only
-        // on CPUs without those extensions).
+        // Q4_0's AVX2 path without AVX-VNNI, Q4_1's AVX-512 path without GFNI and Q8_0's sign-transfer paths, forced
+        // (the table picks them only on CPUs without those extensions).
         data.Add(GgmlType.Q4_0, InstructionSet.Avx2, false);
         data.Add(GgmlType.Q4_1, InstructionSet.Avx512, false);
+        data.Add(GgmlType.Q8_0, InstructionSet.Avx2, false);
+        data.Add(GgmlType.Q8_0, InstructionSet.Avx512, false);
         return data;
     }
 
@@ -36,6 +38,15 @@ public unsafe class InterleavedMatVecTests
                 Assert.Skip("the Q4_1 AVX-512 path needs AVX-512 BW");
             return new Q4_1InterleavedMatVec(isa, gfni: false);
         }
+        if (!extension && type == GgmlType.Q8_0)
+        {
+            if (!Q8_0InterleavedMatVec.IsSupported(isa, avxVnni: false))
+                Assert.Skip($"the Q8_0 sign-transfer path for {isa} needs {isa} on this CPU");
+            var signTransfer = new Q8_0InterleavedMatVec(isa, avxVnni: false);
+            if (!AvxVnni.IsSupported)
+                Assert.Contains(KernelTable.RepackingKernels(type, isa), k => k.Name == signTransfer.Name);
+            return signTransfer;
+        }
         if (!extension)
         {
             if (!KernelIsa.IsSupported(InstructionSet.Avx2))
@@ -46,7 +57,7 @@ public unsafe class InterleavedMatVecTests
         {
             GgmlType.Q4_0 => Q4_0InterleavedMatVec.IsSupported(isa),
             GgmlType.Q4_1 => Q4_1InterleavedMatVec.IsSupported(isa),
-            _ => KernelIsa.IsSupported(isa) && AvxVnni.IsSupported,
+            _ => Q8_0InterleavedMatVec.IsSupported(isa, avxVnni: true),
         };
         if (!supported)
             Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q4_1: AVX-512 BW or AVX2; Q8_0: AVX-VNNI)");
