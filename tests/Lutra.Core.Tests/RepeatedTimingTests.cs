@@ -15,21 +15,6 @@ public class RepeatedTimingTests
     }
 
     [Fact]
-    public void Repetitions_stay_between_the_bounds_with_a_warm_up_and_untimed_preparation_before_each()
-    {
-        var runs = 0;
-        var preparations = 0;
-        RepeatedTiming.MedianSeconds(() => runs++, () => preparations++, 3, 5, TimeSpan.Zero);
-        Assert.Equal(1 + 3, runs); // warm-up, then the minimum once the budget is spent
-        Assert.Equal(3, preparations);
-
-        runs = preparations = 0;
-        RepeatedTiming.MedianSeconds(() => runs++, () => preparations++, 3, 5, TimeSpan.FromHours(1));
-        Assert.Equal(1 + 5, runs); // budget never reached: the maximum
-        Assert.Equal(5, preparations);
-    }
-
-    [Fact]
     public void A_cache_flush_reads_its_buffer_on_every_thread()
     {
         Assert.InRange(CacheFlush.DefaultBytes(), 2L << 20, 256L << 20);

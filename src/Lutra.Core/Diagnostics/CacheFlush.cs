@@ -1,6 +1,6 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Lutra.Core.Tensors;
 using Lutra.Core.Threading;
 
 namespace Lutra.Core.Diagnostics;
@@ -13,6 +13,7 @@ namespace Lutra.Core.Diagnostics;
 public sealed unsafe class CacheFlush : IComputeWork, IDisposable
 {
     private const long FallbackLastLevelCache = 32L << 20;
+    private NativeBuffer? _memory;
     private byte* _buffer;
     private long _sink;
 
@@ -20,9 +21,13 @@ public sealed unsafe class CacheFlush : IComputeWork, IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(bytes, 1L << 20);
         Length = bytes & ~255L;
-        _buffer = (byte*)NativeMemory.AlignedAlloc((nuint)Length, 64);
-        // Written once so every page is a real one: untouched pages all map the same zero page and evict nothing.
-        NativeMemory.Fill(_buffer, (nuint)Length, 1);
+        // On huge pages where the OS grants them, and one byte written per 4 KiB page so every page is a real one
+        // (untouched pages all map the same zero page and evict nothing): filling all 256 MiB took 196 ms on a
+        // machine whose 260 MB L3 asks for a buffer that large.
+        _memory = NativeBuffer.ForStreaming(Length);
+        _buffer = _memory.Pointer;
+        for (long i = 0; i < Length; i += 4096)
+            _buffer[i] = 1;
     }
 
     public long Length { get; }
@@ -88,7 +93,8 @@ public sealed unsafe class CacheFlush : IComputeWork, IDisposable
     {
         if (_buffer == null)
             return;
-        NativeMemory.AlignedFree(_buffer);
+        _memory?.Dispose();
+        _memory = null;
         _buffer = null;
         GC.KeepAlive(_sink);
     }

@@ -62,6 +62,15 @@ internal sealed unsafe class FakeTimer(params (string Kernel, double Seconds)[] 
     /// <summary>This kernel's first prompt-batch measurements (as many as Calls) take Factor times as long (interference).</summary>
     public (string Kernel, double Factor, int Calls)? FirstPromptPenalty { get; init; }
 
+    /// <summary>Warm-ups asked for, and rounds started.</summary>
+    public List<(string Matrix, string Kernel, int Tokens)> WarmUps { get; } = [];
+
+    public int Rounds { get; private set; }
+
+    public void WarmUp(WeightMatrix matrix, MatVecKernel kernel, byte* weights, int tokens) => WarmUps.Add((matrix.Name, kernel.Name, tokens));
+
+    public void StartRound(WeightMatrix matrix) => Rounds++;
+
     public double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights, int tokens)
     {
         Calls.Add((matrix.Name, kernel.Name, tokens));

@@ -54,6 +54,9 @@ public sealed class KernelSelectorTests : IDisposable
         Assert.All(timer.Calls, c => Assert.Equal(1, c.Tokens));
         Assert.Equal(3, KernelSelector.Rounds);
         Assert.All(timer.Calls, c => Assert.Equal("blk.0", c.Matrix));
+        // Each candidate warmed up once before the first round; one round (one cache eviction) per three timings.
+        Assert.Equal(["mad", "lut a", "lut b"], timer.WarmUps.Select(w => w.Kernel));
+        Assert.Equal(KernelSelector.Rounds, timer.Rounds);
         var choice = Assert.Single(selection.Choices);
         Assert.Equal(KernelChoiceSource.Tuned, choice.Source);
         Assert.Equal(3, choice.MatrixCount);
