@@ -133,8 +133,8 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
             var k = 0;
             for (; k + 4 <= n; k += 4, w += 4 * ColumnBytes)
             {
-                Sse.PrefetchNonTemporal(w + PrefetchDistance);
-                Sse.PrefetchNonTemporal(w + PrefetchDistance + 64);
+                Sse.Prefetch1(w + PrefetchDistance);
+                Sse.Prefetch1(w + PrefetchDistance + 64);
                 c0 = Mad(w, x + k, c0);
                 c1 = Mad(w + ColumnBytes, x + k + 1, c1);
                 c2 = Mad(w + 2 * ColumnBytes, x + k + 2, c2);

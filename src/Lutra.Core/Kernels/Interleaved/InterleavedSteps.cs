@@ -146,42 +146,45 @@ internal static unsafe class InterleavedSteps
     }
 
     /// <summary>
-    /// How far ahead of the weight stream the AVX-512 MatVec prefetches (non-temporal: decode reads each weight
-    /// once; the GEMM tiles, which re-read a tile per token group, do not prefetch). Measured at 2048 and 4096
-    /// columns against the same kernel without it (best of 41 alternating runs on this shared Zen 5): Q4_0 +7-15 %
-    /// at 4-8 KiB (nothing at 1-2 KiB), Q8_0 +1-7 %.
+    /// How far ahead of the weight stream the AVX-512 MatVec prefetches (the GEMM tiles, which re-read a tile per
+    /// token group, do not prefetch). Measured at 2048 and 4096 columns against the same kernel without it (best of
+    /// 41 alternating runs on a shared Zen 5): Q4_0 +7-15 % at 4-8 KiB (nothing at 1-2 KiB), Q8_0 +1-7 %. Every
+    /// interleaved kernel prefetches into L2 (prefetcht1), not non-temporally (prefetchnta), as they once did: on an
+    /// Intel Xeon (family 6 model 207) the non-temporal hint held them to 42-65 % of the read probe in `bench --kernels`
+    /// and the L2 hint brought them to 77-111 % (Q8_0 5.8-6.3 → 15.7-16.3 GB/s, Q4_K 8.1-8.2 → 15.0-15.3, F16 8.0-9.8
+    /// → 12.2-12.5; prefetcht0 in between, none at all 46-93 %); on Zen 4 the hint made no difference.
     /// </summary>
     public const int PrefetchDistance = 4096;
 
     /// <summary>
-    /// Non-temporal prefetch of five cache lines <see cref="PrefetchDistance"/> ahead: one tile block of Q4_0 (288
+    /// Prefetch into L2 of five cache lines <see cref="PrefetchDistance"/> ahead: one tile block of Q4_0 (288
     /// bytes) or Q4_1 (320 bytes).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void PrefetchFiveLineTileBlock(byte* tileBlock)
     {
         var p = tileBlock + PrefetchDistance;
-        Sse.PrefetchNonTemporal(p);
-        Sse.PrefetchNonTemporal(p + 64);
-        Sse.PrefetchNonTemporal(p + 128);
-        Sse.PrefetchNonTemporal(p + 192);
-        Sse.PrefetchNonTemporal(p + 256);
+        Sse.Prefetch1(p);
+        Sse.Prefetch1(p + 64);
+        Sse.Prefetch1(p + 128);
+        Sse.Prefetch1(p + 192);
+        Sse.Prefetch1(p + 256);
     }
 
-    /// <summary>Non-temporal prefetch of the nine cache lines over one Q8_0 tile block (544 bytes) <see cref="PrefetchDistance"/> ahead.</summary>
+    /// <summary>Prefetch into L2 of the nine cache lines over one Q8_0 tile block (544 bytes) <see cref="PrefetchDistance"/> ahead.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void PrefetchQ8_0TileBlock(byte* tileBlock)
     {
         var p = tileBlock + PrefetchDistance;
-        Sse.PrefetchNonTemporal(p);
-        Sse.PrefetchNonTemporal(p + 64);
-        Sse.PrefetchNonTemporal(p + 128);
-        Sse.PrefetchNonTemporal(p + 192);
-        Sse.PrefetchNonTemporal(p + 256);
-        Sse.PrefetchNonTemporal(p + 320);
-        Sse.PrefetchNonTemporal(p + 384);
-        Sse.PrefetchNonTemporal(p + 448);
-        Sse.PrefetchNonTemporal(p + 512);
+        Sse.Prefetch1(p);
+        Sse.Prefetch1(p + 64);
+        Sse.Prefetch1(p + 128);
+        Sse.Prefetch1(p + 192);
+        Sse.Prefetch1(p + 256);
+        Sse.Prefetch1(p + 320);
+        Sse.Prefetch1(p + 384);
+        Sse.Prefetch1(p + 448);
+        Sse.Prefetch1(p + 512);
     }
 
     /// <summary>Four activation bytes (one int32) broadcast to every lane.</summary>

@@ -40,7 +40,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
     private const int ActivationBlockBytes = 292;
     private const int BsumsOffset = 4 + SuperBlock;
 
-    /// <summary>Non-temporal prefetch distance over the tile stream (every one of its 21 lines per tile super-block), as Q4_K's.</summary>
+    /// <summary>Prefetch distance (into L2) over the tile stream (every one of its 21 lines per tile super-block), as Q4_K's.</summary>
     private const int PrefetchAhead = 8192;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512) && Gfni.V512.IsSupported;
@@ -143,11 +143,11 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes)
             {
                 var ahead = w + PrefetchAhead;
-                Sse.PrefetchNonTemporal(ahead);
-                Sse.PrefetchNonTemporal(ahead + 64);
-                Sse.PrefetchNonTemporal(ahead + 128);
-                Sse.PrefetchNonTemporal(ahead + 192);
-                Sse.PrefetchNonTemporal(ahead + 256);
+                Sse.Prefetch1(ahead);
+                Sse.Prefetch1(ahead + 64);
+                Sse.Prefetch1(ahead + 128);
+                Sse.Prefetch1(ahead + 192);
+                Sse.Prefetch1(ahead + 256);
                 var scales0 = Vector512.Load(w + ScalesOffset) & nibbles;
                 var scales1 = Vector512.Load(w + ScalesOffset + 64) & nibbles;
                 var scales2 = Vector512.Load(w + ScalesOffset + 128) & nibbles;
@@ -184,10 +184,10 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
     {
         var q = w + QuantsOffset + 256 * quarter;
         var x = a + 4 + 128 * (quarter >> 1) + 16 * (quarter & 1);
-        Sse.PrefetchNonTemporal(ahead + QuantsOffset + 256 * quarter);
-        Sse.PrefetchNonTemporal(ahead + QuantsOffset + 256 * quarter + 64);
-        Sse.PrefetchNonTemporal(ahead + QuantsOffset + 256 * quarter + 128);
-        Sse.PrefetchNonTemporal(ahead + QuantsOffset + 256 * quarter + 192);
+        Sse.Prefetch1(ahead + QuantsOffset + 256 * quarter);
+        Sse.Prefetch1(ahead + QuantsOffset + 256 * quarter + 64);
+        Sse.Prefetch1(ahead + QuantsOffset + 256 * quarter + 128);
+        Sse.Prefetch1(ahead + QuantsOffset + 256 * quarter + 192);
         var v0 = Vector512.Load(q);
         var v1 = Vector512.Load(q + 64);
         var v2 = Vector512.Load(q + 128);

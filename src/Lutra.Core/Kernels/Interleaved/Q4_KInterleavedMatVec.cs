@@ -35,7 +35,7 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
     private const int BsumsOffset = 4 + SuperBlock;
 
     /// <summary>
-    /// Non-temporal prefetch distance over the tile stream (every cache line of it: the four header lines of each
+    /// Prefetch distance (into L2, as <see cref="InterleavedSteps.PrefetchDistance"/> says why) over the tile stream (every cache line of it: the four header lines of each
     /// tile super-block, d/dmin/scales, as well as the quants): twice the Q4_0/Q8_0 one. Measured with `bench
     /// --kernels Q4_K` (4096 columns, 3 runs each, quants only): none ~45 %, 2 KiB ~68 %, 4 KiB ~75 %, 8 KiB ~85 %,
     /// 16 KiB ~80 % of the probe; prefetching the header lines too lifted 8 KiB to 83-98 %.
@@ -228,10 +228,10 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
             var acc = Vector512<float>.Zero;
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes)
             {
-                Sse.PrefetchNonTemporal(w + QuantPrefetchDistance);
-                Sse.PrefetchNonTemporal(w + QuantPrefetchDistance + 64);
-                Sse.PrefetchNonTemporal(w + QuantPrefetchDistance + 128);
-                Sse.PrefetchNonTemporal(w + QuantPrefetchDistance + 192);
+                Sse.Prefetch1(w + QuantPrefetchDistance);
+                Sse.Prefetch1(w + QuantPrefetchDistance + 64);
+                Sse.Prefetch1(w + QuantPrefetchDistance + 128);
+                Sse.Prefetch1(w + QuantPrefetchDistance + 192);
                 var u0 = Vector512.Load((uint*)(w + ScalesOffset));
                 var u1 = Vector512.Load((uint*)(w + ScalesOffset + 64));
                 var u2 = Vector512.Load((uint*)(w + ScalesOffset + 128));
@@ -273,7 +273,7 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
     {
         var mask = Vector512.Create((byte)0x0F);
         var v = Vector512.Load(q);
-        Sse.PrefetchNonTemporal(q + QuantPrefetchDistance);
+        Sse.Prefetch1(q + QuantPrefetchDistance);
         return (Avx512BW.MultiplyAddAdjacent(v & mask, Broadcast512(a)),
             Avx512BW.MultiplyAddAdjacent(Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask, Broadcast512(a + 32)));
     }

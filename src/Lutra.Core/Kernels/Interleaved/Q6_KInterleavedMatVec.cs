@@ -41,7 +41,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     private const int BsumsOffset = 4 + SuperBlock;
 
     /// <summary>
-    /// Non-temporal prefetch distance over the tile stream (every cache line of it, header included), Q4_K's.
+    /// Prefetch distance (into L2, as <see cref="InterleavedSteps.PrefetchDistance"/> says why) over the tile stream (every cache line of it, header included), Q4_K's.
     /// Measured as the best of 15 GEMVs over 256 MiB (4096 columns) against a read probe in the same process, on the
     /// shared machine: distance 0 ~50 %, 4 KiB 83-89 %, 8 KiB 84-93 %, 16 KiB 76-90 %, 24 KiB below 8 KiB.
     /// </summary>
@@ -194,11 +194,11 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, side += SuperBlock)
             {
                 var p = w + StreamPrefetchDistance;
-                Sse.PrefetchNonTemporal(p);
-                Sse.PrefetchNonTemporal(p + 64);
-                Sse.PrefetchNonTemporal(p + 128);
-                Sse.PrefetchNonTemporal(p + 192);
-                Sse.PrefetchNonTemporal(p + 256);
+                Sse.Prefetch1(p);
+                Sse.Prefetch1(p + 64);
+                Sse.Prefetch1(p + 128);
+                Sse.Prefetch1(p + 192);
+                Sse.Prefetch1(p + 256);
                 var q = w + QuantsOffset;
                 var bsums = a + BsumsOffset;
                 var (sumi, offset) = Group(q, side, bsums, Vector512.Load(w + ScalesOffset));
@@ -236,12 +236,12 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     {
         var six = Vector512.Create((byte)0x3F);
         var p = q + StreamPrefetchDistance;
-        Sse.PrefetchNonTemporal(p);
-        Sse.PrefetchNonTemporal(p + 64);
-        Sse.PrefetchNonTemporal(p + 128);
-        Sse.PrefetchNonTemporal(p + 192);
-        Sse.PrefetchNonTemporal(p + 256);
-        Sse.PrefetchNonTemporal(p + 320);
+        Sse.Prefetch1(p);
+        Sse.Prefetch1(p + 64);
+        Sse.Prefetch1(p + 128);
+        Sse.Prefetch1(p + 192);
+        Sse.Prefetch1(p + 256);
+        Sse.Prefetch1(p + 320);
         var v0 = Vector512.Load(q);
         var v1 = Vector512.Load(q + 64);
         var v2 = Vector512.Load(q + 128);

@@ -30,6 +30,11 @@ public sealed unsafe partial class BitSerialLutAvx512(GgmlType weightType)
         }
     }
 
+    /// <summary>
+    /// How far ahead of the weight stream the kernels prefetch, into L2 (see <see cref="InterleavedSteps.PrefetchDistance"/>).
+    /// </summary>
+    private const int PrefetchDistance = 4096;
+
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q4Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y, bool hasMin)
     {
@@ -67,6 +72,18 @@ public sealed unsafe partial class BitSerialLutAvx512(GgmlType weightType)
             var yc = y;
             for (var c = 0; c < chunks; c++, w += chunkBytes, yc += ChunkRows)
             {
+                // One chunk is 9 (Q4_0) or 10 (Q4_1) lines; the tenth is the next chunk's first for Q4_0, no harm.
+                var ahead = w + PrefetchDistance;
+                Sse.Prefetch1(ahead);
+                Sse.Prefetch1(ahead + 64);
+                Sse.Prefetch1(ahead + 128);
+                Sse.Prefetch1(ahead + 192);
+                Sse.Prefetch1(ahead + 256);
+                Sse.Prefetch1(ahead + 320);
+                Sse.Prefetch1(ahead + 384);
+                Sse.Prefetch1(ahead + 448);
+                Sse.Prefetch1(ahead + 512);
+                Sse.Prefetch1(ahead + 576);
                 var acc = Vector512<short>.Zero;
                 var lowL = Vector512<sbyte>.Zero;
                 var highL = Vector512<sbyte>.Zero;
@@ -186,6 +203,12 @@ public sealed unsafe partial class BitSerialLutAvx512(GgmlType weightType)
             var c1 = Vector512<int>.Zero;
             for (var p = 0; p < 8; p++, w += 320, sidecar += Q2_KPairRecord)
             {
+                var ahead = w + PrefetchDistance;
+                Sse.Prefetch1(ahead);
+                Sse.Prefetch1(ahead + 64);
+                Sse.Prefetch1(ahead + 128);
+                Sse.Prefetch1(ahead + 192);
+                Sse.Prefetch1(ahead + 256);
                 var sums = (short*)(sidecar + 256);
                 var accA = SubBlock(w, sidecar, nibble, planes01, planes01Times4) + Vector512.Create(sums[0]);
                 var accB = SubBlock(w + 128, sidecar + 128, nibble, planes01, planes01Times4) + Vector512.Create(sums[1]);
