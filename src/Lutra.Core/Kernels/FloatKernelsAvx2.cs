@@ -78,10 +78,14 @@ public static unsafe class FloatKernelsAvx2
         var bits = Avx2.ConvertToVector256Int32(h).AsUInt32();
         var sign = Vector256.ShiftLeft(bits & Vector256.Create(0x8000u), 16);
         var magnitude = bits & Vector256.Create(0x7FFFu);
-        var scaled = Vector256.ShiftLeft(magnitude, 13).AsSingle() * Vector256.Create(5.192296858534828e33f); // 2^112
-        var special = Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7C00u));
-        var infNan = (Vector256.ShiftLeft(magnitude, 13) | Vector256.Create(0x7F800000u)).AsSingle();
-        return (Vector256.ConditionalSelect(special.AsSingle(), infNan, scaled).AsUInt32() | sign).AsSingle();
+        var shifted = Vector256.ShiftLeft(magnitude, 13);
+        var rebiased = (shifted + Vector256.Create(112u << 23)).AsSingle();
+        var subnormal = Vector256.LessThan(magnitude, Vector256.Create(0x0400u)).AsSingle();
+        var small = rebiased + rebiased - Vector256.Create(1f / 16384); // both steps exact
+        var special = Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7C00u)).AsSingle();
+        var infNan = (shifted | Vector256.Create(0x7F800000u)).AsSingle();
+        var value = Vector256.ConditionalSelect(special, infNan, Vector256.ConditionalSelect(subnormal, small, rebiased));
+        return (value.AsUInt32() | sign).AsSingle();
     }
 }
 
@@ -158,9 +162,13 @@ public static unsafe class FloatKernelsVector128
     {
         var sign = Vector128.ShiftLeft(bits & Vector128.Create(0x8000u), 16);
         var magnitude = bits & Vector128.Create(0x7FFFu);
-        var scaled = Vector128.ShiftLeft(magnitude, 13).AsSingle() * Vector128.Create(5.192296858534828e33f); // 2^112
-        var special = Vector128.GreaterThanOrEqual(magnitude, Vector128.Create(0x7C00u));
-        var infNan = (Vector128.ShiftLeft(magnitude, 13) | Vector128.Create(0x7F800000u)).AsSingle();
-        return (Vector128.ConditionalSelect(special.AsSingle(), infNan, scaled).AsUInt32() | sign).AsSingle();
+        var shifted = Vector128.ShiftLeft(magnitude, 13);
+        var rebiased = (shifted + Vector128.Create(112u << 23)).AsSingle();
+        var subnormal = Vector128.LessThan(magnitude, Vector128.Create(0x0400u)).AsSingle();
+        var small = rebiased + rebiased - Vector128.Create(1f / 16384); // both steps exact
+        var special = Vector128.GreaterThanOrEqual(magnitude, Vector128.Create(0x7C00u)).AsSingle();
+        var infNan = (shifted | Vector128.Create(0x7F800000u)).AsSingle();
+        var value = Vector128.ConditionalSelect(special, infNan, Vector128.ConditionalSelect(subnormal, small, rebiased));
+        return (value.AsUInt32() | sign).AsSingle();
     }
 }
