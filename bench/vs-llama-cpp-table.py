@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prints the table of a bench/vs-llama-cpp.sh run: per type, thread count and test, llama.cpp's and Lutra's t/s
 (mean ± sd over the repetitions, as both tools report them) and Lutra / llama.cpp. Given several run directories,
-it prints the median over them of each engine's t/s and of the per-run ratio."""
+it prints the median over them of each engine's t/s and of the per-run ratio. --wide prints one row per type
+(tests and thread counts as columns: llama.cpp / Lutra t/s, the median ratio, decode's % adjacent probes)."""
 import glob
 import json
 import os
@@ -23,6 +24,32 @@ def rows_of(directory):
             test = 'pp%d' % o['n_prompt'] if o['n_prompt'] else 'tg%d' % o['n_gen']
             rows.setdefault((type_, int(threads[1:]), test), {})[engine] = o
     return rows
+
+
+def cell(runs, key):
+    pairs = [r[key] for r in runs if key in r and 'llama' in r[key] and 'lutra' in r[key]]
+    if not pairs:
+        return '–'
+    llama = statistics.median(p['llama']['avg_ts'] for p in pairs)
+    lutra = statistics.median(p['lutra']['avg_ts'] for p in pairs)
+    ratio = statistics.median(p['lutra']['avg_ts'] / p['llama']['avg_ts'] for p in pairs)
+    adjacent = [p['lutra']['adjacent_roofline_pct'] for p in pairs if p['lutra'].get('adjacent_roofline_pct') is not None]
+    pct = ', %.0f %%' % statistics.median(adjacent) if adjacent and key[2].startswith('tg') else ''
+    return '%.1f / %.1f (%.2f×%s)' % (llama, lutra, ratio, pct)
+
+
+def wide(directories):
+    runs = [rows_of(d) for d in directories]
+    keys = {k for r in runs for k in r}
+    types = sorted({k[0] for k in keys}, key=lambda t: ORDER.index(t) if t in ORDER else len(ORDER))
+    columns = sorted({(k[1], k[2]) for k in keys}, key=lambda c: (c[0], not c[1].startswith('pp'), c[1]))
+    print('| type | ' + ' | '.join('%s, %d thread%s' % (test, t, '' if t == 1 else 's') for t, test in columns) + ' |')
+    print('| --- |' + ' ---: |' * len(columns))
+    for type_ in types:
+        print('| %s | %s |' % (type_, ' | '.join(cell(runs, (type_, t, test)) for t, test in columns)))
+
+
+ORDER = ['F16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q4_K', 'Q6_K', 'Q2_K', 'TQ2_0', 'TQ1_0']
 
 
 def main(directories):
@@ -47,6 +74,7 @@ def main(directories):
 
 
 if __name__ == '__main__':
-    if len(sys.argv) < 2:
-        sys.exit('usage: vs-llama-cpp-table.py RUNDIR [RUNDIR ...]')
-    main(sys.argv[1:])
+    arguments = [a for a in sys.argv[1:] if a != '--wide']
+    if not arguments:
+        sys.exit('usage: vs-llama-cpp-table.py [--wide] RUNDIR [RUNDIR ...]')
+    (wide if '--wide' in sys.argv[1:] else main)(arguments)
