@@ -30,11 +30,8 @@ public sealed unsafe partial class BitSerialLutAvx512(GgmlType weightType)
         }
     }
 
-    /// <summary>
-    /// How far ahead of the weight stream the kernels prefetch, into L2 (see <see cref="InterleavedSteps.PrefetchDistance"/>).
-    /// </summary>
-    private const int PrefetchDistance = 4096;
-
+    // Both kernels prefetch the weight stream InterleavedSteps.PrefetchDistance ahead, into L2: without it they read
+    // 53-67 % of the probe on an Intel Xeon, with it 86-97 % (docs/kernels.md, item 13).
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q4Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y, bool hasMin)
     {
@@ -72,18 +69,10 @@ public sealed unsafe partial class BitSerialLutAvx512(GgmlType weightType)
             var yc = y;
             for (var c = 0; c < chunks; c++, w += chunkBytes, yc += ChunkRows)
             {
-                // One chunk is 9 (Q4_0) or 10 (Q4_1) lines; the tenth is the next chunk's first for Q4_0, no harm.
-                var ahead = w + PrefetchDistance;
-                Sse.Prefetch1(ahead);
-                Sse.Prefetch1(ahead + 64);
-                Sse.Prefetch1(ahead + 128);
-                Sse.Prefetch1(ahead + 192);
-                Sse.Prefetch1(ahead + 256);
-                Sse.Prefetch1(ahead + 320);
-                Sse.Prefetch1(ahead + 384);
-                Sse.Prefetch1(ahead + 448);
-                Sse.Prefetch1(ahead + 512);
-                Sse.Prefetch1(ahead + 576);
+                // One chunk is 9 (Q4_0, as a Q8_0 tile block) or 10 (Q4_1) lines; the tenth is the next chunk's first
+                // for Q4_0, no harm.
+                InterleavedSteps.PrefetchQ8_0TileBlock(w);
+                Sse.Prefetch1(w + InterleavedSteps.PrefetchDistance + 576);
                 var acc = Vector512<short>.Zero;
                 var lowL = Vector512<sbyte>.Zero;
                 var highL = Vector512<sbyte>.Zero;
@@ -203,12 +192,7 @@ public sealed unsafe partial class BitSerialLutAvx512(GgmlType weightType)
             var c1 = Vector512<int>.Zero;
             for (var p = 0; p < 8; p++, w += 320, sidecar += Q2_KPairRecord)
             {
-                var ahead = w + PrefetchDistance;
-                Sse.Prefetch1(ahead);
-                Sse.Prefetch1(ahead + 64);
-                Sse.Prefetch1(ahead + 128);
-                Sse.Prefetch1(ahead + 192);
-                Sse.Prefetch1(ahead + 256);
+                InterleavedSteps.PrefetchFiveLineTileBlock(w); // a pair is 320 bytes, as a Q4_1 tile block
                 var sums = (short*)(sidecar + 256);
                 var accA = SubBlock(w, sidecar, nibble, planes01, planes01Times4) + Vector512.Create(sums[0]);
                 var accB = SubBlock(w + 128, sidecar + 128, nibble, planes01, planes01Times4) + Vector512.Create(sums[1]);
