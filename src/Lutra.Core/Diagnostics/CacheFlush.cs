@@ -21,9 +21,10 @@ public sealed unsafe class CacheFlush : IComputeWork, IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(bytes, 1L << 20);
         Length = bytes & ~255L;
-        // On huge pages where the OS grants them, and one byte written per 4 KiB page so every page is a real one
-        // (untouched pages all map the same zero page and evict nothing): filling all 256 MiB took 196 ms on a
-        // machine whose 260 MB L3 asks for a buffer that large.
+        // One byte written per 4 KiB page so every page is a real one (untouched pages all map the same zero page and
+        // evict nothing), on huge pages where the OS grants them. Measured for 256 MiB on an Intel host whose 260 MB L3
+        // asks for that much: a full fill 183-196 ms, a write per 4 KiB page 100-185 ms, on huge pages 47-56 ms once
+        // the process holds some (the tuner's repacked candidates come first) but 0.5-1.1 s for its first ones.
         _memory = NativeBuffer.ForStreaming(Length);
         _buffer = _memory.Pointer;
         for (long i = 0; i < Length; i += 4096)

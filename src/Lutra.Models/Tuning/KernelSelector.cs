@@ -235,16 +235,16 @@ internal sealed class KernelSelector(
     {
         var best = Enumerable.Repeat(double.MaxValue, prepared.Count).ToArray();
         var active = candidates.ToList();
+        byte* Weights(int i) => prepared[i].Copy is { } copy ? copy.Pointer : sample.Data;
         foreach (var i in active)
-            timer.WarmUp(sample, prepared[i].Kernel, prepared[i].Copy is null ? sample.Data : prepared[i].Copy!.Pointer, tokens);
+            timer.WarmUp(sample, prepared[i].Kernel, Weights(i), tokens);
         for (var round = 0; round < Rounds; round++)
         {
             timer.StartRound(sample);
             for (var k = 0; k < active.Count; k++)
             {
                 var i = active[(k + round) % active.Count];
-                var p = prepared[i];
-                best[i] = Math.Min(best[i], timer.Seconds(sample, p.Kernel, p.Copy is null ? sample.Data : p.Copy.Pointer, tokens));
+                best[i] = Math.Min(best[i], timer.Seconds(sample, prepared[i].Kernel, Weights(i), tokens));
             }
             if (dropHopeless && round == 1)
             {
