@@ -18,8 +18,9 @@ internal unsafe interface ICandidateTimer
     void WarmUp(WeightMatrix matrix, MatVecKernel kernel, byte* weights, int tokens);
 
     /// <summary>
-    /// Begins a round on <paramref name="matrix"/>: afterwards each candidate's weights are read from memory the
-    /// first time a round times it, as in decode, where a whole model never fits in cache.
+    /// Begins a decode round on <paramref name="matrix"/>: afterwards each candidate's weights are read from memory the
+    /// first time the round times it, as in decode, where a whole model never fits in cache. Prompt rounds begin
+    /// without it.
     /// </summary>
     void StartRound(WeightMatrix matrix);
 
@@ -122,9 +123,9 @@ internal sealed class KernelSelector(
             }
 
             var tuningStart = Stopwatch.GetTimestamp();
-            var timings = TuneOn(shape[0], candidates);
+            var timings = TuneOn(shape[0], candidates, out var samplePlaced);
             tuning += Stopwatch.GetElapsedTime(tuningStart);
-            UseFirstAccepting(new ArraySegment<WeightMatrix>(shape, 1, shape.Length - 1), timings.Select(t => t.Kernel).ToArray());
+            UseFirstAccepting(samplePlaced ? new ArraySegment<WeightMatrix>(shape, 1, shape.Length - 1) : shape, timings.Select(t => t.Kernel).ToArray());
             decided.Add(new TuneDecision(key, timings.Select(t => Id(t.Kernel)).ToArray(), timings.Select(t => t.Microseconds).ToArray(),
                 timings.Select(t => t.PromptMicroseconds).ToArray()));
             choices.Add(Choice(timings.Count > 1 ? KernelChoiceSource.Tuned : KernelChoiceSource.OnlyCandidate, timings.Count > 1 ? timings : null));
@@ -142,6 +143,13 @@ internal sealed class KernelSelector(
     /// registration order decides, which lists the kernels with prefill GEMM tiles first.
     /// </summary>
     internal const double NoiseMargin = 0.10;
+
+    /// <summary>
+    /// Rows a tall matrix is timed on (its first ones; at least twice as many rows make it tall): each row costs the
+    /// same, and llama-1b's 32000-row output matrix was half of the tuner's time on an Intel host (repacking each
+    /// candidate's 37 MB copy 231 ms at two threads, its rounds 197 ms, of 0.89 s).
+    /// </summary>
+    internal const int TimedRows = 8192;
 
     /// <summary>Timing rounds per tuned shape; each round times every candidate once (<see cref="ICandidateTimer"/>).</summary>
     internal const int Rounds = 3;
@@ -228,11 +236,15 @@ internal sealed class KernelSelector(
     /// <see cref="HopelessFactor"/> behind after two rounds sits out the others. A round evicts the caches once for
     /// all its candidates (each reads its own copy of the weights) and times each once: evicting costs a read of
     /// twice the last-level cache, 18-20 ms for a 260 MB L3 at one thread, and one eviction per timed repetition
-    /// made tuning llama-1b Q4_0 take 6.8 s there.
+    /// made tuning llama-1b Q4_0 take 6.8 s there. Prompt rounds evict nothing (see below): half the evictions,
+    /// which were about half of the tuner's time on that host.
     /// </summary>
     private unsafe double[] BestOfRounds(WeightMatrix sample, List<(MatVecKernel Kernel, RepackedCopy? Copy)> prepared, int[] candidates,
         int tokens, bool dropHopeless)
     {
+        // Only decode reads a matrix cold: a prompt's GEMM reads it once per tile of tokens, and every tile after the
+        // first finds it in the last-level cache when it fits there, as it does when timed right after the decode rounds.
+        var cold = tokens == 1;
         var best = Enumerable.Repeat(double.MaxValue, prepared.Count).ToArray();
         var active = candidates.ToList();
         byte* Weights(int i) => prepared[i].Copy is { } copy ? copy.Pointer : sample.Data;
@@ -240,7 +252,8 @@ internal sealed class KernelSelector(
             timer.WarmUp(sample, prepared[i].Kernel, Weights(i), tokens);
         for (var round = 0; round < Rounds; round++)
         {
-            timer.StartRound(sample);
+            if (cold)
+                timer.StartRound(sample);
             for (var k = 0; k < active.Count; k++)
             {
                 var i = active[(k + round) % active.Count];
@@ -266,10 +279,17 @@ internal sealed class KernelSelector(
     /// best first, then MAD): a difference that small is measurement noise, and on an oversubscribed machine every
     /// candidate can measure the same scheduler tick (seen here at two threads while another process held a core:
     /// 3.99-4.01 ms for kernels 4x apart), where the registration order is the better guess. A single acceptor is
-    /// not timed.
+    /// not timed. A tall matrix is timed on its first <see cref="TimedRows"/> rows, the times scaled to all of
+    /// them; then <paramref name="placed"/> is false and the caller gives the matrix its kernel, else the matrix
+    /// already has it (the winner's copy, or the mapped weights).
     /// </summary>
-    private unsafe List<CandidateTiming> TuneOn(WeightMatrix sample, MatVecKernel[] candidates)
+    private unsafe List<CandidateTiming> TuneOn(WeightMatrix matrix, MatVecKernel[] candidates, out bool placed)
     {
+        var sliced = matrix.Rows >= 2 * TimedRows && candidates.All(k => TimedRows % k.RowTile == 0);
+        // A view of the first rows, over the same mapped bytes; it owns nothing, since it never gets a kernel.
+        var sample = sliced ? new WeightMatrix(matrix.Name, matrix.Type, matrix.Columns, TimedRows, matrix.Data) : matrix;
+        var scale = (double)matrix.Rows / sample.Rows;
+        placed = !sliced;
         var prepared = new List<(MatVecKernel Kernel, RepackedCopy? Copy)>();
         try
         {
@@ -277,12 +297,13 @@ internal sealed class KernelSelector(
             {
                 if (!kernel.RepacksWeights)
                     prepared.Add((kernel, null));
-                else if (sample.TryRepack(kernel, repackCache) is { } copy)
+                else if (sample.TryRepack(kernel, sliced ? null : repackCache) is { } copy) // the cache holds whole matrices
                     prepared.Add((kernel, copy));
             }
             if (prepared.Count == 1)
             {
-                sample.Use(prepared[0].Kernel, null);
+                if (!sliced)
+                    sample.Use(prepared[0].Kernel, null);
                 return [new CandidateTiming(prepared[0].Kernel, 0)];
             }
             var all = Enumerable.Range(0, prepared.Count).ToArray();
@@ -315,13 +336,16 @@ internal sealed class KernelSelector(
                 .ThenBy(i => cost[i])
                 .ThenBy(i => decode[i])
                 .ToList();
-            var winner = prepared[timed[0]];
-            sample.Use(winner.Kernel, winner.Copy);
-            prepared[timed[0]] = (winner.Kernel, null); // now the matrix's
-            if (winner.Copy is not null)
-                repacked?.Invoke(sample);
-            return timed.Select(i => new CandidateTiming(prepared[i].Kernel, Math.Round(decode[i] * 1e6, 1),
-                prompt is not null && shortlist.Contains(i) ? Math.Round(prompt[i] / PromptTokens * 1e6, 1) : null)).ToList();
+            if (!sliced)
+            {
+                var winner = prepared[timed[0]];
+                sample.Use(winner.Kernel, winner.Copy);
+                prepared[timed[0]] = (winner.Kernel, null); // now the matrix's
+                if (winner.Copy is not null)
+                    repacked?.Invoke(sample);
+            }
+            return timed.Select(i => new CandidateTiming(prepared[i].Kernel, Math.Round(decode[i] * scale * 1e6, 1),
+                prompt is not null && shortlist.Contains(i) ? Math.Round(prompt[i] * scale / PromptTokens * 1e6, 1) : null)).ToList();
         }
         finally
         {

@@ -8,9 +8,9 @@ namespace Lutra.Models.Tuning;
 
 /// <summary>
 /// Times a candidate the way a forward pass runs it: the tokens' activations (prepared from a fixed random input), the
-/// whole matrix split over a pool of the configured size by <see cref="MatMulWork"/>, weights read from memory (a
-/// cache flush at the start of each round, for matrices small enough to stay cached otherwise). The pool and the
-/// flush buffer are created on first use, so a load with nothing to tune pays for neither.
+/// whole matrix split over a pool of the configured size by <see cref="MatMulWork"/>, weights read from memory in
+/// decode (a cache flush at the start of each decode round, for matrices small enough to stay cached otherwise). The
+/// pool and the flush buffer are created on first use, so a load with nothing to tune pays for neither.
 /// </summary>
 internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, IDisposable
 {

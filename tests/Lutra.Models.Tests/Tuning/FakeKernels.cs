@@ -50,6 +50,9 @@ internal sealed unsafe class FakeTimer(params (string Kernel, double Seconds)[] 
 {
     public List<(string Matrix, string Kernel, int Tokens)> Calls { get; } = [];
 
+    /// <summary>Rows of the matrix each measurement of <see cref="Calls"/> was asked on.</summary>
+    public List<int> MatrixRows { get; } = [];
+
     /// <summary>The single-token measurements.</summary>
     public IEnumerable<(string Matrix, string Kernel, int Tokens)> DecodeCalls => Calls.Where(c => c.Tokens == 1);
 
@@ -74,6 +77,7 @@ internal sealed unsafe class FakeTimer(params (string Kernel, double Seconds)[] 
     public double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights, int tokens)
     {
         Calls.Add((matrix.Name, kernel.Name, tokens));
+        MatrixRows.Add(matrix.Rows);
         // The weights handed over are the ones the kernel reads: the map for MAD, a faithful copy otherwise.
         Assert.Equal(0, new ReadOnlySpan<byte>(weights, (int)matrix.ByteSize).SequenceCompareTo(new ReadOnlySpan<byte>(matrix.Data, (int)matrix.ByteSize)));
         var perToken = tokens > 1 && PromptSeconds.TryGetValue(kernel.Name, out var prompt) ? prompt : times.Single(t => t.Kernel == kernel.Name).Seconds;

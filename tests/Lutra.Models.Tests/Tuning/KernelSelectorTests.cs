@@ -66,6 +66,28 @@ public sealed class KernelSelectorTests : IDisposable
     }
 
     [Fact]
+    public unsafe void A_tall_matrix_is_timed_on_its_first_rows_and_gets_the_winner_for_all_of_them()
+    {
+        var rows = 2 * KernelSelector.TimedRows + 16;
+        var output = _matrices.Add("output", rows, 16, 1);
+        var timer = new FakeTimer(("mad", 3e-6), ("lut a", 1e-6));
+        var selection = Select([output], timer, repackers: [_lutA]);
+
+        Assert.NotEmpty(timer.MatrixRows);
+        Assert.All(timer.MatrixRows, r => Assert.Equal(KernelSelector.TimedRows, r));
+        // The whole matrix repacked for the winner, not only the timed rows, and reported once.
+        Assert.Same(_lutA, output.Kernel);
+        Assert.Equal(output.ByteSize, output.RepackedBytes);
+        Assert.Equal(0, new ReadOnlySpan<byte>(output.KernelData, (int)output.ByteSize).SequenceCompareTo(new ReadOnlySpan<byte>(output.Data, (int)output.ByteSize)));
+        Assert.Equal(["output"], _repacked);
+        // Times stand for the whole matrix: the timed rows' time scaled by rows / timed rows.
+        var timings = Assert.Single(selection.Choices).Timings;
+        Assert.Equal(["lut a", "mad"], timings.Select(t => t.Kernel.Name));
+        Assert.Equal(1.0 * rows / KernelSelector.TimedRows, timings[0].Microseconds, 1);
+        Assert.Equal(3.0 * rows / KernelSelector.TimedRows, timings[1].Microseconds, 1);
+    }
+
+    [Fact]
     public void A_faster_mad_keeps_the_mapped_weights_and_no_copy()
     {
         var layers = Layers(2);
@@ -110,6 +132,8 @@ public sealed class KernelSelectorTests : IDisposable
         var promptCalls = timer.Calls.Where(c => c.Tokens > 1).ToArray();
         Assert.Equal(shortlisted ? 2 * KernelSelector.Rounds : 0, promptCalls.Length);
         Assert.All(promptCalls, c => Assert.Equal(KernelSelector.PromptTokens, c.Tokens));
+        // Only the decode rounds evict the caches; prompt batches are timed warm, as a prompt's later tiles read them.
+        Assert.Equal(KernelSelector.Rounds, timer.Rounds);
         var lut = Assert.Single(Assert.Single(selection.Choices).Timings, t => t.Kernel.Name == "lut a");
         Assert.Equal(lutDecode * 1e6, lut.Microseconds, 6);
         Assert.Equal(shortlisted ? lutPromptPerToken * 1e6 : null, lut.PromptMicroseconds);
