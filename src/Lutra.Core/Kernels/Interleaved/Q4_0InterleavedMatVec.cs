@@ -203,6 +203,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
             Vector256<float> low = default, high = default;
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, s += SidecarBlockBytes)
             {
+                PrefetchFiveLineTileBlock(w);
                 var seed = Vector256.Create(*(int*)s);
                 var da = Vector256.Create(*(float*)(s + 4));
                 var a0 = Broadcast(a);
@@ -318,6 +319,7 @@ public sealed unsafe class Q4_0InterleavedMatVec(InstructionSet isa, bool avxVnn
             Vector256<float> low = default, high = default;
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, s += SidecarBlockBytes)
             {
+                PrefetchFiveLineTileBlock(w);
                 var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles256(w + 2 * TileRows);
                 low = TokenMaddubs(a, s, l0, l1, l2, l3, h0, h1, h2, h3, WeightScales256(w), low);
                 (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles256(w + 2 * TileRows + 32);

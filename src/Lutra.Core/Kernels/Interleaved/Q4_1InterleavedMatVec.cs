@@ -294,6 +294,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
             Vector256<float> low = default, high = default;
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += Q8_1BlockBytes, s += SidecarBlockBytes)
             {
+                PrefetchFiveLineTileBlock(w);
                 var (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles256(w + QuantsOffset);
                 low = Token256(a, s, l0, l1, l2, l3, h0, h1, h2, h3, ScaledDown256(w), ScaledDown256(w + 2 * TileRows), low);
                 (l0, l1, l2, l3, h0, h1, h2, h3) = Nibbles256(w + QuantsOffset + 32);

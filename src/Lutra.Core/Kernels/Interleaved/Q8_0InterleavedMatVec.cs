@@ -181,6 +181,7 @@ public sealed unsafe class Q8_0InterleavedMatVec(InstructionSet isa, bool avxVnn
             Vector256<float> low = default, high = default;
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, s += SidecarBlockBytes)
             {
+                PrefetchQ8_0TileBlock(w);
                 var seed = Vector256.Create(*(int*)s);
                 var da = Vector256.Create(*(float*)(s + 4));
                 var a0 = Broadcast(a);

@@ -25,6 +25,7 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
             Q4Chunks(tile, h, chunks, sidecar, n / 32, y, WeightType == GgmlType.Q4_1);
     }
 
+    // Both kernels prefetch the weight stream into L2 as the AVX-512 ones do (docs/kernels.md, item 13).
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Q4Chunks(byte* tile, int h, int chunks, byte* sidecar, int blocks, float* y, bool hasMin)
     {
@@ -41,6 +42,10 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
             var bias = Vector256.Create(coefficients[1]);
             for (var c = 0; c < chunks; c++)
             {
+                // Both halves read the chunk's 9 (Q4_0) or 10 (Q4_1) lines: prefetched once, as the AVX-512 kernel does.
+                var chunk = tile + c * chunkBytes;
+                InterleavedSteps.PrefetchQ8_0TileBlock(chunk);
+                Sse.Prefetch1(chunk + InterleavedSteps.PrefetchDistance + 576);
                 for (var half = 0; half < 2; half++)
                 {
                     // Rows 16·half .. 16·half+15 of the chunk: 32 bytes into each index vector and into the scales.
@@ -144,6 +149,8 @@ public sealed unsafe class BitSerialLutAvx2(GgmlType weightType)
                 var record = sidecar;
                 for (var p = 0; p < 8; p++, pair += 320, record += Q2_KPairRecord)
                 {
+                    if (half == 0)
+                        InterleavedSteps.PrefetchFiveLineTileBlock(pair); // the pair's 320 bytes, for both halves
                     var sums = (short*)(record + 256);
                     var accA = SubBlock(pair, record, nibble) + Vector256.Create(sums[0]);
                     var accB = SubBlock(pair + 128, record + 128, nibble) + Vector256.Create(sums[1]);
