@@ -59,6 +59,8 @@ internal sealed unsafe class Block32MatVecAvx2<TBlock>() : MatVecKernel(TBlock.T
             var min = 0f;
             for (var b = 0; b < blocks; b++, w += TBlock.BlockBytes)
             {
+                // A block is under a cache line (18-34 bytes): one prefetch each covers the stream.
+                Sse.Prefetch1(w + InterleavedSteps.PrefetchDistance);
                 var off = TBlock.Offset != 0 ? Vector256.Load(s.Offsets + 8 * b) : default;
                 acc = Step(w, Vector256.Load(s.Quants + Block * b), off, s.Scales[b], acc);
                 if (TBlock.HasMin)

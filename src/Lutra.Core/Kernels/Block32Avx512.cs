@@ -77,6 +77,8 @@ internal sealed unsafe class Block32MatVecAvx512<TBlock>() : MatVecKernel(TBlock
             for (var p = 0; p < fullPairs; p++)
             {
                 var o = 2 * p * TBlock.BlockBytes;
+                // A pair is under a cache line (36-48 bytes): one prefetch each covers the stream.
+                Sse.Prefetch1(w + o + InterleavedSteps.PrefetchDistance);
                 var off = TBlock.Offset != 0 ? Vector512.Load(s.Offsets + 16 * p) : default;
                 acc = PairStep(w + o, Vector512.Load(s.Quants + 64 * p), off, s.Scales[2 * p], s.Scales[2 * p + 1], acc);
                 if (TBlock.HasMin)

@@ -50,6 +50,7 @@ internal sealed unsafe class SuperBlockMatVecAvx2<TBlock>() : MatVecKernel(TBloc
             var exact = 0f;
             for (var sb = 0; sb < superBlocks; sb++, w += TBlock.BlockBytes)
             {
+                InterleavedSteps.PrefetchStream(w, TBlock.BlockBytes);
                 var da = SuperBlockSidecar.Scale(state, sb);
                 var d = TBlock.Scales(w, SuperBlockSidecar.Sums(state, sb), scales, out var offset, out var min);
                 var sumi = TBlock.Dot(w, quants + SuperBlockSidecar.Size * sb, scales);
@@ -188,7 +189,10 @@ internal sealed unsafe class SuperBlockStepMatVecAvx2<TBlock>() : MatVecKernel(T
             var record = records;
             var acc = Vector256<float>.Zero;
             for (var sb = 0; sb < superBlocks; sb++, w += TBlock.BlockBytes, record += stride)
+            {
+                InterleavedSteps.PrefetchStream(w, TBlock.BlockBytes);
                 acc = TBlock.Accumulate(w, record, acc);
+            }
             y[r] = Vector256.Sum(acc);
         }
     }

@@ -155,6 +155,7 @@ internal sealed unsafe class SuperBlockMatVecAvx512<TBlock>() : MatVecKernel(TBl
             var sb = 0;
             for (; sb + 1 < superBlocks; sb += 2, w += 2 * TBlock.BlockBytes, side += 2 * stride)
             {
+                InterleavedSteps.PrefetchStream(w, 2 * TBlock.BlockBytes);
                 acc0 = TBlock.Accumulate(w, side, acc0, lanes0, lanes1, lanes2, lanes3);
                 acc1 = TBlock.Accumulate(w + TBlock.BlockBytes, side + stride, acc1, lanes0, lanes1, lanes2, lanes3);
             }

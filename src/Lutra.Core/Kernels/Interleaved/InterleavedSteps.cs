@@ -171,6 +171,19 @@ internal static unsafe class InterleavedSteps
         Sse.Prefetch1(p + 256);
     }
 
+    /// <summary>
+    /// Prefetch into L2 of the lines over <paramref name="bytes"/> (a constant) from <paramref name="position"/>,
+    /// <see cref="PrefetchDistance"/> ahead: called on consecutive ranges of a stream, it covers every line once or
+    /// twice (a range's last partial line is the next one's first).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PrefetchStream(byte* position, int bytes)
+    {
+        var p = position + PrefetchDistance;
+        for (var o = 0; o < bytes; o += 64)
+            Sse.Prefetch1(p + o);
+    }
+
     /// <summary>Prefetch into L2 of the nine cache lines over one Q8_0 tile block (544 bytes) <see cref="PrefetchDistance"/> ahead.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void PrefetchQ8_0TileBlock(byte* tileBlock)
