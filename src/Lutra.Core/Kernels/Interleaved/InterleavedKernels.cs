@@ -8,7 +8,7 @@ public static unsafe partial class KernelTable
     /// <summary>
     /// The 16-row interleaved kernels: Q4_0, Q4_1 and Q8_0 on the AVX2 and AVX-512 paths (Q8_0 with AVX-VNNI where the
     /// CPU has the 256-bit VEX form, else by sign transfer onto vpmaddubsw); TQ2_0, and TQ1_0 converted to TQ2_0's tiles, on AVX2 and AVX-512;
-    /// F16, Q4_K, Q6_K and Q2_K (with GFNI) on AVX-512.
+    /// F16, Q4_K, Q5_K, Q6_K and Q2_K (with GFNI) on AVX-512.
     /// </summary>
     static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
     {
@@ -22,6 +22,8 @@ public static unsafe partial class KernelTable
             kernels.Add(new F16InterleavedMatVec());
         else if (weightType == GgmlType.Q4_K && isa == InstructionSet.Avx512 && Q4_KInterleavedMatVec.IsSupported)
             kernels.Add(new Q4_KInterleavedMatVec());
+        else if (weightType == GgmlType.Q5_K && isa == InstructionSet.Avx512 && Q5_KInterleavedMatVec.IsSupported)
+            kernels.Add(new Q5_KInterleavedMatVec());
         else if (weightType == GgmlType.Q6_K && isa == InstructionSet.Avx512 && Q6_KInterleavedMatVec.IsSupported)
             kernels.Add(new Q6_KInterleavedMatVec());
         else if (weightType == GgmlType.TQ2_0 && TQ2_0InterleavedMatVec.IsSupportedAt(isa))

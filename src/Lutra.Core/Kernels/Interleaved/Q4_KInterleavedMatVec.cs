@@ -204,7 +204,7 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
 
     /// <summary>Σ_j m_j·(bsums[2j] + bsums[2j+1]) for 16 rows, from the three packed scale groups.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> MinSums(Vector512<uint> u1, Vector512<uint> u2, short* bsums)
+    internal static Vector512<int> MinSums(Vector512<uint> u1, Vector512<uint> u2, short* bsums)
     {
         var evenBytes = Vector512.Create(0x00FF00FFu);
         var minsLow = u1 & Vector512.Create(0x3F3F3F3Fu);
@@ -280,7 +280,7 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
 
     /// <summary>Byte <paramref name="shift"/>/8 of each lane, in both int16 halves of the lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Pair(Vector512<uint> packed, int shift)
+    internal static Vector512<short> Pair(Vector512<uint> packed, int shift)
     {
         var value = Vector512.ShiftRightLogical(packed, shift) & Vector512.Create(0xFFu);
         return (value | Vector512.ShiftLeft(value, 16)).AsInt16();

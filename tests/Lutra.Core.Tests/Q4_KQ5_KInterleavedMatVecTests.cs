@@ -6,39 +6,40 @@ using static Lutra.Core.Tests.TestVectors;
 namespace Lutra.Core.Tests;
 
 /// <summary>
-/// The 16-row interleaved Q4_K kernel against llama.cpp's reference dot product. Its integer sums are exact and its
-/// float arithmetic per super-block is the reference's, in the reference's order, so every output must equal
-/// <see cref="QuantReference.Dot"/> bit for bit.
+/// The 16-row interleaved Q4_K and Q5_K kernels (one layout, Q5_K with its fifth bits) against llama.cpp's reference
+/// dot product. Their integer sums are exact and their float arithmetic per super-block is the reference's, in the
+/// reference's order, so every output must equal <see cref="QuantReference.Dot"/> bit for bit. Raw random bytes
+/// give every qh bit pattern.
 /// </summary>
-public unsafe class Q4_KInterleavedMatVecTests
+public unsafe class Q4_KQ5_KInterleavedMatVecTests
 {
-    private const int RowBytesPerBlock = 144;
-
-    private static Q4_KInterleavedMatVec Kernel()
+    private static MatVecKernel Kernel(GgmlType type)
     {
         if (!Q4_KInterleavedMatVec.IsSupported)
-            Assert.Skip("the interleaved Q4_K kernel needs AVX-512 BW");
-        var kernel = new Q4_KInterleavedMatVec();
-        Assert.Contains(KernelTable.RepackingKernels(GgmlType.Q4_K, InstructionSet.Avx512), k => k is Q4_KInterleavedMatVec);
+            Assert.Skip("the interleaved Q4_K and Q5_K kernels need AVX-512 BW");
+        MatVecKernel kernel = type == GgmlType.Q4_K ? new Q4_KInterleavedMatVec() : new Q5_KInterleavedMatVec();
+        Assert.Contains(KernelTable.RepackingKernels(type, InstructionSet.Avx512), k => k.GetType() == kernel.GetType());
         return kernel;
     }
 
     /// <summary>Reference-quantized rows, or raw bytes with finite d and dmin (zero, subnormal, negative).</summary>
-    private static byte[] Weights(Random rng, int n, int rows, bool raw) => KQuantWeights(rng, GgmlType.Q4_K, n, rows, raw, scaleOffset: 0);
+    private static byte[] Weights(GgmlType type, Random rng, int n, int rows, bool raw) => KQuantWeights(rng, type, n, rows, raw, scaleOffset: 0);
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(8)]
-    public void MatVec_equals_the_reference_dot_exactly(int blocks)
+    [InlineData(GgmlType.Q4_K, 1)]
+    [InlineData(GgmlType.Q4_K, 8)]
+    [InlineData(GgmlType.Q5_K, 1)]
+    [InlineData(GgmlType.Q5_K, 8)]
+    public void MatVec_equals_the_reference_dot_exactly(GgmlType type, int blocks)
     {
-        var kernel = Kernel();
+        var kernel = Kernel(type);
         var rng = new Random(blocks);
         var n = blocks * 256;
         foreach (var raw in new[] { false, true })
         {
             foreach (var (rows, splits) in new (int, int[])[] { (16 * 2 + 5, [16]), (5, []), (16, []) })
             {
-                var weights = Weights(rng, n, rows, raw);
+                var weights = Weights(type, rng, n, rows, raw);
                 var rowBytes = weights.Length / rows;
                 // A guard region after the matrix: the repacked layout has exactly the GGUF size.
                 using var packed = new Native(weights.Length + 64, 0x5A);
@@ -50,23 +51,25 @@ public unsafe class Q4_KInterleavedMatVecTests
                 {
                     // Token 0 saturates: every activation quantizes to ±127 or −128.
                     var x = t == 0 ? RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray() : RandomRow(rng, n, 4);
-                    RepackedKernelChecks.MatVecEqualsReference(kernel, GgmlType.Q4_K, weights, packed, state, rows, n, x, splits, $"raw={raw} token {t}");
+                    RepackedKernelChecks.MatVecEqualsReference(kernel, type, weights, packed, state, rows, n, x, splits, $"raw={raw} token {t}");
                 }
             }
         }
     }
 
-    [Fact]
-    public void MatMat_equals_the_reference_dot_exactly()
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
+    public void MatMat_equals_the_reference_dot_exactly(GgmlType type)
     {
-        var kernel = Kernel();
+        var kernel = Kernel(type);
         var rng = new Random(2);
         foreach (var tokens in new[] { 1, 4, 5, 9 })
         {
             foreach (var (blocks, rows) in new[] { (1, 16 * 2 + 5), (8, 16) })
             {
                 var n = blocks * 256;
-                var weights = Weights(rng, n, rows, raw: tokens % 2 == 0);
+                var weights = Weights(type, rng, n, rows, raw: tokens % 2 == 0);
                 var rowBytes = weights.Length / rows;
                 using var packed = new Native(weights.Length, 0);
                 fixed (byte* pw = weights)
@@ -90,7 +93,7 @@ public unsafe class Q4_KInterleavedMatVecTests
                     var standard = new ReadOnlySpan<byte>(states.Pointer + (long)t * stride, kernel.StandardActivationBytes(n));
                     for (var r = 0; r < rows; r++)
                     {
-                        var expected = QuantReference.Dot(GgmlType.Q4_K, weights.AsSpan(r * rowBytes, rowBytes), standard, n);
+                        var expected = QuantReference.Dot(type, weights.AsSpan(r * rowBytes, rowBytes), standard, n);
                         Assert.True(expected.Equals(y[t * yStride + r]), $"n={n} rows={rows} token {t}/{tokens} row {r}: reference {expected}, MatMat {y[t * yStride + r]}");
                     }
                     for (var r = rows; r < yStride; r++)
@@ -100,13 +103,16 @@ public unsafe class Q4_KInterleavedMatVecTests
         }
     }
 
-    [Fact]
-    public void Matrices_the_layout_cannot_hold_are_refused()
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
+    public void Matrices_the_layout_cannot_hold_are_refused(GgmlType type)
     {
-        var kernel = Kernel();
+        var kernel = Kernel(type);
         var rng = new Random(3);
         const int n = 512, rows = 20;
-        var weights = Weights(rng, n, rows, raw: false);
+        var rowBytesPerBlock = (int)QuantTypes.Get(type).BlockBytes;
+        var weights = Weights(type, rng, n, rows, raw: false);
         var rowBytes = weights.Length / rows;
         using var packed = new Native(weights.Length, 0);
         fixed (byte* pw = weights)
@@ -114,11 +120,11 @@ public unsafe class Q4_KInterleavedMatVecTests
             Assert.False(kernel.TryPrepareWeights(pw, rowBytes + 2, rows - 1, n, packed.Pointer));
             Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n + 32, packed.Pointer));
             // A non-finite d or dmin in a tail row is fine (that row keeps the GGUF layout); in a tile row it is not.
-            MemoryMarshal.Write(weights.AsSpan(17 * rowBytes + RowBytesPerBlock), Half.PositiveInfinity);
+            MemoryMarshal.Write(weights.AsSpan(17 * rowBytes + rowBytesPerBlock), Half.PositiveInfinity);
             Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
-            MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + RowBytesPerBlock + 2), Half.NaN);
+            MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + rowBytesPerBlock + 2), Half.NaN);
             Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
-            MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + RowBytesPerBlock + 2), (Half)0.5f);
+            MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + rowBytesPerBlock + 2), (Half)0.5f);
             Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
             MemoryMarshal.Write(weights.AsSpan(3 * rowBytes), Half.NegativeInfinity);
             Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
