@@ -55,15 +55,25 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
     /// Rewrites whole tiles into the tile layout and copies the rows after them. False, writing nothing, when the
     /// shape is not Q4_K's or a tile row has a non-finite d or dmin (the f16 conversion handles finite values only).
     /// </summary>
+    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
+        TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, highBitGroups: 0);
+
+    /// <summary>
+    /// The tile layout of Q4_K (<paramref name="highBitGroups"/> 0) or Q5_K (8: its 32 qh bytes, between the scales
+    /// and the quants in both layouts): d, dmin, the scale groups, the qh groups, the quant groups of 16 rows each.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
+    internal static bool TryRepackTiles(byte* source, long rowBytes, int rows, int n, byte* destination, int blockBytes, int highBitGroups)
     {
-        if (n <= 0 || n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * BlockBytes)
+        if (n <= 0 || n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * blockBytes)
             return false;
         var blocks = n / SuperBlock;
         var tiles = rows / TileRows;
         var tileBytes = TileRows * rowBytes;
-        if (!FiniteScales(source, rowBytes, tiles * TileRows, blocks, BlockBytes) || !FiniteScales(source + 2, rowBytes, tiles * TileRows, blocks, BlockBytes))
+        var tileBlockBytes = TileRows * blockBytes;
+        var quantsFrom = 16 + 4 * highBitGroups;
+        var quantsTo = QuantsOffset + 4 * TileRows * highBitGroups;
+        if (!FiniteScales(source, rowBytes, tiles * TileRows, blocks, blockBytes) || !FiniteScales(source + 2, rowBytes, tiles * TileRows, blocks, blockBytes))
             return false;
         for (var tile = 0; tile < tiles; tile++)
         {
@@ -73,14 +83,16 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
                 var row = source + (tile * TileRows + r) * rowBytes;
                 for (var b = 0; b < blocks; b++)
                 {
-                    var block = row + b * BlockBytes;
-                    var tileBlock = dst + b * TileBlockBytes;
+                    var block = row + b * blockBytes;
+                    var tileBlock = dst + b * tileBlockBytes;
                     ((ushort*)tileBlock)[r] = *(ushort*)block;
                     ((ushort*)tileBlock)[TileRows + r] = *(ushort*)(block + 2);
                     for (var g = 0; g < 3; g++)
                         *(uint*)(tileBlock + ScalesOffset + QuantPosition(r, g)) = *(uint*)(block + 4 + 4 * g);
+                    for (var k = 0; k < highBitGroups; k++)
+                        *(uint*)(tileBlock + QuantsOffset + QuantPosition(r, k)) = *(uint*)(block + 16 + 4 * k);
                     for (var j = 0; j < 32; j++)
-                        *(uint*)(tileBlock + QuantsOffset + QuantPosition(r, j)) = *(uint*)(block + 16 + 4 * j);
+                        *(uint*)(tileBlock + quantsTo + QuantPosition(r, j)) = *(uint*)(block + quantsFrom + 4 * j);
                 }
             }
         }
@@ -193,7 +205,7 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
 
     /// <summary>acc + (d·d_a)·sumi − (dmin·d_a)·summ for one token, the mins term from the tile block's packed scale bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Combine(Vector512<float> acc, byte* w, byte* a, Vector512<int> sumi, Vector512<float> dw, Vector512<float> dmin)
+    internal static Vector512<float> Combine(Vector512<float> acc, byte* w, byte* a, Vector512<int> sumi, Vector512<float> dw, Vector512<float> dmin)
     {
         var u1 = Vector512.Load((uint*)(w + ScalesOffset + 64));
         var u2 = Vector512.Load((uint*)(w + ScalesOffset + 128));

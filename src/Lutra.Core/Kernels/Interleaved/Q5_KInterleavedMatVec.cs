@@ -46,45 +46,9 @@ public sealed unsafe class Q5_KInterleavedMatVec() : MatVecKernel(GgmlType.Q5_K,
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state) => Q8_KKernels.QuantizeRowAvx512(x, state, n);
 
-    /// <summary>
-    /// Rewrites whole tiles into the tile layout and copies the rows after them. False, writing nothing, when the
-    /// shape is not Q5_K's or a tile row has a non-finite d or dmin (the f16 conversion handles finite values only).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
-    {
-        if (n <= 0 || n % SuperBlock != 0 || rowBytes != (long)n / SuperBlock * BlockBytes)
-            return false;
-        var blocks = n / SuperBlock;
-        var tiles = rows / TileRows;
-        var tileBytes = TileRows * rowBytes;
-        if (!FiniteScales(source, rowBytes, tiles * TileRows, blocks, BlockBytes) || !FiniteScales(source + 2, rowBytes, tiles * TileRows, blocks, BlockBytes))
-            return false;
-        for (var tile = 0; tile < tiles; tile++)
-        {
-            var dst = destination + tile * tileBytes;
-            for (var r = 0; r < TileRows; r++)
-            {
-                var row = source + (tile * TileRows + r) * rowBytes;
-                for (var b = 0; b < blocks; b++)
-                {
-                    var block = row + b * BlockBytes;
-                    var tileBlock = dst + b * TileBlockBytes;
-                    ((ushort*)tileBlock)[r] = *(ushort*)block;
-                    ((ushort*)tileBlock)[TileRows + r] = *(ushort*)(block + 2);
-                    for (var g = 0; g < 3; g++)
-                        *(uint*)(tileBlock + ScalesOffset + QuantPosition(r, g)) = *(uint*)(block + 4 + 4 * g);
-                    for (var k = 0; k < 8; k++)
-                        *(uint*)(tileBlock + HighBitsOffset + QuantPosition(r, k)) = *(uint*)(block + 16 + 4 * k);
-                    for (var j = 0; j < 32; j++)
-                        *(uint*)(tileBlock + QuantsOffset + QuantPosition(r, j)) = *(uint*)(block + 48 + 4 * j);
-                }
-            }
-        }
-        var tail = tiles * tileBytes;
-        Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
-        return true;
-    }
+    /// <summary>Q4_K's repacking with the 8 qh groups (<see cref="Q4_KInterleavedMatVec.TryRepackTiles"/>).</summary>
+    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
+        Q4_KInterleavedMatVec.TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, highBitGroups: 8);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
@@ -227,10 +191,10 @@ public sealed unsafe class Q5_KInterleavedMatVec() : MatVecKernel(GgmlType.Q5_K,
                 var dw = HalfToSingle512(w);
                 var dmin = HalfToSingle512(w + 2 * TileRows);
                 var ab = b * ActivationBlockBytes;
-                c0 = Combine(c0, w, s0 + ab, sumi0, dw, dmin);
-                c1 = Combine(c1, w, s1 + ab, sumi1, dw, dmin);
-                c2 = Combine(c2, w, s2 + ab, sumi2, dw, dmin);
-                c3 = Combine(c3, w, s3 + ab, sumi3, dw, dmin);
+                c0 = Q4_KInterleavedMatVec.Combine(c0, w, s0 + ab, sumi0, dw, dmin);
+                c1 = Q4_KInterleavedMatVec.Combine(c1, w, s1 + ab, sumi1, dw, dmin);
+                c2 = Q4_KInterleavedMatVec.Combine(c2, w, s2 + ab, sumi2, dw, dmin);
+                c3 = Q4_KInterleavedMatVec.Combine(c3, w, s3 + ab, sumi3, dw, dmin);
             }
             var yt = y + tile * TileRows;
             c0.Store(yt);
@@ -270,17 +234,6 @@ public sealed unsafe class Q5_KInterleavedMatVec() : MatVecKernel(GgmlType.Q5_K,
             sumi2 += Avx512BW.MultiplyAddAdjacent(low2, lowScale) + Avx512BW.MultiplyAddAdjacent(high2, highScale);
             sumi3 += Avx512BW.MultiplyAddAdjacent(low3, lowScale) + Avx512BW.MultiplyAddAdjacent(high3, highScale);
         }
-    }
-
-    /// <summary>acc + (d·d_a)·sumi − (dmin·d_a)·summ for one token.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Combine(Vector512<float> acc, byte* w, byte* a, Vector512<int> sumi, Vector512<float> dw, Vector512<float> dmin)
-    {
-        var u1 = Vector512.Load((uint*)(w + ScalesOffset + 64));
-        var u2 = Vector512.Load((uint*)(w + ScalesOffset + 128));
-        var summ = Q4_KInterleavedMatVec.MinSums(u1, u2, (short*)(a + BsumsOffset));
-        var da = Vector512.Create(*(float*)a);
-        return acc + (dw * da * Vector512.ConvertToSingle(sumi) - dmin * da * Vector512.ConvertToSingle(summ));
     }
 
     /// <summary>
