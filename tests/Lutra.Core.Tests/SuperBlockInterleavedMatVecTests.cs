@@ -6,23 +6,28 @@ using static Lutra.Core.Tests.TestVectors;
 namespace Lutra.Core.Tests;
 
 /// <summary>
-/// The 16-row interleaved Q4_K and Q5_K kernels (one layout, Q5_K with its fifth bits) against llama.cpp's reference
-/// dot product. Their integer sums are exact and their float arithmetic per super-block is the reference's, in the
-/// reference's order, so every output must equal <see cref="QuantReference.Dot"/> bit for bit. Raw random bytes
-/// give every qh bit pattern.
+/// The 16-row interleaved kernels over 256-element super-blocks with Q8_K activations — Q4_K and Q5_K (one layout,
+/// Q5_K with its fifth bits) and IQ4_XS — against llama.cpp's reference dot product. Their integer sums are exact
+/// and their float arithmetic per super-block is the reference's, in the reference's order, so every output must
+/// equal <see cref="QuantReference.Dot"/> bit for bit. Raw random bytes give every qh bit pattern, scale and code.
 /// </summary>
-public unsafe class Q4_KQ5_KInterleavedMatVecTests
+public unsafe class SuperBlockInterleavedMatVecTests
 {
     private static MatVecKernel Kernel(GgmlType type)
     {
         if (!Q4_KInterleavedMatVec.IsSupported)
-            Assert.Skip("the interleaved Q4_K and Q5_K kernels need AVX-512 BW");
-        MatVecKernel kernel = type == GgmlType.Q4_K ? new Q4_KInterleavedMatVec() : new Q5_KInterleavedMatVec();
+            Assert.Skip("the interleaved Q4_K, Q5_K and IQ4_XS kernels need AVX-512 BW");
+        MatVecKernel kernel = type switch
+        {
+            GgmlType.Q4_K => new Q4_KInterleavedMatVec(),
+            GgmlType.Q5_K => new Q5_KInterleavedMatVec(),
+            _ => new IQ4_XSInterleavedMatVec(),
+        };
         Assert.Contains(KernelTable.RepackingKernels(type, InstructionSet.Avx512), k => k.GetType() == kernel.GetType());
         return kernel;
     }
 
-    /// <summary>Reference-quantized rows, or raw bytes with finite d and dmin (zero, subnormal, negative).</summary>
+    /// <summary>Reference-quantized rows, or raw bytes with finite d and dmin (zero, subnormal, negative; IQ4_XS has scales_h where dmin would be).</summary>
     private static byte[] Weights(GgmlType type, Random rng, int n, int rows, bool raw) => KQuantWeights(rng, type, n, rows, raw, scaleOffset: 0);
 
     [Theory]
@@ -30,6 +35,8 @@ public unsafe class Q4_KQ5_KInterleavedMatVecTests
     [InlineData(GgmlType.Q4_K, 8)]
     [InlineData(GgmlType.Q5_K, 1)]
     [InlineData(GgmlType.Q5_K, 8)]
+    [InlineData(GgmlType.IQ4_XS, 1)]
+    [InlineData(GgmlType.IQ4_XS, 8)]
     public void MatVec_equals_the_reference_dot_exactly(GgmlType type, int blocks)
     {
         var kernel = Kernel(type);
@@ -49,7 +56,7 @@ public unsafe class Q4_KQ5_KInterleavedMatVecTests
                 using var state = new Native(kernel.ActivationBytes(n), 0);
                 for (var t = 0; t < 2; t++)
                 {
-                    // Token 0 saturates: every activation quantizes to ±127 or −128.
+                    // Token 0 saturates: every activation quantizes to ±127.
                     var x = t == 0 ? RandomRow(rng, n, 1).Select(v => v < 0 ? -3f : 3f).ToArray() : RandomRow(rng, n, 4);
                     RepackedKernelChecks.MatVecEqualsReference(kernel, type, weights, packed, state, rows, n, x, splits, $"raw={raw} token {t}");
                 }
@@ -57,9 +64,34 @@ public unsafe class Q4_KQ5_KInterleavedMatVecTests
         }
     }
 
+    /// <summary>
+    /// IQ4_XS's largest products: every code 0 (grid value −127) or 15 (+113) against activations all −127 or all
+    /// +127 make each vpmaddubsw pair ±32258 (or ±28702), so two pairs summed in int16 would wrap.
+    /// </summary>
+    [Fact]
+    public void IQ4_XS_extreme_codes_and_activations_do_not_overflow()
+    {
+        var kernel = Kernel(GgmlType.IQ4_XS);
+        var rng = new Random(4);
+        const int n = 512, rows = 16 * 2 + 3;
+        var weights = Weights(GgmlType.IQ4_XS, rng, n, rows, raw: true);
+        var rowBytes = weights.Length / rows;
+        for (var r = 0; r < rows; r++)
+            for (var b = 0; b < n / 256; b++)
+                weights.AsSpan(r * rowBytes + b * 136 + 8, 128).Fill(r % 3 == 0 ? (byte)0xFF : (byte)0x00);
+        using var packed = new Native(weights.Length, 0);
+        fixed (byte* pw = weights)
+            Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+        using var state = new Native(kernel.ActivationBytes(n), 0);
+        foreach (var value in new[] { 3f, -3f })
+            RepackedKernelChecks.MatVecEqualsReference(kernel, GgmlType.IQ4_XS, weights, packed, state, rows, n, Enumerable.Repeat(value, n).ToArray(),
+                [], $"all activations {value}");
+    }
+
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.IQ4_XS)]
     public void MatMat_equals_the_reference_dot_exactly(GgmlType type)
     {
         var kernel = Kernel(type);
@@ -106,6 +138,7 @@ public unsafe class Q4_KQ5_KInterleavedMatVecTests
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.IQ4_XS)]
     public void Matrices_the_layout_cannot_hold_are_refused(GgmlType type)
     {
         var kernel = Kernel(type);
@@ -122,8 +155,9 @@ public unsafe class Q4_KQ5_KInterleavedMatVecTests
             // A non-finite d or dmin in a tail row is fine (that row keeps the GGUF layout); in a tile row it is not.
             MemoryMarshal.Write(weights.AsSpan(17 * rowBytes + rowBytesPerBlock), Half.PositiveInfinity);
             Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            // IQ4_XS keeps its scales_h there: any 16 bits are fine.
             MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + rowBytesPerBlock + 2), Half.NaN);
-            Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            Assert.Equal(type == GgmlType.IQ4_XS, kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
             MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + rowBytesPerBlock + 2), (Half)0.5f);
             Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
             MemoryMarshal.Write(weights.AsSpan(3 * rowBytes), Half.NegativeInfinity);
