@@ -7,7 +7,7 @@ namespace Lutra.Core.Tests;
 
 /// <summary>
 /// The 16-row interleaved kernels over 256-element super-blocks with Q8_K activations — Q4_K and Q5_K (one layout,
-/// Q5_K with its fifth bits) and IQ4_XS — against llama.cpp's reference dot product. Their integer sums are exact
+/// Q5_K with its fifth bits), Q3_K and IQ4_XS — against llama.cpp's reference dot product. Their integer sums are exact
 /// and their float arithmetic per super-block is the reference's, in the reference's order, so every output must
 /// equal <see cref="QuantReference.Dot"/> bit for bit. Raw random bytes give every qh bit pattern, scale and code.
 /// </summary>
@@ -16,19 +16,29 @@ public unsafe class SuperBlockInterleavedMatVecTests
     private static MatVecKernel Kernel(GgmlType type)
     {
         if (!Q4_KInterleavedMatVec.IsSupported)
-            Assert.Skip("the interleaved Q4_K, Q5_K and IQ4_XS kernels need AVX-512 BW");
+            Assert.Skip("the interleaved Q4_K, Q5_K, Q3_K and IQ4_XS kernels need AVX-512 BW");
+        if (type == GgmlType.Q3_K && !Q3_KInterleavedMatVec.IsSupported)
+            Assert.Skip("the interleaved Q3_K kernel needs GFNI");
         MatVecKernel kernel = type switch
         {
             GgmlType.Q4_K => new Q4_KInterleavedMatVec(),
             GgmlType.Q5_K => new Q5_KInterleavedMatVec(),
+            GgmlType.Q3_K => new Q3_KInterleavedMatVec(),
             _ => new IQ4_XSInterleavedMatVec(),
         };
         Assert.Contains(KernelTable.RepackingKernels(type, InstructionSet.Avx512), k => k.GetType() == kernel.GetType());
         return kernel;
     }
 
-    /// <summary>Reference-quantized rows, or raw bytes with finite d and dmin (zero, subnormal, negative; IQ4_XS has scales_h where dmin would be).</summary>
-    private static byte[] Weights(GgmlType type, Random rng, int n, int rows, bool raw) => KQuantWeights(rng, type, n, rows, raw, scaleOffset: 0);
+    /// <summary>
+    /// Reference-quantized rows, or raw bytes with finite d and dmin (zero, subnormal, negative; IQ4_XS has scales_h where
+    /// dmin would be, and Q3_K's d comes last, after two scale bytes that take the first random half).
+    /// </summary>
+    private static byte[] Weights(GgmlType type, Random rng, int n, int rows, bool raw) =>
+        KQuantWeights(rng, type, n, rows, raw, scaleOffset: DOffset(type) - (type == GgmlType.Q3_K ? 2 : 0));
+
+    /// <summary>Where a GGUF block keeps its f16 d.</summary>
+    private static int DOffset(GgmlType type) => type == GgmlType.Q3_K ? 108 : 0;
 
     [Theory]
     [InlineData(GgmlType.Q4_K, 1)]
@@ -37,6 +47,8 @@ public unsafe class SuperBlockInterleavedMatVecTests
     [InlineData(GgmlType.Q5_K, 8)]
     [InlineData(GgmlType.IQ4_XS, 1)]
     [InlineData(GgmlType.IQ4_XS, 8)]
+    [InlineData(GgmlType.Q3_K, 1)]
+    [InlineData(GgmlType.Q3_K, 8)]
     public void MatVec_equals_the_reference_dot_exactly(GgmlType type, int blocks)
     {
         var kernel = Kernel(type);
@@ -92,6 +104,7 @@ public unsafe class SuperBlockInterleavedMatVecTests
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.IQ4_XS)]
+    [InlineData(GgmlType.Q3_K)]
     public void MatMat_equals_the_reference_dot_exactly(GgmlType type)
     {
         var kernel = Kernel(type);
@@ -139,6 +152,7 @@ public unsafe class SuperBlockInterleavedMatVecTests
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.IQ4_XS)]
+    [InlineData(GgmlType.Q3_K)]
     public void Matrices_the_layout_cannot_hold_are_refused(GgmlType type)
     {
         var kernel = Kernel(type);
@@ -153,14 +167,18 @@ public unsafe class SuperBlockInterleavedMatVecTests
             Assert.False(kernel.TryPrepareWeights(pw, rowBytes + 2, rows - 1, n, packed.Pointer));
             Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n + 32, packed.Pointer));
             // A non-finite d or dmin in a tail row is fine (that row keeps the GGUF layout); in a tile row it is not.
-            MemoryMarshal.Write(weights.AsSpan(17 * rowBytes + rowBytesPerBlock), Half.PositiveInfinity);
+            var d = DOffset(type);
+            MemoryMarshal.Write(weights.AsSpan(17 * rowBytes + rowBytesPerBlock + d), Half.PositiveInfinity);
             Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
-            // IQ4_XS keeps its scales_h there: any 16 bits are fine.
-            MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + rowBytesPerBlock + 2), Half.NaN);
-            Assert.Equal(type == GgmlType.IQ4_XS, kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
-            MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + rowBytesPerBlock + 2), (Half)0.5f);
+            // Only Q4_K and Q5_K keep a float (dmin) after d: IQ4_XS has scales_h there, Q3_K the next block's hmask.
+            var hasDmin = type is GgmlType.Q4_K or GgmlType.Q5_K;
+            var afterD = 5 * rowBytes + (hasDmin || d == 0 ? rowBytesPerBlock : 0) + d + 2;
+            var saved = MemoryMarshal.Read<Half>(weights.AsSpan(afterD));
+            MemoryMarshal.Write(weights.AsSpan(afterD), Half.NaN);
+            Assert.Equal(!hasDmin, kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
+            MemoryMarshal.Write(weights.AsSpan(afterD), saved);
             Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
-            MemoryMarshal.Write(weights.AsSpan(3 * rowBytes), Half.NegativeInfinity);
+            MemoryMarshal.Write(weights.AsSpan(3 * rowBytes + d), Half.NegativeInfinity);
             Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
         }
     }

@@ -336,7 +336,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : MatVecKernel(GgmlType.Q2_K,
     /// its int16 halves and zeroing the high bytes (the index is within each 128-bit lane).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> ScalePick(int position)
+    internal static Vector512<byte> ScalePick(int position)
     {
         var p = 0x8000_8000u | (uint)position * 0x0001_0001u;
         return Vector512.Create(p, p + 0x0004_0004u, p + 0x0008_0008u, p + 0x000C_000Cu, p, p + 0x0004_0004u, p + 0x0008_0008u, p + 0x000C_000Cu,
