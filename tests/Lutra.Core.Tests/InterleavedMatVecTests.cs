@@ -7,7 +7,7 @@ using static Lutra.Core.Tests.TestVectors;
 namespace Lutra.Core.Tests;
 
 /// <summary>
-/// The 16-row interleaved Q4_0/Q4_1/Q8_0 kernels against llama.cpp's reference dot product. Their integer block sums
+/// The 16-row interleaved Q4_0/Q4_1/Q8_0/IQ4_NL kernels against llama.cpp's reference dot product. Their integer block sums
 /// are exact and their float arithmetic per row is the reference's, in the reference's order, so every output
 /// must equal <see cref="QuantReference.Dot"/> bit for bit, through MatVec and through MatMat.
 /// </summary>
@@ -26,6 +26,7 @@ public unsafe class InterleavedMatVecTests
         data.Add(GgmlType.Q4_1, InstructionSet.Avx512, false);
         data.Add(GgmlType.Q8_0, InstructionSet.Avx2, false);
         data.Add(GgmlType.Q8_0, InstructionSet.Avx512, false);
+        data.Add(GgmlType.IQ4_NL, InstructionSet.Avx512, true);
         return data;
     }
 
@@ -57,14 +58,16 @@ public unsafe class InterleavedMatVecTests
         {
             GgmlType.Q4_0 => Q4_0InterleavedMatVec.IsSupported(isa),
             GgmlType.Q4_1 => Q4_1InterleavedMatVec.IsSupported(isa),
+            GgmlType.IQ4_NL => isa == InstructionSet.Avx512 && IQ4_NLInterleavedMatVec.IsSupported,
             _ => Q8_0InterleavedMatVec.IsSupported(isa, avxVnni: true),
         };
         if (!supported)
-            Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q4_1: AVX-512 BW or AVX2; Q8_0: AVX-VNNI)");
+            Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q4_1: AVX-512 BW or AVX2; Q8_0: AVX-VNNI; IQ4_NL: AVX-512 BW)");
         MatVecKernel kernel = type switch
         {
             GgmlType.Q4_0 => new Q4_0InterleavedMatVec(isa),
             GgmlType.Q4_1 => new Q4_1InterleavedMatVec(isa),
+            GgmlType.IQ4_NL => new IQ4_NLInterleavedMatVec(),
             _ => new Q8_0InterleavedMatVec(isa),
         };
         Assert.Contains(KernelTable.RepackingKernels(type, isa), k => k.GetType() == kernel.GetType() && k.Isa == isa);
@@ -185,6 +188,39 @@ public unsafe class InterleavedMatVecTests
                     }
                     Assert.True(float.IsNaN(y[rows]), $"{kernel}: MatVec wrote past its rows");
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// IQ4_NL's largest products: every code 0 (grid value −127) or 15 (+113) against activations all ±127 make each
+    /// vpmaddubsw pair ±32258 (or ±28702), so two pairs summed in int16 would wrap.
+    /// </summary>
+    [Fact]
+    public void IQ4_NL_extreme_codes_and_activations_do_not_overflow()
+    {
+        var kernel = Kernel(GgmlType.IQ4_NL, InstructionSet.Avx512, true);
+        var rng = new Random(4);
+        const int n = 128, rows = 16 * 2 + 3;
+        var weights = Weights(GgmlType.IQ4_NL, rng, n, rows, raw: true);
+        var rowBytes = weights.Length / rows;
+        for (var r = 0; r < rows; r++)
+            for (var b = 0; b < n / 32; b++)
+                weights.AsSpan(r * rowBytes + b * 18 + 2, 16).Fill(r % 3 == 0 ? (byte)0xFF : (byte)0x00);
+        using var packed = Repack(kernel, weights, rows, n);
+        using var state = new Native(kernel.ActivationBytes(n));
+        foreach (var value in new[] { 3f, -3f })
+        {
+            var x = Enumerable.Repeat(value, n).ToArray();
+            fixed (float* px = x)
+                kernel.PrepareActivations(px, n, state.Pointer);
+            var y = new float[rows];
+            fixed (float* py = y)
+                kernel.MatVec(packed.Pointer, rowBytes, rows, state.Pointer, n, py);
+            for (var r = 0; r < rows; r++)
+            {
+                var expected = Reference(GgmlType.IQ4_NL, weights, rowBytes, r, state.Pointer, n, kernel.StandardActivationBytes(n));
+                Assert.True(expected.Equals(y[r]), $"all activations {value}, row {r}: reference {expected}, kernel {y[r]}");
             }
         }
     }

@@ -171,7 +171,7 @@ public sealed unsafe class IQ4_XSInterleavedMatVec() : MatVecKernel(GgmlType.IQ4
 
     /// <summary>(ls − 32)·Σ T[q]·a of one quant group for 16 rows: its low nibbles against a[0..3], high against a[16..19].</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Group(byte* q, byte* a, byte* na, Vector512<short> scale, Vector512<byte> magnitudes)
+    internal static Vector512<int> Group(byte* q, byte* a, byte* na, Vector512<short> scale, Vector512<byte> magnitudes)
     {
         var v = Vector512.Load(q);
         Sse.Prefetch1(q + PrefetchAhead);
@@ -181,7 +181,7 @@ public sealed unsafe class IQ4_XSInterleavedMatVec() : MatVecKernel(GgmlType.IQ4
 
     /// <summary>A quant group's low and high nibbles as |T[c]| (vpshufb).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector512<byte>, Vector512<byte>) Magnitudes(Vector512<byte> v, Vector512<byte> magnitudes)
+    internal static (Vector512<byte>, Vector512<byte>) Magnitudes(Vector512<byte> v, Vector512<byte> magnitudes)
     {
         var mask = Vector512.Create((byte)0x0F);
         return (Avx512BW.Shuffle(magnitudes, v & mask), Avx512BW.Shuffle(magnitudes, Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask));
@@ -192,13 +192,13 @@ public sealed unsafe class IQ4_XSInterleavedMatVec() : MatVecKernel(GgmlType.IQ4
     /// <paramref name="a"/>, or their negations at <paramref name="na"/> where c &lt; 8 (bit 3 clear).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> LowProduct(Vector512<byte> v, Vector512<byte> magnitude, byte* a, byte* na, Vector512<short> scale) =>
+    internal static Vector512<int> LowProduct(Vector512<byte> v, Vector512<byte> magnitude, byte* a, byte* na, Vector512<short> scale) =>
         Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitude,
             Vector512.ConditionalSelect(Vector512.Equals(v & Vector512.Create((byte)0x08), Vector512<byte>.Zero).AsSByte(), Broadcast512(na), Broadcast512(a))), scale);
 
     /// <summary>The same for the high nibbles: a negated where c &lt; 8 (bit 7 of the byte clear).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> HighProduct(Vector512<byte> v, Vector512<byte> magnitude, byte* a, byte* na, Vector512<short> scale) =>
+    internal static Vector512<int> HighProduct(Vector512<byte> v, Vector512<byte> magnitude, byte* a, byte* na, Vector512<short> scale) =>
         Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitude,
             Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(v.AsSByte(), Vector512<sbyte>.Zero), Broadcast512(na), Broadcast512(a))), scale);
 
@@ -213,7 +213,7 @@ public sealed unsafe class IQ4_XSInterleavedMatVec() : MatVecKernel(GgmlType.IQ4
     }
 
     /// <summary>|T[c]| for the 16 codes, in every 128-bit lane (vpshufb looks up within lanes).</summary>
-    private static Vector512<byte> MagnitudeTable
+    internal static Vector512<byte> MagnitudeTable
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get => Vector512.Create(Vector128.Abs(Block32Sidecar.NonLinearGrid).AsByte());
