@@ -7,26 +7,24 @@ using static Lutra.Core.Kernels.InterleavedSteps;
 namespace Lutra.Core.Kernels;
 
 /// <summary>
-/// F16 weights · F16 activations over 16-row interleaved tiles, AVX-512. A tile stores, per column k, the 16 rows'
-/// f16 weights contiguously (32 bytes), so one widening load gives column k of 16 rows as the lanes of a vector
-/// and one FMA against x_k broadcast advances 16 rows: no horizontal sum, four independent accumulators (columns
-/// k mod 4), and the f16 → f32 work is seven instructions per 16 weights, as a tile holds no infinities or NaNs.
+/// F16 or BF16 weights · activations of the same type over 16-row interleaved tiles, AVX-512. A tile stores, per
+/// column k, the 16 rows' weights contiguously (32 bytes), so one widening load gives column k of 16 rows as the lanes
+/// of a vector and one FMA against x_k broadcast advances 16 rows: no horizontal sum, four independent accumulators
+/// (columns k mod 4). The widening is <typeparamref name="TFormat"/>'s: seven instructions per 16 F16 weights, two per
+/// 16 BF16 weights (BF16 is the top half of an f32).
 /// <para>
-/// The conversion is <see cref="FloatKernels.FiniteHalfToSingle"/>, exact and free of denormal floats (an FMA with a
-/// denormal input costs a microcode assist on Intel cores); weights that are Inf or NaN are refused by
-/// <see cref="TryPrepareWeights"/>. The activations, rounded to f16 as ggml does, are kept widened in the sidecar.
-/// </para>
-/// <para>
-/// The float sum runs in four column phases combined at the end, not in ggml's order, so results differ from the
-/// reference by f32 rounding only; a token's result is the same alone or in a batch. Rows after the last whole
-/// tile keep the GGUF layout and go through the row kernel, whose activation state this kernel's state begins with.
+/// The activations, rounded to the weight type as ggml does, are kept widened in the sidecar. The float sum runs in
+/// four column phases combined at the end, not in ggml's order, so results differ from the reference by f32 rounding
+/// only; a token's result is the same alone or in a batch. Rows after the last whole tile keep the GGUF layout and go
+/// through the row kernel, whose activation state this kernel's state begins with.
 /// </para>
 /// </summary>
-public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, InstructionSet.Avx512, "AVX-512 16-row interleaved")
+public abstract unsafe class HalfInterleavedMatVec<TFormat>(string description) : MatVecKernel(TFormat.Type, InstructionSet.Avx512, description)
+    where TFormat : struct, IHalfColumnFormat
 {
     private const int ColumnBytes = TileRows * 2;
 
-    private readonly MatVecKernel _rows = new FloatMatVecAvx512<F16Avx512>();
+    private readonly MatVecKernel _rows = TFormat.RowKernel();
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512);
 
@@ -46,9 +44,9 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
         var singles = Singles(state, n);
         var i = 0;
         for (; i + 16 <= n; i += 16)
-            FloatKernels.HalfToSingle(Vector256.Load(halves + i)).Store(singles + i);
+            TFormat.Widen(Vector256.Load(halves + i)).Store(singles + i);
         for (; i < n; i++)
-            singles[i] = (float)((Half*)halves)[i];
+            singles[i] = TFormat.ToSingle(halves[i]);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -58,7 +56,7 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
             return false;
         var tiles = rows / TileRows;
         var tileBytes = TileRows * rowBytes;
-        if (!Finite((ushort*)source, tiles * tileBytes / 2))
+        if (!TFormat.Accepts((ushort*)source, tiles * tileBytes / 2))
             return false;
         for (var tile = 0; tile < tiles; tile++)
         {
@@ -71,20 +69,6 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
         }
         var tail = tiles * tileBytes;
         Buffer.MemoryCopy(source + tail, destination + tail, rows * rowBytes - tail, rows * rowBytes - tail);
-        return true;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool Finite(ushort* halves, long count)
-    {
-        var exponent = Vector512.Create((ushort)0x7C00);
-        long i = 0;
-        for (; i + 32 <= count; i += 32)
-            if (Vector512.EqualsAny(Vector512.Load(halves + i) & exponent, exponent))
-                return false;
-        for (; i < count; i++)
-            if ((halves[i] & 0x7C00) == 0x7C00)
-                return false;
         return true;
     }
 
@@ -114,7 +98,7 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
 
     /// <summary>Column k of 16 rows as floats (exact).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Column(byte* column) => FloatKernels.FiniteHalfToSingle(Vector256.Load((short*)column));
+    private static Vector512<float> Column(byte* column) => TFormat.WidenWeights(Vector256.Load((short*)column));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Mad(byte* column, float* x, Vector512<float> acc) =>
@@ -202,3 +186,84 @@ public sealed unsafe class F16InterleavedMatVec() : MatVecKernel(GgmlType.F16, I
         }
     }
 }
+
+/// <summary>A 16-bit float weight type of <see cref="HalfInterleavedMatVec{TFormat}"/>: its widening to f32 and its row kernel.</summary>
+public unsafe interface IHalfColumnFormat
+{
+    static abstract GgmlType Type { get; }
+
+    /// <summary>The GGUF-layout kernel for the rows after the last whole tile (its activation row comes first in the state).</summary>
+    static abstract MatVecKernel RowKernel();
+
+    /// <summary>16 activation values, exactly.</summary>
+    static abstract Vector512<float> Widen(Vector256<ushort> bits);
+
+    static abstract float ToSingle(ushort bits);
+
+    /// <summary>16 weights, exactly, for the values <see cref="Accepts"/> lets into a tile.</summary>
+    static abstract Vector512<float> WidenWeights(Vector256<short> bits);
+
+    /// <summary>Whether every one of <paramref name="count"/> weights can be widened by <see cref="WidenWeights"/>.</summary>
+    static abstract bool Accepts(ushort* values, long count);
+}
+
+/// <summary>
+/// F16 tiles. Weights go through <see cref="FloatKernels.FiniteHalfToSingle"/>, exact and free of denormal floats (an
+/// FMA with a denormal input costs a microcode assist on Intel cores), so weights that are Inf or NaN are refused.
+/// </summary>
+public readonly unsafe struct F16Column : IHalfColumnFormat
+{
+    public static GgmlType Type => GgmlType.F16;
+
+    public static MatVecKernel RowKernel() => new FloatMatVecAvx512<F16Avx512>();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Widen(Vector256<ushort> bits) => FloatKernels.HalfToSingle(bits);
+
+    public static float ToSingle(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> WidenWeights(Vector256<short> bits) => FloatKernels.FiniteHalfToSingle(bits);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static bool Accepts(ushort* halves, long count)
+    {
+        var exponent = Vector512.Create((ushort)0x7C00);
+        long i = 0;
+        for (; i + 32 <= count; i += 32)
+            if (Vector512.EqualsAny(Vector512.Load(halves + i) & exponent, exponent))
+                return false;
+        for (; i < count; i++)
+            if ((halves[i] & 0x7C00) == 0x7C00)
+                return false;
+        return true;
+    }
+}
+
+/// <summary>
+/// BF16 tiles: a BF16 value is the top half of an f32, so widening is a zero-extension and a shift, exact for every
+/// value (Inf and NaN included, which the FMAs then propagate as the reference's sum does). A subnormal BF16 weight
+/// becomes a denormal f32 input of an FMA, which costs Intel cores a microcode assist; trained weights have none.
+/// </summary>
+public readonly unsafe struct BF16Column : IHalfColumnFormat
+{
+    public static GgmlType Type => GgmlType.BF16;
+
+    public static MatVecKernel RowKernel() => new FloatMatVecAvx512<BF16Avx512>();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Widen(Vector256<ushort> bits) => FloatConversionsAvx512.Bf16ToSingle(bits);
+
+    public static float ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> WidenWeights(Vector256<short> bits) => FloatConversionsAvx512.Bf16ToSingle(bits.AsUInt16());
+
+    public static bool Accepts(ushort* values, long count) => true;
+}
+
+/// <summary>F16 weights over 16-row interleaved tiles (<see cref="HalfInterleavedMatVec{TFormat}"/>).</summary>
+public sealed class F16InterleavedMatVec() : HalfInterleavedMatVec<F16Column>("AVX-512 16-row interleaved");
+
+/// <summary>BF16 weights over 16-row interleaved tiles (<see cref="HalfInterleavedMatVec{TFormat}"/>).</summary>
+public sealed class BF16InterleavedMatVec() : HalfInterleavedMatVec<BF16Column>("AVX-512 16-row interleaved");

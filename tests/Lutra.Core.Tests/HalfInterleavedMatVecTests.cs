@@ -1,0 +1,171 @@
+using System.Runtime.InteropServices;
+using Lutra.Core.Kernels;
+using Lutra.Core.Quants;
+
+namespace Lutra.Core.Tests;
+
+/// <summary>
+/// The 16-row interleaved F16 and BF16 kernels against llama.cpp's reference dot (products of the 16-bit values summed
+/// in double). Their f32 sum runs in four column phases, so they are held to f32 rounding of the sum, 1e-5·Σ|w·a|;
+/// MatMat must equal MatVec bit for bit (the same phases per token).
+/// </summary>
+public unsafe class HalfInterleavedMatVecTests
+{
+    private static MatVecKernel Kernel(GgmlType type)
+    {
+        if (!F16InterleavedMatVec.IsSupported)
+            Assert.Skip("the interleaved F16 and BF16 kernels need AVX-512");
+        MatVecKernel kernel = type == GgmlType.F16 ? new F16InterleavedMatVec() : new BF16InterleavedMatVec();
+        Assert.Contains(KernelTable.RepackingKernels(type, InstructionSet.Avx512), k => k.GetType() == kernel.GetType());
+        return kernel;
+    }
+
+    /// <summary>The value of one 16-bit weight or activation of <paramref name="type"/>.</summary>
+    private static float Value(GgmlType type, ushort bits) =>
+        type == GgmlType.F16 ? (float)BitConverter.UInt16BitsToHalf(bits) : BitConverter.Int32BitsToSingle(bits << 16);
+
+    /// <summary>Random weights with zeros, large negative values and subnormals (for BF16: rounded from f32 by truncation).</summary>
+    private static byte[] Weights(GgmlType type, Random rng, int n, int rows)
+    {
+        var bits = new ushort[n * rows];
+        for (var i = 0; i < bits.Length; i++)
+        {
+            bits[i] = (i % 11) switch
+            {
+                0 => (ushort)(rng.Next(1, type == GgmlType.F16 ? 0x400 : 0x80) | (rng.Next(2) << 15)), // subnormal
+                1 => 0,
+                2 => Bits(type, -(rng.NextDouble() * 60000)),
+                _ => Bits(type, rng.NextDouble() * 2 - 1),
+            };
+        }
+        return MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
+    }
+
+    private static ushort Bits(GgmlType type, double value) =>
+        type == GgmlType.F16 ? BitConverter.HalfToUInt16Bits((Half)value) : (ushort)(BitConverter.SingleToUInt32Bits((float)value) >> 16);
+
+    [Theory]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
+    public void MatVec_and_MatMat_match_the_reference_dot(GgmlType type)
+    {
+        var kernel = Kernel(type);
+        var rng = new Random(4);
+        foreach (var (n, rows, tokens) in new[] { (64, 16, 1), (67, 17, 2), (5, 33, 3), (256, 47, 4), (130, 16, 7), (1000, 35, 9) })
+        {
+            var weights = Weights(type, rng, n, rows);
+            var rowBytes = 2 * n;
+            var stride = kernel.ActivationBytes(n);
+            var states = (byte*)NativeMemory.AlignedAlloc((nuint)(stride * tokens), 64);
+            var packed = (byte*)NativeMemory.AlignedAlloc((nuint)weights.Length + 64, 64);
+            try
+            {
+                new Span<byte>(packed + weights.Length, 64).Fill(0x5A);
+                fixed (byte* pw = weights)
+                    Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed));
+                Assert.True(new Span<byte>(packed + weights.Length, 64).IndexOfAnyExcept((byte)0x5A) < 0, "TryPrepareWeights wrote past rows·rowBytes");
+                for (var t = 0; t < tokens; t++)
+                {
+                    var x = new float[n];
+                    for (var i = 0; i < n; i++)
+                        x[i] = (float)((rng.NextDouble() * 2 - 1) * (t == 1 ? 65000 : 3));
+                    fixed (float* px = x)
+                        kernel.PrepareActivations(px, n, states + t * stride);
+                    var expected = new byte[kernel.StandardActivationBytes(n)];
+                    QuantReference.QuantizeActivations(type, x, expected);
+                    Assert.True(expected.AsSpan().SequenceEqual(new ReadOnlySpan<byte>(states + t * stride, expected.Length)));
+                }
+                var yStride = rows + 3;
+                var batch = new float[tokens * yStride];
+                Array.Fill(batch, float.NaN);
+                var single = new float[rows];
+                fixed (float* pb = batch)
+                fixed (float* ps = single)
+                {
+                    kernel.MatMat(packed, rowBytes, rows, states, stride, tokens, n, pb, yStride);
+                    for (var t = 0; t < tokens; t++)
+                    {
+                        kernel.MatVec(packed, rowBytes, rows, states + t * stride, n, ps);
+                        var activations = new ReadOnlySpan<byte>(states + t * stride, kernel.StandardActivationBytes(n));
+                        var af = MemoryMarshal.Cast<byte, ushort>(activations);
+                        for (var r = 0; r < rows; r++)
+                        {
+                            var row = weights.AsSpan(r * rowBytes, rowBytes);
+                            var wf = MemoryMarshal.Cast<byte, ushort>(row);
+                            var magnitude = 0.0;
+                            for (var i = 0; i < n; i++)
+                                magnitude += Math.Abs((double)Value(type, wf[i]) * Value(type, af[i]));
+                            var reference = QuantReference.Dot(type, row, activations, n);
+                            Assert.True(Math.Abs(reference - single[r]) <= 1e-5 * magnitude + 1e-30,
+                                $"n={n} rows={rows} token {t} row {r}: reference {reference}, MatVec {single[r]}, sum |w*a| {magnitude}");
+                            Assert.True(single[r].Equals(batch[t * yStride + r]), $"n={n} token {t}/{tokens} row {r}: MatVec {single[r]}, MatMat {batch[t * yStride + r]}");
+                        }
+                        for (var r = rows; r < yStride; r++)
+                            Assert.True(float.IsNaN(batch[t * yStride + r]), $"MatMat wrote outside its rows (token {t}, column {r})");
+                    }
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(states);
+                NativeMemory.AlignedFree(packed);
+            }
+        }
+    }
+
+    [Fact]
+    public void Inf_and_NaN_F16_weights_in_a_tile_are_refused()
+    {
+        var kernel = Kernel(GgmlType.F16);
+        var weights = Weights(GgmlType.F16, new Random(5), 40, 20);
+        var packed = (byte*)NativeMemory.AlignedAlloc((nuint)weights.Length, 64);
+        try
+        {
+            fixed (byte* pw = weights)
+            {
+                Assert.False(kernel.TryPrepareWeights(pw, 78, 20, 40, packed));
+                MemoryMarshal.Write(weights.AsSpan((17 * 40 + 3) * 2), Half.PositiveInfinity); // a tail row: kept as GGUF
+                Assert.True(kernel.TryPrepareWeights(pw, 80, 20, 40, packed));
+                MemoryMarshal.Write(weights.AsSpan((15 * 40 + 39) * 2), Half.NaN);
+                Assert.False(kernel.TryPrepareWeights(pw, 80, 20, 40, packed));
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(packed);
+        }
+    }
+
+    /// <summary>BF16 widens every value exactly, so a tile takes Inf and NaN weights and the sums carry them as the reference's do.</summary>
+    [Fact]
+    public void BF16_tiles_take_Inf_and_NaN_weights()
+    {
+        var kernel = Kernel(GgmlType.BF16);
+        const int n = 40, rows = 16;
+        var weights = Weights(GgmlType.BF16, new Random(6), n, rows);
+        MemoryMarshal.Write(weights.AsSpan((3 * n + 4) * 2), (ushort)0x7F80); // +Inf, against a positive activation
+        MemoryMarshal.Write(weights.AsSpan((9 * n + 7) * 2), (ushort)0x7FC1); // NaN
+        var packed = (byte*)NativeMemory.AlignedAlloc((nuint)weights.Length, 64);
+        var state = (byte*)NativeMemory.AlignedAlloc((nuint)kernel.ActivationBytes(n), 64);
+        try
+        {
+            fixed (byte* pw = weights)
+                Assert.True(kernel.TryPrepareWeights(pw, 2 * n, rows, n, packed));
+            var x = Enumerable.Range(0, n).Select(i => i % 2 == 0 ? 0.5f : -0.25f).ToArray();
+            fixed (float* px = x)
+                kernel.PrepareActivations(px, n, state);
+            var y = new float[rows];
+            fixed (float* py = y)
+                kernel.MatVec(packed, 2 * n, rows, state, n, py);
+            var activations = new ReadOnlySpan<byte>(state, kernel.StandardActivationBytes(n));
+            Assert.Equal(float.PositiveInfinity, QuantReference.Dot(GgmlType.BF16, weights.AsSpan(3 * n * 2, 2 * n), activations, n));
+            Assert.Equal(float.PositiveInfinity, y[3]);
+            Assert.True(float.IsNaN(y[9]) && float.IsNaN(QuantReference.Dot(GgmlType.BF16, weights.AsSpan(9 * n * 2, 2 * n), activations, n)));
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(packed);
+            NativeMemory.AlignedFree(state);
+        }
+    }
+}
