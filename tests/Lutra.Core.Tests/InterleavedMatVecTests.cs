@@ -7,7 +7,7 @@ using static Lutra.Core.Tests.TestVectors;
 namespace Lutra.Core.Tests;
 
 /// <summary>
-/// The 16-row interleaved Q4_0/Q4_1/Q5_0/Q8_0/IQ4_NL kernels against llama.cpp's reference dot product. Their integer block sums
+/// The 16-row interleaved Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL kernels against llama.cpp's reference dot product. Their integer block sums
 /// are exact and their float arithmetic per row is the reference's, in the reference's order, so every output
 /// must equal <see cref="QuantReference.Dot"/> bit for bit, through MatVec and through MatMat.
 /// </summary>
@@ -28,6 +28,7 @@ public unsafe class InterleavedMatVecTests
         data.Add(GgmlType.Q8_0, InstructionSet.Avx512, false);
         data.Add(GgmlType.IQ4_NL, InstructionSet.Avx512, true);
         data.Add(GgmlType.Q5_0, InstructionSet.Avx512, true);
+        data.Add(GgmlType.Q5_1, InstructionSet.Avx512, true);
         return data;
     }
 
@@ -60,17 +61,18 @@ public unsafe class InterleavedMatVecTests
             GgmlType.Q4_0 => Q4_0InterleavedMatVec.IsSupported(isa),
             GgmlType.Q4_1 => Q4_1InterleavedMatVec.IsSupported(isa),
             GgmlType.IQ4_NL => isa == InstructionSet.Avx512 && IQ4_NLInterleavedMatVec.IsSupported,
-            GgmlType.Q5_0 => isa == InstructionSet.Avx512 && Q5_0InterleavedMatVec.IsSupported,
+            GgmlType.Q5_0 or GgmlType.Q5_1 => isa == InstructionSet.Avx512 && Q5_0InterleavedMatVec.IsSupported,
             _ => Q8_0InterleavedMatVec.IsSupported(isa, avxVnni: true),
         };
         if (!supported)
-            Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q4_1: AVX-512 BW or AVX2; Q8_0: AVX-VNNI; IQ4_NL: AVX-512 BW; Q5_0: AVX-512 VBMI)");
+            Assert.Skip($"no interleaved {type} kernel for {isa} on this CPU (Q4_0: AVX-512 BW, or AVX2 with AVX-VNNI; Q4_1: AVX-512 BW or AVX2; Q8_0: AVX-VNNI; IQ4_NL: AVX-512 BW; Q5_0, Q5_1: AVX-512 VBMI)");
         MatVecKernel kernel = type switch
         {
             GgmlType.Q4_0 => new Q4_0InterleavedMatVec(isa),
             GgmlType.Q4_1 => new Q4_1InterleavedMatVec(isa),
             GgmlType.IQ4_NL => new IQ4_NLInterleavedMatVec(),
             GgmlType.Q5_0 => new Q5_0InterleavedMatVec(),
+            GgmlType.Q5_1 => new Q5_1InterleavedMatVec(),
             _ => new Q8_0InterleavedMatVec(isa),
         };
         Assert.Contains(KernelTable.RepackingKernels(type, isa), k => k.GetType() == kernel.GetType() && k.Isa == isa);
@@ -96,7 +98,7 @@ public unsafe class InterleavedMatVecTests
         for (var block = 0; block < bytes.Length / info.BlockBytes; block++)
         {
             MemoryMarshal.Write(bytes.AsSpan(block * (int)info.BlockBytes), RandomFiniteHalf(rng, block % 7));
-            if (type == GgmlType.Q4_1)
+            if (type is GgmlType.Q4_1 or GgmlType.Q5_1)
                 MemoryMarshal.Write(bytes.AsSpan(block * (int)info.BlockBytes + 2), RandomFiniteHalf(rng, block % 5));
         }
         return bytes;
@@ -284,9 +286,9 @@ public unsafe class InterleavedMatVecTests
             Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
             MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + blockBytes), Half.NaN);
             Assert.False(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
-            if (type == GgmlType.Q4_1)
+            if (type is GgmlType.Q4_1 or GgmlType.Q5_1)
             {
-                // Q4_1's minimum m (after d) is a scale too.
+                // Q4_1's and Q5_1's minimum m (after d) is a scale too.
                 MemoryMarshal.Write(weights.AsSpan(5 * rowBytes + blockBytes), (Half)1);
                 Assert.True(kernel.TryPrepareWeights(pw, rowBytes, rows, n, packed.Pointer));
                 MemoryMarshal.Write(weights.AsSpan(15 * rowBytes + 2), Half.NegativeInfinity);

@@ -8,7 +8,7 @@ public static unsafe partial class KernelTable
     /// <summary>
     /// The 16-row interleaved kernels: Q4_0, Q4_1 and Q8_0 on the AVX2 and AVX-512 paths (Q8_0 with AVX-VNNI where the
     /// CPU has the 256-bit VEX form, else by sign transfer onto vpmaddubsw); TQ2_0, and TQ1_0 converted to TQ2_0's tiles, on AVX2 and AVX-512;
-    /// F16, BF16, Q5_0 (with VBMI), Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, Q2_K and Q3_K (the last two with GFNI) on AVX-512.
+    /// F16, BF16, Q5_0 and Q5_1 (with VBMI), Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, Q2_K and Q3_K (the last two with GFNI) on AVX-512.
     /// </summary>
     static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
     {
@@ -18,6 +18,8 @@ public static unsafe partial class KernelTable
             kernels.Add(new Q4_1InterleavedMatVec(isa));
         else if (weightType == GgmlType.Q5_0 && isa == InstructionSet.Avx512 && Q5_0InterleavedMatVec.IsSupported)
             kernels.Add(new Q5_0InterleavedMatVec());
+        else if (weightType == GgmlType.Q5_1 && isa == InstructionSet.Avx512 && Q5_1InterleavedMatVec.IsSupported)
+            kernels.Add(new Q5_1InterleavedMatVec());
         else if (weightType == GgmlType.Q8_0 && Q8_0InterleavedMatVec.IsSupported(isa, AvxVnni.IsSupported))
             kernels.Add(new Q8_0InterleavedMatVec(isa));
         else if (weightType == GgmlType.F16 && isa == InstructionSet.Avx512 && F16InterleavedMatVec.IsSupported)

@@ -68,10 +68,14 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
     /// 2⁻¹¹² is at least 2⁻¹³⁶, an f32 subnormal with room for its 11 bits), and two multiplies per block go.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public override void PrepareActivations(float* x, int n, byte* state)
+    public override void PrepareActivations(float* x, int n, byte* state) => PrepareScaledActivations(x, n, state, StandardActivationBytes(n));
+
+    /// <summary><see cref="PrepareActivations"/> for a Q8_1 row of <paramref name="standardBytes"/> (shared with Q5_1's tiles).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PrepareScaledActivations(float* x, int n, byte* state, int standardBytes)
     {
         Q8_1Kernels.QuantizeRowVector128(x, state, n);
-        var sidecar = state + SidecarOffset(StandardActivationBytes(n));
+        var sidecar = state + SidecarOffset(standardBytes);
         for (var b = 0; b < n / Block; b++)
         {
             var block = state + b * Q8_1BlockBytes;
@@ -84,15 +88,25 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
     /// Whole tiles into the tile layout, the rows past the last whole tile copied unchanged. False, writing nothing,
     /// when the shape does not fit Q4_1 or a tile row has a non-finite d or m.
     /// </summary>
+    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
+        TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, highBits: false);
+
+    /// <summary>
+    /// The tile layout of Q4_1, or of Q5_1 with <paramref name="highBits"/> (its 32-bit qh, after d and m in both
+    /// layouts, as one 64-byte group before the quant groups): 16 d, 16 m, [qh,] the four quant groups.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination)
+    internal static bool TryRepackTiles(byte* source, long rowBytes, int rows, int n, byte* destination, int blockBytes, bool highBits)
     {
-        if (n <= 0 || n % Block != 0 || rowBytes != (long)n / Block * BlockBytes)
+        if (n <= 0 || n % Block != 0 || rowBytes != (long)n / Block * blockBytes)
             return false;
         var blocks = n / Block;
         var tiles = rows / TileRows;
         var tileBytes = TileRows * rowBytes;
-        if (!FiniteScales(source, rowBytes, tiles * TileRows, blocks, BlockBytes) || !FiniteScales(source + 2, rowBytes, tiles * TileRows, blocks, BlockBytes))
+        var tileBlockBytes = TileRows * blockBytes;
+        var quantsFrom = highBits ? 8 : 4;
+        var quantsTo = QuantsOffset + (highBits ? 4 * TileRows : 0);
+        if (!FiniteScales(source, rowBytes, tiles * TileRows, blocks, blockBytes) || !FiniteScales(source + 2, rowBytes, tiles * TileRows, blocks, blockBytes))
             return false;
         for (var tile = 0; tile < tiles; tile++)
         {
@@ -102,12 +116,14 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
                 var row = source + (tile * TileRows + r) * rowBytes;
                 for (var b = 0; b < blocks; b++)
                 {
-                    var block = row + b * BlockBytes;
-                    var tileBlock = dst + b * TileBlockBytes;
+                    var block = row + b * blockBytes;
+                    var tileBlock = dst + b * tileBlockBytes;
                     ((ushort*)tileBlock)[r] = *(ushort*)block;
                     ((ushort*)tileBlock)[TileRows + r] = *(ushort*)(block + 2);
+                    if (highBits)
+                        *(uint*)(tileBlock + QuantsOffset + QuantPosition(r, 0)) = *(uint*)(block + 4);
                     for (var j = 0; j < 4; j++)
-                        *(uint*)(tileBlock + QuantsOffset + QuantPosition(r, j)) = *(uint*)(block + 4 + 4 * j);
+                        *(uint*)(tileBlock + quantsTo + QuantPosition(r, j)) = *(uint*)(block + quantsFrom + 4 * j);
                 }
             }
         }
@@ -266,7 +282,7 @@ public sealed unsafe class Q4_1InterleavedMatVec(InstructionSet isa, bool gfni)
     /// multiply, which the activation sidecar carries instead (see <see cref="PrepareActivations"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> ScaledDown(byte* halves, Vector512<int> signAndMagnitude) =>
+    internal static Vector512<float> ScaledDown(byte* halves, Vector512<int> signAndMagnitude) =>
         (Vector512.ShiftLeft(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)halves)), 13) & signAndMagnitude).AsSingle();
 
     /// <summary>acc + ((d_w·d_a)·sumᵢ + m_w·s_a) for one token and the 16 rows of one block, the reference's float order.</summary>

@@ -88,7 +88,7 @@ public sealed unsafe class Q5_0InterleavedMatVec() : MatVecKernel(GgmlType.Q5_0,
     }
 
     /// <summary>The eight controls of a block: group j's low nibbles (bits 4j..) and high nibbles (bits 16 + 4j..).</summary>
-    private readonly struct BitPicks()
+    internal readonly struct BitPicks()
     {
         public readonly Vector512<byte> Low0 = BitPick(0), Low1 = BitPick(4), Low2 = BitPick(8), Low3 = BitPick(12);
         public readonly Vector512<byte> High0 = BitPick(16), High1 = BitPick(20), High2 = BitPick(24), High3 = BitPick(28);
@@ -96,7 +96,7 @@ public sealed unsafe class Q5_0InterleavedMatVec() : MatVecKernel(GgmlType.Q5_0,
 
     /// <summary>A quant group's codes, nibble | qh bit · 16, for its low (elements 4j..) and high (16 + 4j..) nibbles.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector512<byte> Low, Vector512<byte> High) Codes(Vector512<byte> v, Vector512<ulong> qh, Vector512<byte> lowPick, Vector512<byte> highPick)
+    internal static (Vector512<byte> Low, Vector512<byte> High) Codes(Vector512<byte> v, Vector512<ulong> qh, Vector512<byte> lowPick, Vector512<byte> highPick)
     {
         var nibbles = Vector512.Create((byte)0x0F);
         var fifth = Vector512.Create((byte)0x10);
