@@ -19,7 +19,7 @@ namespace Lutra.Core.Kernels;
 /// bit. Rows after the last whole tile keep the GGUF layout and run through the reference dot product.
 /// </para>
 /// </summary>
-public sealed unsafe class IQ4_NLInterleavedMatVec() : MatVecKernel(GgmlType.IQ4_NL, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
+public sealed unsafe class IQ4_NLInterleavedMatVec() : InterleavedTileMatVec(GgmlType.IQ4_NL, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
 {
     private const int BlockBytes = 18;
     private const int TileBlockBytes = TileRows * BlockBytes;
@@ -28,10 +28,6 @@ public sealed unsafe class IQ4_NLInterleavedMatVec() : MatVecKernel(GgmlType.IQ4
     private const int PrefetchAhead = 8192;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512);
-
-    public override bool RepacksWeights => true;
-
-    public override int RowTile => TileRows;
 
     /// <summary>The Q8_0 row, its n values negated, then d_a of every block as f32 (each part 64-byte aligned).</summary>
     public override int ActivationBytes(int n) => NegatedOffset(n) + AlignUp(n) + AlignUp(n / Block * 4);
@@ -58,37 +54,11 @@ public sealed unsafe class IQ4_NLInterleavedMatVec() : MatVecKernel(GgmlType.IQ4
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
         TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, 0u);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
-    {
-        var tiles = rows / TileRows;
+    private protected override void WholeTiles(byte* weights, long rowBytes, int tiles, byte* state, int n, float* y) =>
         Tiles(weights, rowBytes, tiles, state, state + NegatedOffset(n), (float*)(state + ScalesOffset(n)), n / Block, y);
-        ReferenceRows(weights, rowBytes, tiles * TileRows, rows, state, n, y);
-    }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
-    {
-        var tiles = rows / TileRows;
-        var t = 0;
-        for (; t + 4 <= tokens; t += 4)
-        {
-            var s0 = states + (long)t * stateStride;
-            TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, NegatedOffset(n), ScalesOffset(n), n / Block, y + t * yStride, yStride);
-            for (var k = 0; k < 4; k++)
-                ReferenceRows(weights, rowBytes, tiles * TileRows, rows, s0 + (long)k * stateStride, n, y + (t + k) * yStride);
-        }
-        for (; t < tokens; t++)
-            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void ReferenceRows(byte* weights, long rowBytes, int first, int rows, byte* state, int n, float* y)
-    {
-        var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
-        for (var r = first; r < rows; r++)
-            y[r] = IQ4_NLReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
-    }
+    private protected override void WholeTilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int n, float* y, long yStride) =>
+        TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, NegatedOffset(n), ScalesOffset(n), n / Block, y, yStride);
 
     /// <summary>Whole tiles, one token.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]

@@ -27,7 +27,7 @@ namespace Lutra.Core.Kernels;
 /// keep the GGUF layout and run through the reference dot product.
 /// </para>
 /// </summary>
-public sealed unsafe class IQ4_XSInterleavedMatVec() : MatVecKernel(GgmlType.IQ4_XS, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
+public sealed unsafe class IQ4_XSInterleavedMatVec() : InterleavedTileMatVec(GgmlType.IQ4_XS, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
 {
     private const int SuperBlock = 256;
     private const int BlockBytes = 136;
@@ -41,10 +41,6 @@ public sealed unsafe class IQ4_XSInterleavedMatVec() : MatVecKernel(GgmlType.IQ4
     private const int PrefetchAhead = 8192;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512);
-
-    public override bool RepacksWeights => true;
-
-    public override int RowTile => TileRows;
 
     /// <summary>The Q8_K row, then its n int8 values negated (64-byte aligned): the sign transfer reads both.</summary>
     public override int ActivationBytes(int n) => AlignUp(StandardActivationBytes(n)) + AlignUp(n);
@@ -99,37 +95,11 @@ public sealed unsafe class IQ4_XSInterleavedMatVec() : MatVecKernel(GgmlType.IQ4
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
-    {
-        var blocks = n / SuperBlock;
-        var tiles = rows / TileRows;
-        Tiles(weights, rowBytes, tiles, state, state + AlignUp(StandardActivationBytes(n)), blocks, y);
-        var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
-        for (var r = tiles * TileRows; r < rows; r++)
-            y[r] = IQ4_XSReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
-    }
+    private protected override void WholeTiles(byte* weights, long rowBytes, int tiles, byte* state, int n, float* y) =>
+        Tiles(weights, rowBytes, tiles, state, state + AlignUp(StandardActivationBytes(n)), n / SuperBlock, y);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
-    {
-        var blocks = n / SuperBlock;
-        var tiles = rows / TileRows;
-        var t = 0;
-        for (; t + 4 <= tokens; t += 4)
-        {
-            var s0 = states + (long)t * stateStride;
-            TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, AlignUp(StandardActivationBytes(n)), blocks, y + t * yStride, yStride);
-            for (var k = 0; k < 4; k++)
-            {
-                var activations = new ReadOnlySpan<byte>(s0 + (long)k * stateStride, StandardActivationBytes(n));
-                for (var r = tiles * TileRows; r < rows; r++)
-                    y[(t + k) * yStride + r] = IQ4_XSReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
-            }
-        }
-        for (; t < tokens; t++)
-            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
-    }
+    private protected override void WholeTilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int n, float* y, long yStride) =>
+        TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, AlignUp(StandardActivationBytes(n)), n / SuperBlock, y, yStride);
 
     /// <summary>Whole tiles, one token.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]

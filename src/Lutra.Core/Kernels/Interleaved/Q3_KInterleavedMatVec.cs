@@ -27,7 +27,7 @@ namespace Lutra.Core.Kernels;
 /// through the reference dot product.
 /// </para>
 /// </summary>
-public sealed unsafe class Q3_KInterleavedMatVec() : MatVecKernel(GgmlType.Q3_K, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
+public sealed unsafe class Q3_KInterleavedMatVec() : InterleavedTileMatVec(GgmlType.Q3_K, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
 {
     private const int SuperBlock = 256;
     private const int BlockBytes = 110;
@@ -44,10 +44,6 @@ public sealed unsafe class Q3_KInterleavedMatVec() : MatVecKernel(GgmlType.Q3_K,
     private const int PrefetchAhead = 8192;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512) && Gfni.V512.IsSupported;
-
-    public override bool RepacksWeights => true;
-
-    public override int RowTile => TileRows;
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state) => Q8_KKernels.QuantizeRowAvx512(x, state, n);
@@ -91,37 +87,11 @@ public sealed unsafe class Q3_KInterleavedMatVec() : MatVecKernel(GgmlType.Q3_K,
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
-    {
-        var tiles = rows / TileRows;
+    private protected override void WholeTiles(byte* weights, long rowBytes, int tiles, byte* state, int n, float* y) =>
         Tiles(weights, rowBytes, tiles, state, n / SuperBlock, y);
-        ReferenceRows(weights, rowBytes, tiles * TileRows, rows, state, n, y);
-    }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
-    {
-        var tiles = rows / TileRows;
-        var t = 0;
-        for (; t + 4 <= tokens; t += 4)
-        {
-            var s0 = states + (long)t * stateStride;
-            TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, n / SuperBlock, y + t * yStride, yStride);
-            for (var k = 0; k < 4; k++)
-                ReferenceRows(weights, rowBytes, tiles * TileRows, rows, s0 + (long)k * stateStride, n, y + (t + k) * yStride);
-        }
-        for (; t < tokens; t++)
-            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void ReferenceRows(byte* weights, long rowBytes, int first, int rows, byte* state, int n, float* y)
-    {
-        var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
-        for (var r = first; r < rows; r++)
-            y[r] = Q3_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
-    }
+    private protected override void WholeTilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int n, float* y, long yStride) =>
+        TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, n / SuperBlock, y, yStride);
 
     /// <summary>Whole tiles, one token.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]

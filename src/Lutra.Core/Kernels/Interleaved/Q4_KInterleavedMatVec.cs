@@ -24,7 +24,7 @@ namespace Lutra.Core.Kernels;
 /// GGUF layout and run through the reference dot product.
 /// </para>
 /// </summary>
-public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
+public sealed unsafe class Q4_KInterleavedMatVec() : InterleavedTileMatVec(GgmlType.Q4_K, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
 {
     private const int SuperBlock = 256;
     private const int BlockBytes = 144;
@@ -43,10 +43,6 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
     private const int QuantPrefetchDistance = 8192;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512);
-
-    public override bool RepacksWeights => true;
-
-    public override int RowTile => TileRows;
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state) => Q8_KKernels.QuantizeRowAvx512(x, state, n);
@@ -101,37 +97,11 @@ public sealed unsafe class Q4_KInterleavedMatVec() : MatVecKernel(GgmlType.Q4_K,
         return true;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
-    {
-        var blocks = n / SuperBlock;
-        var tiles = rows / TileRows;
-        Tiles(weights, rowBytes, tiles, state, blocks, y);
-        var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
-        for (var r = tiles * TileRows; r < rows; r++)
-            y[r] = Q4_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
-    }
+    private protected override void WholeTiles(byte* weights, long rowBytes, int tiles, byte* state, int n, float* y) =>
+        Tiles(weights, rowBytes, tiles, state, n / SuperBlock, y);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
-    {
-        var blocks = n / SuperBlock;
-        var tiles = rows / TileRows;
-        var t = 0;
-        for (; t + 4 <= tokens; t += 4)
-        {
-            var s0 = states + (long)t * stateStride;
-            TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, blocks, y + t * yStride, yStride);
-            for (var k = 0; k < 4; k++)
-            {
-                var activations = new ReadOnlySpan<byte>(s0 + (long)k * stateStride, StandardActivationBytes(n));
-                for (var r = tiles * TileRows; r < rows; r++)
-                    y[(t + k) * yStride + r] = Q4_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
-            }
-        }
-        for (; t < tokens; t++)
-            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
-    }
+    private protected override void WholeTilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int n, float* y, long yStride) =>
+        TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, n / SuperBlock, y, yStride);
 
     /// <summary>
     /// GEMM tile: four tokens × 16 rows; each quant group's nibbles are split once for the four tokens. The same

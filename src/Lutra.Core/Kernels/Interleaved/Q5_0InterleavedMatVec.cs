@@ -20,7 +20,7 @@ namespace Lutra.Core.Kernels;
 /// layout and run through the reference dot product.
 /// </para>
 /// </summary>
-public sealed unsafe class Q5_0InterleavedMatVec() : MatVecKernel(GgmlType.Q5_0, InstructionSet.Avx512, "AVX-512 VBMI 16-row interleaved")
+public sealed unsafe class Q5_0InterleavedMatVec() : InterleavedTileMatVec(GgmlType.Q5_0, InstructionSet.Avx512, "AVX-512 VBMI 16-row interleaved")
 {
     private const int BlockBytes = 22;
     private const int TileBlockBytes = TileRows * BlockBytes;
@@ -28,10 +28,6 @@ public sealed unsafe class Q5_0InterleavedMatVec() : MatVecKernel(GgmlType.Q5_0,
     private const int QuantsOffset = HighBitsOffset + 4 * TileRows;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512) && Avx512Vbmi.IsSupported;
-
-    public override bool RepacksWeights => true;
-
-    public override int RowTile => TileRows;
 
     public override int ActivationBytes(int n) => InterleavedSteps.ActivationBytes(StandardActivationBytes(n), n);
 
@@ -42,38 +38,11 @@ public sealed unsafe class Q5_0InterleavedMatVec() : MatVecKernel(GgmlType.Q5_0,
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
         TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, 0u);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
-    {
-        var tiles = rows / TileRows;
+    private protected override void WholeTiles(byte* weights, long rowBytes, int tiles, byte* state, int n, float* y) =>
         Tiles(weights, rowBytes, tiles, state, state + SidecarOffset(StandardActivationBytes(n)), n / Block, y);
-        ReferenceRows(weights, rowBytes, tiles * TileRows, rows, state, n, y);
-    }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
-    {
-        var tiles = rows / TileRows;
-        var sidecarOffset = SidecarOffset(StandardActivationBytes(n));
-        var t = 0;
-        for (; t + 4 <= tokens; t += 4)
-        {
-            var s0 = states + (long)t * stateStride;
-            TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, sidecarOffset, n / Block, y + t * yStride, yStride);
-            for (var k = 0; k < 4; k++)
-                ReferenceRows(weights, rowBytes, tiles * TileRows, rows, s0 + (long)k * stateStride, n, y + (t + k) * yStride);
-        }
-        for (; t < tokens; t++)
-            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void ReferenceRows(byte* weights, long rowBytes, int first, int rows, byte* state, int n, float* y)
-    {
-        var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
-        for (var r = first; r < rows; r++)
-            y[r] = Q5_0Reference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
-    }
+    private protected override void WholeTilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int n, float* y, long yStride) =>
+        TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, SidecarOffset(StandardActivationBytes(n)), n / Block, y, yStride);
 
     /// <summary>
     /// <c>vpmultishiftqb</c> controls: for byte i of each 32-bit lane (the lane's offset in its qword is 0 or 32), the

@@ -17,7 +17,7 @@ namespace Lutra.Core.Kernels;
 /// for bit. Rows after the last whole tile keep the GGUF layout and run through the reference dot product.
 /// </para>
 /// </summary>
-public sealed unsafe class Q5_1InterleavedMatVec() : MatVecKernel(GgmlType.Q5_1, InstructionSet.Avx512, "AVX-512 VBMI 16-row interleaved")
+public sealed unsafe class Q5_1InterleavedMatVec() : InterleavedTileMatVec(GgmlType.Q5_1, InstructionSet.Avx512, "AVX-512 VBMI 16-row interleaved")
 {
     private const int BlockBytes = 24;
     private const int TileBlockBytes = TileRows * BlockBytes;
@@ -26,10 +26,6 @@ public sealed unsafe class Q5_1InterleavedMatVec() : MatVecKernel(GgmlType.Q5_1,
     private const int Q8_1BlockBytes = 36;
 
     public static bool IsSupported => Q5_0InterleavedMatVec.IsSupported;
-
-    public override bool RepacksWeights => true;
-
-    public override int RowTile => TileRows;
 
     public override int ActivationBytes(int n) => InterleavedSteps.ActivationBytes(StandardActivationBytes(n), n);
 
@@ -41,38 +37,11 @@ public sealed unsafe class Q5_1InterleavedMatVec() : MatVecKernel(GgmlType.Q5_1,
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
         Q4_1InterleavedMatVec.TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, highBits: true);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
-    {
-        var tiles = rows / TileRows;
+    private protected override void WholeTiles(byte* weights, long rowBytes, int tiles, byte* state, int n, float* y) =>
         Tiles(weights, rowBytes, tiles, state, state + SidecarOffset(StandardActivationBytes(n)), n / Block, y);
-        ReferenceRows(weights, rowBytes, tiles * TileRows, rows, state, n, y);
-    }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
-    {
-        var tiles = rows / TileRows;
-        var sidecarOffset = SidecarOffset(StandardActivationBytes(n));
-        var t = 0;
-        for (; t + 4 <= tokens; t += 4)
-        {
-            var s0 = states + (long)t * stateStride;
-            TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, sidecarOffset, n / Block, y + t * yStride, yStride);
-            for (var k = 0; k < 4; k++)
-                ReferenceRows(weights, rowBytes, tiles * TileRows, rows, s0 + (long)k * stateStride, n, y + (t + k) * yStride);
-        }
-        for (; t < tokens; t++)
-            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void ReferenceRows(byte* weights, long rowBytes, int first, int rows, byte* state, int n, float* y)
-    {
-        var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
-        for (var r = first; r < rows; r++)
-            y[r] = Q5_1Reference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
-    }
+    private protected override void WholeTilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int n, float* y, long yStride) =>
+        TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, SidecarOffset(StandardActivationBytes(n)), n / Block, y, yStride);
 
     /// <summary>Whole tiles, one token.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]

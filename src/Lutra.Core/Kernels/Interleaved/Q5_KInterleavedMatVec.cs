@@ -23,7 +23,7 @@ namespace Lutra.Core.Kernels;
 /// bit. Rows after the last whole tile keep the GGUF layout and run through the reference dot product.
 /// </para>
 /// </summary>
-public sealed unsafe class Q5_KInterleavedMatVec() : MatVecKernel(GgmlType.Q5_K, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
+public sealed unsafe class Q5_KInterleavedMatVec() : InterleavedTileMatVec(GgmlType.Q5_K, InstructionSet.Avx512, "AVX-512 BW 16-row interleaved")
 {
     private const int SuperBlock = 256;
     private const int BlockBytes = 176;
@@ -39,10 +39,6 @@ public sealed unsafe class Q5_KInterleavedMatVec() : MatVecKernel(GgmlType.Q5_K,
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512);
 
-    public override bool RepacksWeights => true;
-
-    public override int RowTile => TileRows;
-
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public override void PrepareActivations(float* x, int n, byte* state) => Q8_KKernels.QuantizeRowAvx512(x, state, n);
 
@@ -50,37 +46,11 @@ public sealed unsafe class Q5_KInterleavedMatVec() : MatVecKernel(GgmlType.Q5_K,
     public override bool TryPrepareWeights(byte* source, long rowBytes, int rows, int n, byte* destination) =>
         Q4_KInterleavedMatVec.TryRepackTiles(source, rowBytes, rows, n, destination, BlockBytes, highBitGroups: 8);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
-    {
-        var blocks = n / SuperBlock;
-        var tiles = rows / TileRows;
-        Tiles(weights, rowBytes, tiles, state, blocks, y);
-        var activations = new ReadOnlySpan<byte>(state, StandardActivationBytes(n));
-        for (var r = tiles * TileRows; r < rows; r++)
-            y[r] = Q5_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
-    }
+    private protected override void WholeTiles(byte* weights, long rowBytes, int tiles, byte* state, int n, float* y) =>
+        Tiles(weights, rowBytes, tiles, state, n / SuperBlock, y);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void MatMat(byte* weights, long rowBytes, int rows, byte* states, int stateStride, int tokens, int n, float* y, long yStride)
-    {
-        var blocks = n / SuperBlock;
-        var tiles = rows / TileRows;
-        var t = 0;
-        for (; t + 4 <= tokens; t += 4)
-        {
-            var s0 = states + (long)t * stateStride;
-            TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, blocks, y + t * yStride, yStride);
-            for (var k = 0; k < 4; k++)
-            {
-                var activations = new ReadOnlySpan<byte>(s0 + (long)k * stateStride, StandardActivationBytes(n));
-                for (var r = tiles * TileRows; r < rows; r++)
-                    y[(t + k) * yStride + r] = Q5_KReference.Dot(new ReadOnlySpan<byte>(weights + r * rowBytes, (int)rowBytes), activations, n);
-            }
-        }
-        for (; t < tokens; t++)
-            MatVec(weights, rowBytes, rows, states + (long)t * stateStride, n, y + t * yStride);
-    }
+    private protected override void WholeTilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int n, float* y, long yStride) =>
+        TilesFourTokens(weights, rowBytes, tiles, s0, stateStride, n / SuperBlock, y, yStride);
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tiles(byte* weights, long rowBytes, int tiles, byte* state, int blocks, float* y)
