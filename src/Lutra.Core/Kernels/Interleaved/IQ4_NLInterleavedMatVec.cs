@@ -3,6 +3,7 @@ using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Lutra.Core.Quants;
 using static Lutra.Core.Kernels.InterleavedSteps;
+using Grid = Lutra.Core.Kernels.IQ4_XSInterleavedMatVec;
 
 namespace Lutra.Core.Kernels;
 
@@ -64,7 +65,7 @@ public sealed unsafe class IQ4_NLInterleavedMatVec() : InterleavedTileMatVec(Ggm
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tiles(byte* weights, long rowBytes, int tiles, byte* state, byte* negated, float* scales, int blocks, float* y)
     {
-        var magnitudes = IQ4_XSInterleavedMatVec.MagnitudeTable;
+        var magnitudes = Grid.MagnitudeTable;
         var one = Vector512<short>.One;
         for (var tile = 0; tile < tiles; tile++)
         {
@@ -77,8 +78,8 @@ public sealed unsafe class IQ4_NLInterleavedMatVec() : InterleavedTileMatVec(Ggm
                 // The group loads prefetch their own lines; this covers the line a block's scales can start alone.
                 Sse.Prefetch1(w + PrefetchAhead);
                 var q = w + 2 * TileRows;
-                var sumi = (IQ4_XSInterleavedMatVec.Group(q, a, na, one, magnitudes) + IQ4_XSInterleavedMatVec.Group(q + 64, a + 4, na + 4, one, magnitudes))
-                    + (IQ4_XSInterleavedMatVec.Group(q + 128, a + 8, na + 8, one, magnitudes) + IQ4_XSInterleavedMatVec.Group(q + 192, a + 12, na + 12, one, magnitudes));
+                var sumi = (Grid.Group(q, a, na, one, magnitudes) + Grid.Group(q + 64, a + 4, na + 4, one, magnitudes))
+                    + (Grid.Group(q + 128, a + 8, na + 8, one, magnitudes) + Grid.Group(q + 192, a + 12, na + 12, one, magnitudes));
                 acc += HalfToSingle512(w) * Vector512.Create(scales[b]) * Vector512.ConvertToSingle(sumi);
             }
             acc.Store(y + tile * TileRows);
@@ -93,7 +94,7 @@ public sealed unsafe class IQ4_NLInterleavedMatVec() : InterleavedTileMatVec(Ggm
     private static void TilesFourTokens(byte* weights, long rowBytes, int tiles, byte* s0, int stateStride, int negatedOffset, int scalesOffset, int blocks,
         float* y, long yStride)
     {
-        var magnitudes = IQ4_XSInterleavedMatVec.MagnitudeTable;
+        var magnitudes = Grid.MagnitudeTable;
         var one = Vector512<short>.One;
         var s1 = s0 + stateStride;
         var s2 = s1 + stateStride;
@@ -111,11 +112,11 @@ public sealed unsafe class IQ4_NLInterleavedMatVec() : InterleavedTileMatVec(Ggm
                 for (var k = 0; k < 4; k++, q += 64, ao += 4, no += 4)
                 {
                     var v = Vector512.Load(q);
-                    var (lm, hm) = IQ4_XSInterleavedMatVec.Magnitudes(v, magnitudes);
-                    sumi0 += IQ4_XSInterleavedMatVec.LowProduct(v, lm, s0 + ao, s0 + no, one) + IQ4_XSInterleavedMatVec.HighProduct(v, hm, s0 + ao + 16, s0 + no + 16, one);
-                    sumi1 += IQ4_XSInterleavedMatVec.LowProduct(v, lm, s1 + ao, s1 + no, one) + IQ4_XSInterleavedMatVec.HighProduct(v, hm, s1 + ao + 16, s1 + no + 16, one);
-                    sumi2 += IQ4_XSInterleavedMatVec.LowProduct(v, lm, s2 + ao, s2 + no, one) + IQ4_XSInterleavedMatVec.HighProduct(v, hm, s2 + ao + 16, s2 + no + 16, one);
-                    sumi3 += IQ4_XSInterleavedMatVec.LowProduct(v, lm, s3 + ao, s3 + no, one) + IQ4_XSInterleavedMatVec.HighProduct(v, hm, s3 + ao + 16, s3 + no + 16, one);
+                    var (lm, hm) = Grid.Magnitudes(v, magnitudes);
+                    sumi0 += Grid.LowProduct(v, lm, s0 + ao, s0 + no, one) + Grid.HighProduct(v, hm, s0 + ao + 16, s0 + no + 16, one);
+                    sumi1 += Grid.LowProduct(v, lm, s1 + ao, s1 + no, one) + Grid.HighProduct(v, hm, s1 + ao + 16, s1 + no + 16, one);
+                    sumi2 += Grid.LowProduct(v, lm, s2 + ao, s2 + no, one) + Grid.HighProduct(v, hm, s2 + ao + 16, s2 + no + 16, one);
+                    sumi3 += Grid.LowProduct(v, lm, s3 + ao, s3 + no, one) + Grid.HighProduct(v, hm, s3 + ao + 16, s3 + no + 16, one);
                 }
                 var dw = HalfToSingle512(w);
                 var so = scalesOffset + 4 * b;

@@ -19,8 +19,9 @@ namespace Lutra.Core.Kernels;
 /// the bytes are signed and vpmaddubsw (unsigned × signed) takes |T[c]| from a vpshufb table and the activation
 /// negated where c &lt; 8 (bit 3 of the code): a byte-masked blend of the activation's broadcast and that of its
 /// negation, which the activation row carries after the Q8_K row (a blend is one uop; negating per use was two, and
-/// the 4-token GEMM is bound by these uops: llama-1b pp128 at one thread 35 → 48 t/s on an Intel Xeon). |T| ≤ 127 and Q8_K activations lie in [−127, 127] (iscale = −127/max),
-/// so a pair is at most 2·127·127 &lt; 2¹⁵ — but two pairs are not, so every vpmaddubsw output goes straight into
+/// the 4-token GEMM is bound by these uops: llama-1b pp128 at one thread 35 → 48 t/s on an Intel Xeon). |T| ≤ 127
+/// and Q8_K activations lie in [−127, 127] (iscale = −127/max), so a pair is at most 2·127·127 &lt; 2¹⁵ — but two
+/// pairs are not, so every vpmaddubsw output goes straight into
 /// a vpmaddwd against the row's sub-block scale ls − 32 (duplicated in both int16 halves of its lane), which gives
 /// (ls − 32)·Σ T·a in int32. The integer sums are the reference's, and so is the float step per super-block,
 /// (d·d_a)·sumi, so every output equals <see cref="QuantReference.Dot"/> bit for bit. Rows after the last whole tile
