@@ -76,11 +76,7 @@ public sealed unsafe class Q5_1InterleavedMatVec() : InterleavedTileMatVec(GgmlT
     private static Vector512<float> Token(byte* a, byte* sidecar, Vector512<byte> l0, Vector512<byte> l1, Vector512<byte> l2, Vector512<byte> l3,
         Vector512<byte> h0, Vector512<byte> h1, Vector512<byte> h2, Vector512<byte> h3, Vector512<float> dw, Vector512<float> mw, Vector512<float> acc)
     {
-        var low = Avx512BW.MultiplyAddAdjacent(l0, Broadcast512(a)) + Avx512BW.MultiplyAddAdjacent(l1, Broadcast512(a + 4))
-            + (Avx512BW.MultiplyAddAdjacent(l2, Broadcast512(a + 8)) + Avx512BW.MultiplyAddAdjacent(l3, Broadcast512(a + 12)));
-        var high = Avx512BW.MultiplyAddAdjacent(h0, Broadcast512(a + 16)) + Avx512BW.MultiplyAddAdjacent(h1, Broadcast512(a + 20))
-            + (Avx512BW.MultiplyAddAdjacent(h2, Broadcast512(a + 24)) + Avx512BW.MultiplyAddAdjacent(h3, Broadcast512(a + 28)));
-        var sums = Avx512BW.MultiplyAddAdjacent(low, Vector512<short>.One) + Avx512BW.MultiplyAddAdjacent(high, Vector512<short>.One);
+        var sums = Q5_0InterleavedMatVec.BlockSums(a, l0, l1, l2, l3, h0, h1, h2, h3);
         return acc + (dw * Vector512.Create(*(float*)sidecar) * Vector512.ConvertToSingle(sums) + mw * Vector512.Create(*(float*)(sidecar + 4)));
     }
 
