@@ -41,11 +41,15 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     private const int NarrowRows = 256;
     /// <summary>Bytes per row and super-block in the repacked layout: 52 indices and an f16 scale.</summary>
     private const int RepackedBlockBytes = Groups + 2;
-    // Software prefetch 6 KiB (12 groups of a 512-row tile) ahead in the weight stream: the table reads from L2
-    // interleave with the stream, and with the hardware prefetcher alone the kernel read well below the probe
-    // (measured: 17-20 vs 21-24 GB/s for TQ1_0 on the same runs). With 512-row tiles 3-12 KiB and t0/nta
-    // measured alike within the noise (16-24 KiB was slower with the former 256-row tiles).
-    private const int PrefetchDistance = 6144;
+    // Software prefetch of every weight line twice: into L2 8 KiB ahead (16 groups of a 512-row tile), then into L1
+    // 2 KiB ahead. The table reads from L2 interleave with the stream, and with the hardware prefetcher alone the
+    // kernel read well below the probe (Zen 5: 17-20 vs 21-24 GB/s for TQ1_0). One prefetcht0 6 KiB ahead held an
+    // L1 miss buffer per line for a whole memory latency; on the Intel host that capped the stream at 11-12.7 GB/s
+    // (256 MiB streamed, 2048 columns), t1 alone read 11-12, none 9; with the L2 stage first the L1 misses wait for
+    // L2 only: 13.5-14.3 GB/s against a 14-15 probe. Inside llama-1b decode, both versions alternated in one process:
+    // +3-8 % per weight shape. See docs/kernels.md, item 16.
+    private const int PrefetchToL2 = 8192;
+    private const int PrefetchToL1 = 2048;
     /// <summary>Most positive five-trit groups a stored row block has: a block with more is stored negated.</summary>
     private const int MaxPositiveGroups = 25;
     /// <summary>Last-table entry a₂₅₅ + 0; entries LastSigned + j hold a₂₅₅ + j for j ∈ [−26, 25].</summary>
@@ -352,10 +356,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
             var idx = w;
             for (var g = 0; g < Groups; g++, t += TableBytes, idx += tileRows)
             {
-                Sse.Prefetch0(idx + PrefetchDistance);
-                Sse.Prefetch0(idx + PrefetchDistance + 64);
-                Sse.Prefetch0(idx + PrefetchDistance + 128);
-                Sse.Prefetch0(idx + PrefetchDistance + 192);
+                PrefetchLines(idx);
                 var loA = Vector512.Load(t);
                 var loB = Vector512.Load(t + 64);
                 var hiA = Vector512.Load(t + 128);
@@ -366,10 +367,7 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
                 Lookup(ones, Vector512.Load(idx + 192), loA, loB, hiA, hiB, ref low3, ref high3);
                 if (wide)
                 {
-                    Sse.Prefetch0(idx + PrefetchDistance + 256);
-                    Sse.Prefetch0(idx + PrefetchDistance + 320);
-                    Sse.Prefetch0(idx + PrefetchDistance + 384);
-                    Sse.Prefetch0(idx + PrefetchDistance + 448);
+                    PrefetchLines(idx + 256);
                     Lookup(ones, Vector512.Load(idx + 256), loA, loB, hiA, hiB, ref low4, ref high4);
                     Lookup(ones, Vector512.Load(idx + 320), loA, loB, hiA, hiB, ref low5, ref high5);
                     Lookup(ones, Vector512.Load(idx + 384), loA, loB, hiA, hiB, ref low6, ref high6);
@@ -390,6 +388,20 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
                 Flush(low7, high7, scales + 448, da, y + 448);
             }
         }
+    }
+
+    /// <summary>The four weight lines from <paramref name="position"/>, into L2 far ahead and into L1 near.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchLines(byte* position)
+    {
+        Sse.Prefetch1(position + PrefetchToL2);
+        Sse.Prefetch1(position + PrefetchToL2 + 64);
+        Sse.Prefetch1(position + PrefetchToL2 + 128);
+        Sse.Prefetch1(position + PrefetchToL2 + 192);
+        Sse.Prefetch0(position + PrefetchToL1);
+        Sse.Prefetch0(position + PrefetchToL1 + 64);
+        Sse.Prefetch0(position + PrefetchToL1 + 128);
+        Sse.Prefetch0(position + PrefetchToL1 + 192);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
