@@ -115,8 +115,8 @@ public abstract unsafe class HalfInterleavedMatVec<TFormat>(string description) 
             var k = 0;
             for (; k + 4 <= n; k += 4, w += 4 * ColumnBytes)
             {
-                Sse.Prefetch1(w + PrefetchDistance);
-                Sse.Prefetch1(w + PrefetchDistance + 64);
+                PrefetchTwoStage(w + PrefetchDistance, PrefetchDistance);
+                PrefetchTwoStage(w + PrefetchDistance + 64, PrefetchDistance);
                 c0 = Mad(w, x + k, c0);
                 c1 = Mad(w + ColumnBytes, x + k + 1, c1);
                 c2 = Mad(w + 2 * ColumnBytes, x + k + 2, c2);

@@ -25,7 +25,7 @@ public sealed unsafe class IQ4_NLInterleavedMatVec() : InterleavedTileMatVec(Ggm
     private const int BlockBytes = 18;
     private const int TileBlockBytes = TileRows * BlockBytes;
 
-    /// <summary>Into L2, 8 KiB ahead, as the IQ4_XS tiles (<see cref="IQ4_XSInterleavedMatVec.Group"/> prefetches each quant line).</summary>
+    /// <summary>Into L2, 8 KiB ahead, as the IQ4_XS tiles (<see cref="IQ4_XSInterleavedMatVec.Group"/> prefetches each quant line); then into L1 (<see cref="InterleavedSteps.PrefetchTwoStage"/>).</summary>
     private const int PrefetchAhead = 8192;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512);
@@ -76,7 +76,7 @@ public sealed unsafe class IQ4_NLInterleavedMatVec() : InterleavedTileMatVec(Ggm
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, na += Block)
             {
                 // The group loads prefetch their own lines; this covers the line a block's scales can start alone.
-                Sse.Prefetch1(w + PrefetchAhead);
+                PrefetchTwoStage(w + PrefetchAhead, PrefetchAhead);
                 var q = w + 2 * TileRows;
                 var sumi = (Grid.Group(q, a, na, one, magnitudes) + Grid.Group(q + 64, a + 4, na + 4, one, magnitudes))
                     + (Grid.Group(q + 128, a + 8, na + 8, one, magnitudes) + Grid.Group(q + 192, a + 12, na + 12, one, magnitudes));

@@ -40,7 +40,7 @@ public sealed unsafe class Q2_KInterleavedMatVec() : InterleavedTileMatVec(GgmlT
     private const int ActivationBlockBytes = 292;
     private const int BsumsOffset = 4 + SuperBlock;
 
-    /// <summary>Prefetch distance (into L2) over the tile stream (every one of its 21 lines per tile super-block), as Q4_K's.</summary>
+    /// <summary>Prefetch distance into L2 over the tile stream (every one of its 21 lines per tile super-block), as Q4_K's; each line goes into L1 nearer (<see cref="InterleavedSteps.PrefetchTwoStage"/>).</summary>
     private const int PrefetchAhead = 8192;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512) && Gfni.V512.IsSupported;
@@ -113,11 +113,11 @@ public sealed unsafe class Q2_KInterleavedMatVec() : InterleavedTileMatVec(GgmlT
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes)
             {
                 var ahead = w + PrefetchAhead;
-                Sse.Prefetch1(ahead);
-                Sse.Prefetch1(ahead + 64);
-                Sse.Prefetch1(ahead + 128);
-                Sse.Prefetch1(ahead + 192);
-                Sse.Prefetch1(ahead + 256);
+                PrefetchTwoStage(ahead, PrefetchAhead);
+                PrefetchTwoStage(ahead + 64, PrefetchAhead);
+                PrefetchTwoStage(ahead + 128, PrefetchAhead);
+                PrefetchTwoStage(ahead + 192, PrefetchAhead);
+                PrefetchTwoStage(ahead + 256, PrefetchAhead);
                 var scales0 = Vector512.Load(w + ScalesOffset) & nibbles;
                 var scales1 = Vector512.Load(w + ScalesOffset + 64) & nibbles;
                 var scales2 = Vector512.Load(w + ScalesOffset + 128) & nibbles;
@@ -154,10 +154,10 @@ public sealed unsafe class Q2_KInterleavedMatVec() : InterleavedTileMatVec(GgmlT
     {
         var q = w + QuantsOffset + 256 * quarter;
         var x = a + 4 + 128 * (quarter >> 1) + 16 * (quarter & 1);
-        Sse.Prefetch1(ahead + QuantsOffset + 256 * quarter);
-        Sse.Prefetch1(ahead + QuantsOffset + 256 * quarter + 64);
-        Sse.Prefetch1(ahead + QuantsOffset + 256 * quarter + 128);
-        Sse.Prefetch1(ahead + QuantsOffset + 256 * quarter + 192);
+        PrefetchTwoStage(ahead + QuantsOffset + 256 * quarter, PrefetchAhead);
+        PrefetchTwoStage(ahead + QuantsOffset + 256 * quarter + 64, PrefetchAhead);
+        PrefetchTwoStage(ahead + QuantsOffset + 256 * quarter + 128, PrefetchAhead);
+        PrefetchTwoStage(ahead + QuantsOffset + 256 * quarter + 192, PrefetchAhead);
         var v0 = Vector512.Load(q);
         var v1 = Vector512.Load(q + 64);
         var v2 = Vector512.Load(q + 128);

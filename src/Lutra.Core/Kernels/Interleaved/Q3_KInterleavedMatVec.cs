@@ -40,7 +40,7 @@ public sealed unsafe class Q3_KInterleavedMatVec() : InterleavedTileMatVec(GgmlT
     private const int ActivationBlockBytes = 292;
     private const int BsumsOffset = 4 + SuperBlock;
 
-    /// <summary>Into L2, 8 KiB ahead, as <see cref="Q4_KInterleavedMatVec"/> measured best for its tiles of the same kind.</summary>
+    /// <summary>Into L2, 8 KiB ahead, as <see cref="Q4_KInterleavedMatVec"/> measured best for its tiles of the same kind; then into L1 (<see cref="InterleavedSteps.PrefetchTwoStage"/>).</summary>
     private const int PrefetchAhead = 8192;
 
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512) && Gfni.V512.IsSupported;
@@ -117,7 +117,7 @@ public sealed unsafe class Q3_KInterleavedMatVec() : InterleavedTileMatVec(GgmlT
     {
         var ahead = w + PrefetchAhead;
         for (var line = 0; line < 4; line++)
-            Sse.Prefetch1(ahead + 64 * line); // d, scales (224 bytes) and the first hmask line
+            PrefetchTwoStage(ahead + 64 * line, PrefetchAhead); // d, scales (224 bytes) and the first hmask line
         var (s0, s1, s2, s3) = Scales(w);
         // Quarters in the order that keeps each hmask group's lines hot: h = 0 and 1 of the same half share them. Four
         // calls with constant h and half, not a loop: as loop variables they made the JIT build each quarter's GFNI
@@ -138,18 +138,18 @@ public sealed unsafe class Q3_KInterleavedMatVec() : InterleavedTileMatVec(GgmlT
         var hm = w + HighBitsOffset + 64 * 4 * half;
         var x = a + 4 + 128 * h + 16 * half;
         var prefetch = ahead + QuantsOffset + 64 * (8 * h + 4 * half);
-        Sse.Prefetch1(prefetch);
-        Sse.Prefetch1(prefetch + 64);
-        Sse.Prefetch1(prefetch + 128);
-        Sse.Prefetch1(prefetch + 192);
+        PrefetchTwoStage(prefetch, PrefetchAhead);
+        PrefetchTwoStage(prefetch + 64, PrefetchAhead);
+        PrefetchTwoStage(prefetch + 128, PrefetchAhead);
+        PrefetchTwoStage(prefetch + 192, PrefetchAhead);
         if (h == 0)
         {
             // This quarter is the first reader of its four hmask groups.
             var lines = ahead + HighBitsOffset + 64 * 4 * half;
-            Sse.Prefetch1(lines + 64);
-            Sse.Prefetch1(lines + 128);
-            Sse.Prefetch1(lines + 192);
-            Sse.Prefetch1(lines + 256);
+            PrefetchTwoStage(lines + 64, PrefetchAhead);
+            PrefetchTwoStage(lines + 128, PrefetchAhead);
+            PrefetchTwoStage(lines + 192, PrefetchAhead);
+            PrefetchTwoStage(lines + 256, PrefetchAhead);
         }
         var bits = new HighBits(h);
         var (c0, c1, c2, c3) = Codes(Vector512.Load(q), Vector512.Load(hm), bits);

@@ -44,6 +44,7 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     /// Prefetch distance (into L2, as <see cref="InterleavedSteps.PrefetchDistance"/> says why) over the tile stream (every cache line of it, header included), Q4_K's.
     /// Measured as the best of 15 GEMVs over 256 MiB (4096 columns) against a read probe in the same process, on the
     /// shared machine: distance 0 ~50 %, 4 KiB 83-89 %, 8 KiB 84-93 %, 16 KiB 76-90 %, 24 KiB below 8 KiB.
+    /// Each line then goes into L1 2 KiB ahead (<see cref="InterleavedSteps.PrefetchTwoStage"/>).
     /// </summary>
     private const int StreamPrefetchDistance = 8192;
 
@@ -194,11 +195,11 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
             for (var b = 0; b < blocks; b++, w += TileBlockBytes, a += ActivationBlockBytes, side += SuperBlock)
             {
                 var p = w + StreamPrefetchDistance;
-                Sse.Prefetch1(p);
-                Sse.Prefetch1(p + 64);
-                Sse.Prefetch1(p + 128);
-                Sse.Prefetch1(p + 192);
-                Sse.Prefetch1(p + 256);
+                PrefetchTwoStage(p, StreamPrefetchDistance);
+                PrefetchTwoStage(p + 64, StreamPrefetchDistance);
+                PrefetchTwoStage(p + 128, StreamPrefetchDistance);
+                PrefetchTwoStage(p + 192, StreamPrefetchDistance);
+                PrefetchTwoStage(p + 256, StreamPrefetchDistance);
                 var q = w + QuantsOffset;
                 var bsums = a + BsumsOffset;
                 var (sumi, offset) = Group(q, side, bsums, Vector512.Load(w + ScalesOffset));
@@ -236,12 +237,12 @@ public sealed unsafe class Q6_KInterleavedMatVec() : MatVecKernel(GgmlType.Q6_K,
     {
         var six = Vector512.Create((byte)0x3F);
         var p = q + StreamPrefetchDistance;
-        Sse.Prefetch1(p);
-        Sse.Prefetch1(p + 64);
-        Sse.Prefetch1(p + 128);
-        Sse.Prefetch1(p + 192);
-        Sse.Prefetch1(p + 256);
-        Sse.Prefetch1(p + 320);
+        PrefetchTwoStage(p, StreamPrefetchDistance);
+        PrefetchTwoStage(p + 64, StreamPrefetchDistance);
+        PrefetchTwoStage(p + 128, StreamPrefetchDistance);
+        PrefetchTwoStage(p + 192, StreamPrefetchDistance);
+        PrefetchTwoStage(p + 256, StreamPrefetchDistance);
+        PrefetchTwoStage(p + 320, StreamPrefetchDistance);
         var v0 = Vector512.Load(q);
         var v1 = Vector512.Load(q + 64);
         var v2 = Vector512.Load(q + 128);

@@ -63,6 +63,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec(InstructionSet isa, bool gfni)
     /// Prefetch distance (into L2, as <see cref="InterleavedSteps.PrefetchDistance"/> says why) over the tile stream (scales and quants). Best of 11 GEMVs over 128 MB at
     /// 2048 columns, four alternating rounds on the shared machine: none 24-26 GB/s, 2 KiB ~34, 4 KiB 33-36,
     /// 8 KiB 39, 16 KiB 31-39.
+    /// Each line then goes into L1 2 KiB ahead (<see cref="InterleavedSteps.PrefetchTwoStage"/>).
     /// </summary>
     private const int QuantPrefetchDistance = 8192;
 
@@ -233,7 +234,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec(InstructionSet isa, bool gfni)
     private static Vector512<short> Group(byte* q, byte* a)
     {
         var v = Vector512.Load(q);
-        Sse.Prefetch1(q + QuantPrefetchDistance);
+        PrefetchTwoStage(q + QuantPrefetchDistance, QuantPrefetchDistance);
         return Planes(v & Vector512.Create((byte)3), Plane(v, 2), Plane(v, 4), Plane(v, 6), a);
     }
 
@@ -356,7 +357,7 @@ public sealed unsafe class TQ2_0InterleavedMatVec(InstructionSet isa, bool gfni)
                     var ah = a + ActivationQuants + 128 * h;
                     for (var j = 0; j < QuantBytes / 8; j++, q += 64, ah += 4)
                     {
-                        Sse.Prefetch1(q + QuantPrefetchDistance);
+                        PrefetchTwoStage(q + QuantPrefetchDistance, QuantPrefetchDistance);
                         var a0 = Broadcast(ah);
                         var a1 = Broadcast(ah + 32);
                         var a2 = Broadcast(ah + 64);
