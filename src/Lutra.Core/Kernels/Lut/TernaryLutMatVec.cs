@@ -42,14 +42,13 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     /// <summary>Bytes per row and super-block in the repacked layout: 52 indices and an f16 scale.</summary>
     private const int RepackedBlockBytes = Groups + 2;
     // Software prefetch of every weight line twice: into L2 8 KiB ahead (16 groups of a 512-row tile), then into L1
-    // 2 KiB ahead. The table reads from L2 interleave with the stream, and with the hardware prefetcher alone the
+    // 2 KiB ahead (InterleavedSteps.PrefetchTwoStage). The table reads from L2 interleave with the stream, and with the hardware prefetcher alone the
     // kernel read well below the probe (Zen 5: 17-20 vs 21-24 GB/s for TQ1_0). One prefetcht0 6 KiB ahead held an
     // L1 miss buffer per line for a whole memory latency; on the Intel host that capped the stream at 11-12.7 GB/s
     // (256 MiB streamed, 2048 columns), t1 alone read 11-12, none 9; with the L2 stage first the L1 misses wait for
     // L2 only: 13.5-14.3 GB/s against a 14-15 probe. Inside llama-1b decode, both versions alternated in one process:
     // +3-8 % per weight shape. See docs/kernels.md, item 16.
     private const int PrefetchToL2 = 8192;
-    private const int PrefetchToL1 = 2048;
     /// <summary>Most positive five-trit groups a stored row block has: a block with more is stored negated.</summary>
     private const int MaxPositiveGroups = 25;
     /// <summary>Last-table entry a₂₅₅ + 0; entries LastSigned + j hold a₂₅₅ + j for j ∈ [−26, 25].</summary>
@@ -394,14 +393,11 @@ public abstract unsafe class TernaryLutMatVecAvx512 : MatVecKernel
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PrefetchLines(byte* position)
     {
-        Sse.Prefetch1(position + PrefetchToL2);
-        Sse.Prefetch1(position + PrefetchToL2 + 64);
-        Sse.Prefetch1(position + PrefetchToL2 + 128);
-        Sse.Prefetch1(position + PrefetchToL2 + 192);
-        Sse.Prefetch0(position + PrefetchToL1);
-        Sse.Prefetch0(position + PrefetchToL1 + 64);
-        Sse.Prefetch0(position + PrefetchToL1 + 128);
-        Sse.Prefetch0(position + PrefetchToL1 + 192);
+        var ahead = position + PrefetchToL2;
+        InterleavedSteps.PrefetchTwoStage(ahead, PrefetchToL2);
+        InterleavedSteps.PrefetchTwoStage(ahead + 64, PrefetchToL2);
+        InterleavedSteps.PrefetchTwoStage(ahead + 128, PrefetchToL2);
+        InterleavedSteps.PrefetchTwoStage(ahead + 192, PrefetchToL2);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
