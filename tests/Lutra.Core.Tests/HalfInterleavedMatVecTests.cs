@@ -7,15 +7,16 @@ namespace Lutra.Core.Tests;
 /// <summary>
 /// The 16-row interleaved F16 and BF16 kernels against llama.cpp's reference dot (products of the 16-bit values summed
 /// in double). Their f32 sum runs in four column phases, so they are held to f32 rounding of the sum, 1e-5·Σ|w·a|;
-/// MatMat must equal MatVec bit for bit (the same phases per token).
+/// MatMat must equal MatVec bit for bit (the same phases per token). The scaled F16 tiles must give the unscaled
+/// tiles' results bit for bit.
 /// </summary>
 public unsafe class HalfInterleavedMatVecTests
 {
-    private static MatVecKernel Kernel(GgmlType type)
+    private static MatVecKernel Kernel(GgmlType type, bool scaled = false)
     {
         if (!F16InterleavedMatVec.IsSupported)
             Assert.Skip("the interleaved F16 and BF16 kernels need AVX-512");
-        MatVecKernel kernel = type == GgmlType.F16 ? new F16InterleavedMatVec() : new BF16InterleavedMatVec();
+        MatVecKernel kernel = type == GgmlType.BF16 ? new BF16InterleavedMatVec() : scaled ? new ScaledF16InterleavedMatVec() : new F16InterleavedMatVec();
         Assert.Contains(KernelTable.RepackingKernels(type, InstructionSet.Avx512), k => k.GetType() == kernel.GetType());
         return kernel;
     }
@@ -24,17 +25,21 @@ public unsafe class HalfInterleavedMatVecTests
     private static float Value(GgmlType type, ushort bits) =>
         type == GgmlType.F16 ? (float)BitConverter.UInt16BitsToHalf(bits) : BitConverter.Int32BitsToSingle(bits << 16);
 
-    /// <summary>Random weights with zeros, large negative values and subnormals (for BF16: rounded from f32 by truncation).</summary>
-    private static byte[] Weights(GgmlType type, Random rng, int n, int rows)
+    /// <summary>
+    /// Random weights with zeros, negative zeros, large negative values (below <paramref name="limit"/>) and subnormals
+    /// (for BF16: rounded from f32 by truncation).
+    /// </summary>
+    private static byte[] Weights(GgmlType type, Random rng, int n, int rows, double limit = 60000)
     {
         var bits = new ushort[n * rows];
         for (var i = 0; i < bits.Length; i++)
         {
-            bits[i] = (i % 11) switch
+            bits[i] = (i % 13) switch
             {
-                0 => (ushort)(rng.Next(1, type == GgmlType.F16 ? 0x400 : 0x80) | (rng.Next(2) << 15)), // subnormal
+                0 or 5 => (ushort)(rng.Next(1, type == GgmlType.F16 ? 0x400 : 0x80) | (rng.Next(2) << 15)), // subnormal
                 1 => 0,
-                2 => Bits(type, -(rng.NextDouble() * 60000)),
+                3 => 0x8000,
+                2 => Bits(type, -(rng.NextDouble() * limit)),
                 _ => Bits(type, rng.NextDouble() * 2 - 1),
             };
         }
@@ -45,15 +50,16 @@ public unsafe class HalfInterleavedMatVecTests
         type == GgmlType.F16 ? BitConverter.HalfToUInt16Bits((Half)value) : (ushort)(BitConverter.SingleToUInt32Bits((float)value) >> 16);
 
     [Theory]
-    [InlineData(GgmlType.F16)]
-    [InlineData(GgmlType.BF16)]
-    public void MatVec_and_MatMat_match_the_reference_dot(GgmlType type)
+    [InlineData(GgmlType.F16, false)]
+    [InlineData(GgmlType.F16, true)]
+    [InlineData(GgmlType.BF16, false)]
+    public void MatVec_and_MatMat_match_the_reference_dot(GgmlType type, bool scaled)
     {
-        var kernel = Kernel(type);
+        var kernel = Kernel(type, scaled);
         var rng = new Random(4);
         foreach (var (n, rows, tokens) in new[] { (64, 16, 1), (67, 17, 2), (5, 33, 3), (256, 47, 4), (130, 16, 7), (1000, 35, 9) })
         {
-            var weights = Weights(type, rng, n, rows);
+            var weights = Weights(type, rng, n, rows, scaled ? 63.96 : 60000);
             var rowBytes = 2 * n;
             var stride = kernel.ActivationBytes(n);
             var states = (byte*)NativeMemory.AlignedAlloc((nuint)(stride * tokens), 64);
@@ -128,6 +134,83 @@ public unsafe class HalfInterleavedMatVecTests
                 Assert.True(kernel.TryPrepareWeights(pw, 80, 20, 40, packed));
                 MemoryMarshal.Write(weights.AsSpan((15 * 40 + 39) * 2), Half.NaN);
                 Assert.False(kernel.TryPrepareWeights(pw, 80, 20, 40, packed));
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(packed);
+        }
+    }
+
+    /// <summary>
+    /// The scaled tiles give the unscaled tiles' bits on every row and token: the same products enter the same FMAs
+    /// (weights from the largest accepted, 63.97, down to the smallest subnormal, against activations up to f16's largest).
+    /// </summary>
+    [Fact]
+    public void Scaled_F16_tiles_equal_the_unscaled_tiles_bit_for_bit()
+    {
+        var scaled = Kernel(GgmlType.F16, scaled: true);
+        var plain = Kernel(GgmlType.F16);
+        const int n = 1000, rows = 37, tokens = 5;
+        var rng = new Random(8);
+        var weights = Weights(GgmlType.F16, rng, n, rows, limit: 63.96);
+        MemoryMarshal.Write(weights.AsSpan(2 * 7), BitConverter.HalfToUInt16Bits((Half)63.97)); // the largest accepted
+        MemoryMarshal.Write(weights.AsSpan(2 * 8), (ushort)0x0001); // the smallest subnormal
+        MemoryMarshal.Write(weights.AsSpan(2 * 9), (ushort)0x83FF); // the largest negative subnormal
+        float[] Run(MatVecKernel kernel)
+        {
+            var stride = kernel.ActivationBytes(n);
+            var states = (byte*)NativeMemory.AlignedAlloc((nuint)(stride * tokens), 64);
+            var packed = (byte*)NativeMemory.AlignedAlloc((nuint)weights.Length, 64);
+            try
+            {
+                fixed (byte* pw = weights)
+                    Assert.True(kernel.TryPrepareWeights(pw, 2 * n, rows, n, packed));
+                var xr = new Random(9);
+                for (var t = 0; t < tokens; t++)
+                {
+                    var x = Enumerable.Range(0, n).Select(i => (float)((xr.NextDouble() * 2 - 1) * (t == 2 ? 65504 : t == 3 ? 1e-6 : 3))).ToArray();
+                    fixed (float* px = x)
+                        kernel.PrepareActivations(px, n, states + t * stride);
+                }
+                var y = new float[tokens * rows];
+                fixed (float* py = y)
+                {
+                    kernel.MatMat(packed, 2 * n, rows, states, stride, 4, n, py, rows);
+                    kernel.MatVec(packed, 2 * n, rows, states + 4 * stride, n, py + 4 * rows);
+                }
+                return y;
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(states);
+                NativeMemory.AlignedFree(packed);
+            }
+        }
+        var expected = Run(plain);
+        var actual = Run(scaled);
+        for (var i = 0; i < expected.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                $"token {i / rows} row {i % rows}: unscaled {expected[i]}, scaled {actual[i]}");
+    }
+
+    /// <summary>A tile weight of magnitude 64 or more (scaled past f16's range), Inf or NaN makes the scaled tiles refuse the matrix; tail rows may hold anything.</summary>
+    [Fact]
+    public void Scaled_F16_tiles_refuse_weights_from_64_up()
+    {
+        var kernel = Kernel(GgmlType.F16, scaled: true);
+        const int n = 40, rows = 20;
+        var packed = (byte*)NativeMemory.AlignedAlloc((nuint)(2 * n * rows), 64);
+        try
+        {
+            foreach (var (value, accepted) in new[] { (63.97, true), (-63.97, true), (64.0, false), (-64.0, false), (65504.0, false),
+                         (double.PositiveInfinity, false), (double.NaN, false) })
+            {
+                var weights = Weights(GgmlType.F16, new Random(10), n, rows, limit: 63.96);
+                MemoryMarshal.Write(weights.AsSpan((15 * n + 39) * 2), (Half)value);
+                MemoryMarshal.Write(weights.AsSpan((17 * n + 3) * 2), Half.PositiveInfinity); // a tail row: kept as GGUF
+                fixed (byte* pw = weights)
+                    Assert.True(accepted == kernel.TryPrepareWeights(pw, 2 * n, rows, n, packed), $"weight {value}");
             }
         }
         finally

@@ -23,7 +23,11 @@ public static unsafe partial class KernelTable
         else if (weightType == GgmlType.Q8_0 && Q8_0InterleavedMatVec.IsSupported(isa, AvxVnni.IsSupported))
             kernels.Add(new Q8_0InterleavedMatVec(isa));
         else if (weightType == GgmlType.F16 && isa == InstructionSet.Avx512 && F16InterleavedMatVec.IsSupported)
+        {
+            // The scaled tiles first: the same sums with a cheaper widening, for every matrix whose weights are below 64.
+            kernels.Add(new ScaledF16InterleavedMatVec());
             kernels.Add(new F16InterleavedMatVec());
+        }
         else if (weightType == GgmlType.BF16 && isa == InstructionSet.Avx512 && BF16InterleavedMatVec.IsSupported)
             kernels.Add(new BF16InterleavedMatVec());
         else if (weightType == GgmlType.Q4_K && isa == InstructionSet.Avx512 && Q4_KInterleavedMatVec.IsSupported)
