@@ -10,8 +10,9 @@ namespace Lutra.Core.Kernels;
 /// F16 or BF16 weights · activations of the same type over 16-row interleaved tiles, AVX-512. A tile stores, per
 /// column k, the 16 rows' weights contiguously (32 bytes), so one widening load gives column k of 16 rows as the lanes
 /// of a vector and one FMA against x_k broadcast advances 16 rows: no horizontal sum, four independent accumulators
-/// (columns k mod 4). The widening is <typeparamref name="TFormat"/>'s: seven instructions per 16 F16 weights, two per
-/// 16 BF16 weights (BF16 is the top half of an f32).
+/// (columns k mod 4). The widening is <typeparamref name="TFormat"/>'s: nine instructions per 16 F16 weights, three
+/// per 16 F16 weights stored scaled by 2¹⁰ (<see cref="ScaledF16Column"/>), two per 16 BF16 weights (BF16 is the top
+/// half of an f32).
 /// <para>
 /// The activations, rounded to the weight type as ggml does, are kept widened in the sidecar. The float sum runs in
 /// four column phases combined at the end, not in ggml's order, so results differ from the reference by f32 rounding
@@ -195,12 +196,12 @@ public unsafe interface IHalfColumnFormat
     /// <summary>The GGUF-layout kernel for the rows after the last whole tile (its activation row comes first in the state).</summary>
     static abstract MatVecKernel RowKernel();
 
-    /// <summary>16 activation values, exactly.</summary>
+    /// <summary>16 activation values, exactly (times a power of two where the format's weights carry its inverse).</summary>
     static abstract Vector512<float> Widen(Vector256<ushort> bits);
 
     static abstract float ToSingle(ushort bits);
 
-    /// <summary>16 weights, exactly, for the values <see cref="Accepts"/> lets into a tile.</summary>
+    /// <summary>16 stored weights (<see cref="Stored"/>) as floats, exactly (up to the power of two the activations carry), for the values <see cref="Accepts"/> lets into a tile.</summary>
     static abstract Vector512<float> WidenWeights(Vector256<short> bits);
 
     /// <summary>Whether every one of <paramref name="count"/> weights can be widened by <see cref="WidenWeights"/>.</summary>
