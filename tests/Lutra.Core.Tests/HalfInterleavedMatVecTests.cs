@@ -8,18 +8,28 @@ namespace Lutra.Core.Tests;
 /// The 16-row interleaved F16 and BF16 kernels against llama.cpp's reference dot (products of the 16-bit values summed
 /// in double). Their f32 sum runs in four column phases, so they are held to f32 rounding of the sum, 1e-5·Σ|w·a|;
 /// MatMat must equal MatVec bit for bit (the same phases per token). The scaled F16 tiles must give the unscaled
-/// tiles' results bit for bit.
+/// tiles' results bit for bit, and the AVX2 path the AVX-512 path's.
 /// </summary>
 public unsafe class HalfInterleavedMatVecTests
 {
-    private static MatVecKernel Kernel(GgmlType type, bool scaled = false)
+    private static MatVecKernel Kernel(GgmlType type, bool scaled = false, InstructionSet isa = InstructionSet.Avx512)
     {
-        if (!F16InterleavedMatVec.IsSupported)
-            Assert.Skip("the interleaved F16 and BF16 kernels need AVX-512");
-        MatVecKernel kernel = type == GgmlType.BF16 ? new BF16InterleavedMatVec() : scaled ? new ScaledF16InterleavedMatVec() : new F16InterleavedMatVec();
-        Assert.Contains(KernelTable.RepackingKernels(type, InstructionSet.Avx512), k => k.GetType() == kernel.GetType());
+        if (!F16InterleavedMatVec.IsSupportedAt(isa))
+            Assert.Skip($"the interleaved F16 and BF16 kernels' {isa} path is not supported on this CPU");
+        MatVecKernel kernel = type == GgmlType.BF16 ? new BF16InterleavedMatVec(isa) : scaled ? new ScaledF16InterleavedMatVec(isa) : new F16InterleavedMatVec(isa);
+        Assert.Contains(KernelTable.RepackingKernels(type, isa), k => k.GetType() == kernel.GetType() && k.Isa == isa);
         return kernel;
     }
+
+    public static TheoryData<GgmlType, bool, InstructionSet> Paths() => new()
+    {
+        { GgmlType.F16, false, InstructionSet.Avx512 },
+        { GgmlType.F16, true, InstructionSet.Avx512 },
+        { GgmlType.BF16, false, InstructionSet.Avx512 },
+        { GgmlType.F16, false, InstructionSet.Avx2 },
+        { GgmlType.F16, true, InstructionSet.Avx2 },
+        { GgmlType.BF16, false, InstructionSet.Avx2 },
+    };
 
     /// <summary>The value of one 16-bit weight or activation of <paramref name="type"/>.</summary>
     private static float Value(GgmlType type, ushort bits) =>
@@ -50,12 +60,10 @@ public unsafe class HalfInterleavedMatVecTests
         type == GgmlType.F16 ? BitConverter.HalfToUInt16Bits((Half)value) : (ushort)(BitConverter.SingleToUInt32Bits((float)value) >> 16);
 
     [Theory]
-    [InlineData(GgmlType.F16, false)]
-    [InlineData(GgmlType.F16, true)]
-    [InlineData(GgmlType.BF16, false)]
-    public void MatVec_and_MatMat_match_the_reference_dot(GgmlType type, bool scaled)
+    [MemberData(nameof(Paths))]
+    public void MatVec_and_MatMat_match_the_reference_dot(GgmlType type, bool scaled, InstructionSet isa)
     {
-        var kernel = Kernel(type, scaled);
+        var kernel = Kernel(type, scaled, isa);
         var rng = new Random(4);
         foreach (var (n, rows, tokens) in new[] { (64, 16, 1), (67, 17, 2), (5, 33, 3), (256, 47, 4), (130, 16, 7), (1000, 35, 9) })
         {
@@ -146,11 +154,13 @@ public unsafe class HalfInterleavedMatVecTests
     /// The scaled tiles give the unscaled tiles' bits on every row and token: the same products enter the same FMAs
     /// (weights from the largest accepted, 63.97, down to the smallest subnormal, against activations up to f16's largest).
     /// </summary>
-    [Fact]
-    public void Scaled_F16_tiles_equal_the_unscaled_tiles_bit_for_bit()
+    [Theory]
+    [InlineData(InstructionSet.Avx512)]
+    [InlineData(InstructionSet.Avx2)]
+    public void Scaled_F16_tiles_equal_the_unscaled_tiles_bit_for_bit(InstructionSet isa)
     {
-        var scaled = Kernel(GgmlType.F16, scaled: true);
-        var plain = Kernel(GgmlType.F16);
+        var scaled = Kernel(GgmlType.F16, scaled: true, isa);
+        var plain = Kernel(GgmlType.F16, isa: isa);
         const int n = 1000, rows = 37, tokens = 5;
         var rng = new Random(8);
         var weights = Weights(GgmlType.F16, rng, n, rows, limit: 63.96);
@@ -192,6 +202,59 @@ public unsafe class HalfInterleavedMatVecTests
         for (var i = 0; i < expected.Length; i++)
             Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
                 $"token {i / rows} row {i % rows}: unscaled {expected[i]}, scaled {actual[i]}");
+        if (isa == InstructionSet.Avx2 && F16InterleavedMatVec.IsSupported)
+        {
+            // Tile rows only: the rows after the last whole tile go through each path's own GGUF-layout row kernel.
+            var wide = Run(new ScaledF16InterleavedMatVec(InstructionSet.Avx512));
+            for (var i = 0; i < expected.Length; i++)
+                Assert.True(i % rows >= rows / 16 * 16 || BitConverter.SingleToInt32Bits(wide[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                    $"token {i / rows} row {i % rows}: AVX-512 {wide[i]}, AVX2 {actual[i]}");
+        }
+    }
+
+    /// <summary>
+    /// The AVX2 path of the BF16 tiles gives the AVX-512 path's bits on the tile rows (one and several tokens, odd tokens
+    /// left over; the rows after the last whole tile go through each path's own GGUF-layout row kernel).
+    /// </summary>
+    [Fact]
+    public void BF16_AVX2_tiles_equal_the_AVX512_tiles_bit_for_bit()
+    {
+        var narrow = Kernel(GgmlType.BF16, isa: InstructionSet.Avx2);
+        var wide = Kernel(GgmlType.BF16);
+        const int n = 520, rows = 33, tokens = 7;
+        var weights = Weights(GgmlType.BF16, new Random(11), n, rows);
+        float[] Run(MatVecKernel kernel)
+        {
+            var stride = kernel.ActivationBytes(n);
+            var states = (byte*)NativeMemory.AlignedAlloc((nuint)(stride * tokens), 64);
+            var packed = (byte*)NativeMemory.AlignedAlloc((nuint)weights.Length, 64);
+            try
+            {
+                fixed (byte* pw = weights)
+                    Assert.True(kernel.TryPrepareWeights(pw, 2 * n, rows, n, packed));
+                var xr = new Random(12);
+                for (var t = 0; t < tokens; t++)
+                {
+                    var x = Enumerable.Range(0, n).Select(i => (float)((xr.NextDouble() * 2 - 1) * (t + 1))).ToArray();
+                    fixed (float* px = x)
+                        kernel.PrepareActivations(px, n, states + t * stride);
+                }
+                var y = new float[tokens * rows];
+                fixed (float* py = y)
+                    kernel.MatMat(packed, 2 * n, rows, states, stride, tokens, n, py, rows);
+                return y;
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(states);
+                NativeMemory.AlignedFree(packed);
+            }
+        }
+        var expected = Run(wide);
+        var actual = Run(narrow);
+        for (var i = 0; i < expected.Length; i++)
+            Assert.True(i % rows >= rows / 16 * 16 || BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                $"token {i / rows} row {i % rows}: AVX-512 {expected[i]}, AVX2 {actual[i]}");
     }
 
     /// <summary>A tile weight of magnitude 64 or more (scaled past f16's range), Inf or NaN makes the scaled tiles refuse the matrix; tail rows may hold anything.</summary>

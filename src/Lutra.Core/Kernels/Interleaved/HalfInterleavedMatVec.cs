@@ -19,15 +19,25 @@ namespace Lutra.Core.Kernels;
 /// only; a token's result is the same alone or in a batch. Rows after the last whole tile keep the GGUF layout and go
 /// through the row kernel, whose activation state this kernel's state begins with.
 /// </para>
+/// <para>
+/// The AVX2 path reads the same tiles as two halves of eight rows (a column's first 16 bytes are rows 0-7), with the
+/// same four column phases and the same FMAs per lane, so its results are the AVX-512 path's bits.
+/// </para>
 /// </summary>
-public abstract unsafe class HalfInterleavedMatVec<TFormat>(string description) : MatVecKernel(TFormat.Type, InstructionSet.Avx512, description)
+public abstract unsafe class HalfInterleavedMatVec<TFormat>(InstructionSet isa, string description)
+    : MatVecKernel(TFormat.Type, isa, $"{(isa >= InstructionSet.Avx512 ? "AVX-512" : "AVX2")} {description}")
     where TFormat : struct, IHalfColumnFormat
 {
     private const int ColumnBytes = TileRows * 2;
 
-    private readonly MatVecKernel _rows = TFormat.RowKernel();
+    private readonly MatVecKernel _rows = KernelTable.Get(TFormat.Type, isa);
 
+    /// <summary>The AVX-512 path (AVX-512 F/BW).</summary>
     public static bool IsSupported => KernelIsa.IsSupported(InstructionSet.Avx512);
+
+    /// <summary>The AVX-512 path, or the AVX2 path (AVX2 + FMA).</summary>
+    public static bool IsSupportedAt(InstructionSet isa) =>
+        isa >= InstructionSet.Avx512 ? IsSupported : isa == InstructionSet.Avx2 && KernelIsa.IsSupported(isa);
 
     public override bool RepacksWeights => true;
 
@@ -44,8 +54,16 @@ public abstract unsafe class HalfInterleavedMatVec<TFormat>(string description) 
         var halves = (ushort*)state;
         var singles = Singles(state, n);
         var i = 0;
-        for (; i + 16 <= n; i += 16)
-            TFormat.Widen(Vector256.Load(halves + i)).Store(singles + i);
+        if (Isa >= InstructionSet.Avx512)
+        {
+            for (; i + 16 <= n; i += 16)
+                TFormat.Widen(Vector256.Load(halves + i)).Store(singles + i);
+        }
+        else
+        {
+            for (; i + 8 <= n; i += 8)
+                TFormat.Widen256(Vector128.Load(halves + i)).Store(singles + i);
+        }
         for (; i < n; i++)
             singles[i] = TFormat.ToSingle(halves[i]);
     }
@@ -77,7 +95,10 @@ public abstract unsafe class HalfInterleavedMatVec<TFormat>(string description) 
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
         var tiles = rows / TileRows;
-        Tiles(weights, rowBytes, tiles, Singles(state, n), n, y);
+        if (Isa >= InstructionSet.Avx512)
+            Tiles(weights, rowBytes, tiles, Singles(state, n), n, y);
+        else
+            TilesAvx2(weights, rowBytes, tiles, Singles(state, n), n, y);
         if (tiles * TileRows < rows)
             _rows.MatVec(weights + tiles * TileRows * rowBytes, rowBytes, rows - tiles * TileRows, state, n, y + tiles * TileRows);
     }
@@ -88,10 +109,23 @@ public abstract unsafe class HalfInterleavedMatVec<TFormat>(string description) 
         var tiles = rows / TileRows;
         var singlesOffset = _rows.ActivationBytes(n);
         var t = 0;
-        for (; t + 4 <= tokens; t += 4)
-            Tiles(weights, rowBytes, tiles, states + (long)t * stateStride + singlesOffset, stateStride, n, y + t * yStride, yStride);
-        for (; t < tokens; t++)
-            Tiles(weights, rowBytes, tiles, Singles(states + (long)t * stateStride, n), n, y + t * yStride);
+        if (Isa >= InstructionSet.Avx512)
+        {
+            for (; t + 4 <= tokens; t += 4)
+                Tiles(weights, rowBytes, tiles, states + (long)t * stateStride + singlesOffset, stateStride, n, y + t * yStride, yStride);
+            for (; t < tokens; t++)
+                Tiles(weights, rowBytes, tiles, Singles(states + (long)t * stateStride, n), n, y + t * yStride);
+        }
+        else
+        {
+            for (; t + 2 <= tokens; t += 2)
+            {
+                var first = states + (long)t * stateStride + singlesOffset;
+                TilesAvx2((float*)first, (float*)(first + stateStride), weights, rowBytes, tiles, n, y + t * yStride, yStride);
+            }
+            for (; t < tokens; t++)
+                TilesAvx2(weights, rowBytes, tiles, Singles(states + (long)t * stateStride, n), n, y + t * yStride);
+        }
         if (tiles * TileRows < rows)
             _rows.MatMat(weights + tiles * TileRows * rowBytes, rowBytes, rows - tiles * TileRows, states, stateStride, tokens, n,
                 y + tiles * TileRows, yStride);
@@ -186,6 +220,91 @@ public abstract unsafe class HalfInterleavedMatVec<TFormat>(string description) 
             (c30 + c31 + (c32 + c33)).Store(yt + 3 * yStride);
         }
     }
+
+    /// <summary>Rows 0-7 (<paramref name="half"/> 0) or 8-15 (half 1) of column k as floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> HalfColumn(byte* column, int half) => TFormat.WidenWeights256(Vector128.Load((short*)(column + 16 * half)));
+
+    /// <summary>Whole tiles, one token, AVX2: both eight-row halves in one pass, four column phases each.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void TilesAvx2(byte* weights, long rowBytes, int tiles, float* x, int n, float* y)
+    {
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            var w = weights + tile * TileRows * rowBytes;
+            Vector256<float> l0 = default, l1 = default, l2 = default, l3 = default;
+            Vector256<float> h0 = default, h1 = default, h2 = default, h3 = default;
+            var k = 0;
+            for (; k + 4 <= n; k += 4, w += 4 * ColumnBytes)
+            {
+                PrefetchTwoStage(w + PrefetchDistance, PrefetchDistance);
+                PrefetchTwoStage(w + PrefetchDistance + 64, PrefetchDistance);
+                var x0 = Vector256.Create(x[k]);
+                l0 = Fma.MultiplyAdd(HalfColumn(w, 0), x0, l0);
+                h0 = Fma.MultiplyAdd(HalfColumn(w, 1), x0, h0);
+                var x1 = Vector256.Create(x[k + 1]);
+                l1 = Fma.MultiplyAdd(HalfColumn(w + ColumnBytes, 0), x1, l1);
+                h1 = Fma.MultiplyAdd(HalfColumn(w + ColumnBytes, 1), x1, h1);
+                var x2 = Vector256.Create(x[k + 2]);
+                l2 = Fma.MultiplyAdd(HalfColumn(w + 2 * ColumnBytes, 0), x2, l2);
+                h2 = Fma.MultiplyAdd(HalfColumn(w + 2 * ColumnBytes, 1), x2, h2);
+                var x3 = Vector256.Create(x[k + 3]);
+                l3 = Fma.MultiplyAdd(HalfColumn(w + 3 * ColumnBytes, 0), x3, l3);
+                h3 = Fma.MultiplyAdd(HalfColumn(w + 3 * ColumnBytes, 1), x3, h3);
+            }
+            for (; k < n; k++, w += ColumnBytes)
+            {
+                var xk = Vector256.Create(x[k]);
+                l0 = Fma.MultiplyAdd(HalfColumn(w, 0), xk, l0);
+                h0 = Fma.MultiplyAdd(HalfColumn(w, 1), xk, h0);
+            }
+            (l0 + l1 + (l2 + l3)).Store(y + tile * TileRows);
+            (h0 + h1 + (h2 + h3)).Store(y + tile * TileRows + 8);
+        }
+    }
+
+    /// <summary>
+    /// GEMM tile, AVX2: two tokens × eight rows at a time (eight accumulators), each half column widened once for both
+    /// tokens; per token the same four column phases as the one-token pass, so batching does not change results.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void TilesAvx2(float* a0, float* a1, byte* weights, long rowBytes, int tiles, int n, float* y, long yStride)
+    {
+        for (var tile = 0; tile < tiles; tile++)
+        {
+            for (var half = 0; half < 2; half++)
+            {
+                var w = weights + tile * TileRows * rowBytes;
+                Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;
+                Vector256<float> c10 = default, c11 = default, c12 = default, c13 = default;
+                var k = 0;
+                for (; k + 4 <= n; k += 4, w += 4 * ColumnBytes)
+                {
+                    var v = HalfColumn(w, half);
+                    c00 = Fma.MultiplyAdd(v, Vector256.Create(a0[k]), c00);
+                    c10 = Fma.MultiplyAdd(v, Vector256.Create(a1[k]), c10);
+                    v = HalfColumn(w + ColumnBytes, half);
+                    c01 = Fma.MultiplyAdd(v, Vector256.Create(a0[k + 1]), c01);
+                    c11 = Fma.MultiplyAdd(v, Vector256.Create(a1[k + 1]), c11);
+                    v = HalfColumn(w + 2 * ColumnBytes, half);
+                    c02 = Fma.MultiplyAdd(v, Vector256.Create(a0[k + 2]), c02);
+                    c12 = Fma.MultiplyAdd(v, Vector256.Create(a1[k + 2]), c12);
+                    v = HalfColumn(w + 3 * ColumnBytes, half);
+                    c03 = Fma.MultiplyAdd(v, Vector256.Create(a0[k + 3]), c03);
+                    c13 = Fma.MultiplyAdd(v, Vector256.Create(a1[k + 3]), c13);
+                }
+                for (; k < n; k++, w += ColumnBytes)
+                {
+                    var v = HalfColumn(w, half);
+                    c00 = Fma.MultiplyAdd(v, Vector256.Create(a0[k]), c00);
+                    c10 = Fma.MultiplyAdd(v, Vector256.Create(a1[k]), c10);
+                }
+                var yt = y + tile * TileRows + 8 * half;
+                (c00 + c01 + (c02 + c03)).Store(yt);
+                (c10 + c11 + (c12 + c13)).Store(yt + yStride);
+            }
+        }
+    }
 }
 
 /// <summary>A 16-bit float weight type of <see cref="HalfInterleavedMatVec{TFormat}"/>: its widening to f32 and its row kernel.</summary>
@@ -193,16 +312,19 @@ public unsafe interface IHalfColumnFormat
 {
     static abstract GgmlType Type { get; }
 
-    /// <summary>The GGUF-layout kernel for the rows after the last whole tile (its activation row comes first in the state).</summary>
-    static abstract MatVecKernel RowKernel();
-
     /// <summary>16 activation values, exactly (times a power of two where the format's weights carry its inverse).</summary>
     static abstract Vector512<float> Widen(Vector256<ushort> bits);
+
+    /// <summary>8 activation values, as <see cref="Widen"/> gives them (the AVX2 path).</summary>
+    static abstract Vector256<float> Widen256(Vector128<ushort> bits);
 
     static abstract float ToSingle(ushort bits);
 
     /// <summary>16 stored weights (<see cref="Stored"/>) as floats, exactly (up to the power of two the activations carry), for the values <see cref="Accepts"/> lets into a tile.</summary>
     static abstract Vector512<float> WidenWeights(Vector256<short> bits);
+
+    /// <summary>8 stored weights, as <see cref="WidenWeights"/> gives them (the AVX2 path).</summary>
+    static abstract Vector256<float> WidenWeights256(Vector128<short> bits);
 
     /// <summary>Whether every one of <paramref name="count"/> weights can be widened by <see cref="WidenWeights"/>.</summary>
     static abstract bool Accepts(ushort* values, long count);
@@ -219,15 +341,19 @@ public readonly unsafe struct F16Column : IHalfColumnFormat
 {
     public static GgmlType Type => GgmlType.F16;
 
-    public static MatVecKernel RowKernel() => new FloatMatVecAvx512<F16Avx512>();
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Widen(Vector256<ushort> bits) => FloatKernels.HalfToSingle(bits);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Widen256(Vector128<ushort> bits) => FloatKernelsAvx2.HalfToSingle(bits);
 
     public static float ToSingle(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> WidenWeights(Vector256<short> bits) => FloatKernels.FiniteHalfToSingle(bits);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> WidenWeights256(Vector128<short> bits) => FloatKernelsAvx2.HalfToSingle(bits.AsUInt16());
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool Accepts(ushort* halves, long count)
@@ -269,16 +395,21 @@ public readonly unsafe struct ScaledF16Column : IHalfColumnFormat
 
     public static GgmlType Type => GgmlType.F16;
 
-    public static MatVecKernel RowKernel() => new FloatMatVecAvx512<F16Avx512>();
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Widen(Vector256<ushort> bits) => FloatKernels.HalfToSingle(bits) * ActivationScale;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Widen256(Vector128<ushort> bits) => FloatKernelsAvx2.HalfToSingle(bits) * ActivationScale;
 
     public static float ToSingle(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits) * ActivationScale;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> WidenWeights(Vector256<short> bits) =>
         (Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(bits), 13) & Vector512.Create(unchecked((int)0x8FFF_E000))).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> WidenWeights256(Vector128<short> bits) =>
+        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(bits), 13) & Vector256.Create(unchecked((int)0x8FFF_E000))).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool Accepts(ushort* halves, long count)
@@ -310,15 +441,19 @@ public readonly unsafe struct BF16Column : IHalfColumnFormat
 {
     public static GgmlType Type => GgmlType.BF16;
 
-    public static MatVecKernel RowKernel() => new FloatMatVecAvx512<BF16Avx512>();
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Widen(Vector256<ushort> bits) => FloatConversionsAvx512.Bf16ToSingle(bits);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Widen256(Vector128<ushort> bits) => Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(bits).AsUInt32(), 16).AsSingle();
 
     public static float ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> WidenWeights(Vector256<short> bits) => FloatConversionsAvx512.Bf16ToSingle(bits.AsUInt16());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> WidenWeights256(Vector128<short> bits) => Widen256(bits.AsUInt16());
 
     public static bool Accepts(ushort* values, long count) => true;
 
@@ -326,10 +461,11 @@ public readonly unsafe struct BF16Column : IHalfColumnFormat
 }
 
 /// <summary>F16 weights over 16-row interleaved tiles (<see cref="HalfInterleavedMatVec{TFormat}"/>).</summary>
-public sealed class F16InterleavedMatVec() : HalfInterleavedMatVec<F16Column>("AVX-512 16-row interleaved");
+public sealed class F16InterleavedMatVec(InstructionSet isa = InstructionSet.Avx512) : HalfInterleavedMatVec<F16Column>(isa, "16-row interleaved");
 
 /// <summary>F16 weights with |w| &lt; 64 over 16-row interleaved tiles, stored scaled (<see cref="ScaledF16Column"/>).</summary>
-public sealed class ScaledF16InterleavedMatVec() : HalfInterleavedMatVec<ScaledF16Column>("AVX-512 16-row interleaved, weights scaled by 2^10");
+public sealed class ScaledF16InterleavedMatVec(InstructionSet isa = InstructionSet.Avx512)
+    : HalfInterleavedMatVec<ScaledF16Column>(isa, "16-row interleaved, weights scaled by 2^10");
 
 /// <summary>BF16 weights over 16-row interleaved tiles (<see cref="HalfInterleavedMatVec{TFormat}"/>).</summary>
-public sealed class BF16InterleavedMatVec() : HalfInterleavedMatVec<BF16Column>("AVX-512 16-row interleaved");
+public sealed class BF16InterleavedMatVec(InstructionSet isa = InstructionSet.Avx512) : HalfInterleavedMatVec<BF16Column>(isa, "16-row interleaved");

@@ -8,7 +8,7 @@ public static unsafe partial class KernelTable
     /// <summary>
     /// The 16-row interleaved kernels: Q4_0, Q4_1 and Q8_0 on the AVX2 and AVX-512 paths (Q8_0 with AVX-VNNI where the
     /// CPU has the 256-bit VEX form, else by sign transfer onto vpmaddubsw); TQ2_0, and TQ1_0 converted to TQ2_0's tiles, on AVX2 and AVX-512;
-    /// F16, BF16, Q5_0 and Q5_1 (with VBMI), Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, Q2_K and Q3_K (the last two with GFNI) on AVX-512.
+    /// F16 and BF16 on AVX2 and AVX-512; Q5_0 and Q5_1 (with VBMI), Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, Q2_K and Q3_K (the last two with GFNI) on AVX-512.
     /// </summary>
     static partial void AddInterleavedKernels(List<MatVecKernel> kernels, GgmlType weightType, InstructionSet isa)
     {
@@ -22,14 +22,14 @@ public static unsafe partial class KernelTable
             kernels.Add(new Q5_1InterleavedMatVec());
         else if (weightType == GgmlType.Q8_0 && Q8_0InterleavedMatVec.IsSupported(isa, AvxVnni.IsSupported))
             kernels.Add(new Q8_0InterleavedMatVec(isa));
-        else if (weightType == GgmlType.F16 && isa == InstructionSet.Avx512 && F16InterleavedMatVec.IsSupported)
+        else if (weightType == GgmlType.F16 && F16InterleavedMatVec.IsSupportedAt(isa))
         {
             // The scaled tiles first: the same sums with a cheaper widening, for every matrix whose weights are below 64.
-            kernels.Add(new ScaledF16InterleavedMatVec());
-            kernels.Add(new F16InterleavedMatVec());
+            kernels.Add(new ScaledF16InterleavedMatVec(isa));
+            kernels.Add(new F16InterleavedMatVec(isa));
         }
-        else if (weightType == GgmlType.BF16 && isa == InstructionSet.Avx512 && BF16InterleavedMatVec.IsSupported)
-            kernels.Add(new BF16InterleavedMatVec());
+        else if (weightType == GgmlType.BF16 && BF16InterleavedMatVec.IsSupportedAt(isa))
+            kernels.Add(new BF16InterleavedMatVec(isa));
         else if (weightType == GgmlType.Q4_K && isa == InstructionSet.Avx512 && Q4_KInterleavedMatVec.IsSupported)
             kernels.Add(new Q4_KInterleavedMatVec());
         else if (weightType == GgmlType.Q5_K && isa == InstructionSet.Avx512 && Q5_KInterleavedMatVec.IsSupported)
