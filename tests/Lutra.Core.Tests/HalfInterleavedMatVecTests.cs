@@ -151,8 +151,60 @@ public unsafe class HalfInterleavedMatVecTests
     }
 
     /// <summary>
+    /// <paramref name="kernel"/>'s outputs for <paramref name="tokens"/> activation rows (token t scaled by
+    /// <paramref name="scale"/>(t)): MatMat over all tokens but the last, MatVec for the last; row-major by token.
+    /// </summary>
+    private static float[] Outputs(MatVecKernel kernel, byte[] weights, int n, int rows, int tokens, Func<int, double> scale)
+    {
+        var stride = kernel.ActivationBytes(n);
+        var states = (byte*)NativeMemory.AlignedAlloc((nuint)(stride * tokens), 64);
+        var packed = (byte*)NativeMemory.AlignedAlloc((nuint)weights.Length, 64);
+        try
+        {
+            fixed (byte* pw = weights)
+                Assert.True(kernel.TryPrepareWeights(pw, 2 * n, rows, n, packed));
+            var rng = new Random(9);
+            for (var t = 0; t < tokens; t++)
+            {
+                var x = Enumerable.Range(0, n).Select(i => (float)((rng.NextDouble() * 2 - 1) * scale(t))).ToArray();
+                fixed (float* px = x)
+                    kernel.PrepareActivations(px, n, states + t * stride);
+            }
+            var y = new float[tokens * rows];
+            fixed (float* py = y)
+            {
+                kernel.MatMat(packed, 2 * n, rows, states, stride, tokens - 1, n, py, rows);
+                kernel.MatVec(packed, 2 * n, rows, states + (tokens - 1) * stride, n, py + (tokens - 1) * rows);
+            }
+            return y;
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(states);
+            NativeMemory.AlignedFree(packed);
+        }
+    }
+
+    /// <summary>
+    /// Asserts <paramref name="actual"/> is <paramref name="expected"/> bit for bit, on every row or (with
+    /// <paramref name="tileRowsOnly"/>) on the rows of whole tiles: the rows after them go through each instruction
+    /// set's own GGUF-layout row kernel.
+    /// </summary>
+    private static void AssertSameBits(float[] expected, float[] actual, int rows, bool tileRowsOnly, string what)
+    {
+        for (var i = 0; i < expected.Length; i++)
+        {
+            if (tileRowsOnly && i % rows >= rows / 16 * 16)
+                continue;
+            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                $"token {i / rows} row {i % rows}: {what}: {expected[i]} against {actual[i]}");
+        }
+    }
+
+    /// <summary>
     /// The scaled tiles give the unscaled tiles' bits on every row and token: the same products enter the same FMAs
-    /// (weights from the largest accepted, 63.97, down to the smallest subnormal, against activations up to f16's largest).
+    /// (weights from the largest accepted, 63.97, down to the smallest subnormal, against activations up to f16's
+    /// largest); the AVX2 path gives the AVX-512 path's bits on the tile rows.
     /// </summary>
     [Theory]
     [InlineData(InstructionSet.Avx512)]
@@ -161,100 +213,29 @@ public unsafe class HalfInterleavedMatVecTests
     {
         var scaled = Kernel(GgmlType.F16, scaled: true, isa);
         var plain = Kernel(GgmlType.F16, isa: isa);
-        const int n = 1000, rows = 37, tokens = 5;
-        var rng = new Random(8);
-        var weights = Weights(GgmlType.F16, rng, n, rows, limit: 63.96);
+        const int n = 1000, rows = 37, tokens = 6;
+        var weights = Weights(GgmlType.F16, new Random(8), n, rows, limit: 63.96);
         MemoryMarshal.Write(weights.AsSpan(2 * 7), BitConverter.HalfToUInt16Bits((Half)63.97)); // the largest accepted
         MemoryMarshal.Write(weights.AsSpan(2 * 8), (ushort)0x0001); // the smallest subnormal
         MemoryMarshal.Write(weights.AsSpan(2 * 9), (ushort)0x83FF); // the largest negative subnormal
-        float[] Run(MatVecKernel kernel)
-        {
-            var stride = kernel.ActivationBytes(n);
-            var states = (byte*)NativeMemory.AlignedAlloc((nuint)(stride * tokens), 64);
-            var packed = (byte*)NativeMemory.AlignedAlloc((nuint)weights.Length, 64);
-            try
-            {
-                fixed (byte* pw = weights)
-                    Assert.True(kernel.TryPrepareWeights(pw, 2 * n, rows, n, packed));
-                var xr = new Random(9);
-                for (var t = 0; t < tokens; t++)
-                {
-                    var x = Enumerable.Range(0, n).Select(i => (float)((xr.NextDouble() * 2 - 1) * (t == 2 ? 65504 : t == 3 ? 1e-6 : 3))).ToArray();
-                    fixed (float* px = x)
-                        kernel.PrepareActivations(px, n, states + t * stride);
-                }
-                var y = new float[tokens * rows];
-                fixed (float* py = y)
-                {
-                    kernel.MatMat(packed, 2 * n, rows, states, stride, 4, n, py, rows);
-                    kernel.MatVec(packed, 2 * n, rows, states + 4 * stride, n, py + 4 * rows);
-                }
-                return y;
-            }
-            finally
-            {
-                NativeMemory.AlignedFree(states);
-                NativeMemory.AlignedFree(packed);
-            }
-        }
-        var expected = Run(plain);
-        var actual = Run(scaled);
-        for (var i = 0; i < expected.Length; i++)
-            Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
-                $"token {i / rows} row {i % rows}: unscaled {expected[i]}, scaled {actual[i]}");
+        static double Scale(int t) => t == 2 ? 65504 : t == 3 ? 1e-6 : 3;
+        var actual = Outputs(scaled, weights, n, rows, tokens, Scale);
+        AssertSameBits(Outputs(plain, weights, n, rows, tokens, Scale), actual, rows, tileRowsOnly: false, "unscaled against scaled");
         if (isa == InstructionSet.Avx2 && F16InterleavedMatVec.IsSupported)
-        {
-            // Tile rows only: the rows after the last whole tile go through each path's own GGUF-layout row kernel.
-            var wide = Run(new ScaledF16InterleavedMatVec(InstructionSet.Avx512));
-            for (var i = 0; i < expected.Length; i++)
-                Assert.True(i % rows >= rows / 16 * 16 || BitConverter.SingleToInt32Bits(wide[i]) == BitConverter.SingleToInt32Bits(actual[i]),
-                    $"token {i / rows} row {i % rows}: AVX-512 {wide[i]}, AVX2 {actual[i]}");
-        }
+            AssertSameBits(Outputs(new ScaledF16InterleavedMatVec(InstructionSet.Avx512), weights, n, rows, tokens, Scale), actual, rows,
+                tileRowsOnly: true, "AVX-512 against AVX2");
     }
 
-    /// <summary>
-    /// The AVX2 path of the BF16 tiles gives the AVX-512 path's bits on the tile rows (one and several tokens, odd tokens
-    /// left over; the rows after the last whole tile go through each path's own GGUF-layout row kernel).
-    /// </summary>
+    /// <summary>The AVX2 path of the BF16 tiles gives the AVX-512 path's bits on the tile rows (odd token counts left over).</summary>
     [Fact]
     public void BF16_AVX2_tiles_equal_the_AVX512_tiles_bit_for_bit()
     {
         var narrow = Kernel(GgmlType.BF16, isa: InstructionSet.Avx2);
         var wide = Kernel(GgmlType.BF16);
-        const int n = 520, rows = 33, tokens = 7;
+        const int n = 520, rows = 33, tokens = 8;
         var weights = Weights(GgmlType.BF16, new Random(11), n, rows);
-        float[] Run(MatVecKernel kernel)
-        {
-            var stride = kernel.ActivationBytes(n);
-            var states = (byte*)NativeMemory.AlignedAlloc((nuint)(stride * tokens), 64);
-            var packed = (byte*)NativeMemory.AlignedAlloc((nuint)weights.Length, 64);
-            try
-            {
-                fixed (byte* pw = weights)
-                    Assert.True(kernel.TryPrepareWeights(pw, 2 * n, rows, n, packed));
-                var xr = new Random(12);
-                for (var t = 0; t < tokens; t++)
-                {
-                    var x = Enumerable.Range(0, n).Select(i => (float)((xr.NextDouble() * 2 - 1) * (t + 1))).ToArray();
-                    fixed (float* px = x)
-                        kernel.PrepareActivations(px, n, states + t * stride);
-                }
-                var y = new float[tokens * rows];
-                fixed (float* py = y)
-                    kernel.MatMat(packed, 2 * n, rows, states, stride, tokens, n, py, rows);
-                return y;
-            }
-            finally
-            {
-                NativeMemory.AlignedFree(states);
-                NativeMemory.AlignedFree(packed);
-            }
-        }
-        var expected = Run(wide);
-        var actual = Run(narrow);
-        for (var i = 0; i < expected.Length; i++)
-            Assert.True(i % rows >= rows / 16 * 16 || BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
-                $"token {i / rows} row {i % rows}: AVX-512 {expected[i]}, AVX2 {actual[i]}");
+        AssertSameBits(Outputs(wide, weights, n, rows, tokens, t => t + 1), Outputs(narrow, weights, n, rows, tokens, t => t + 1), rows,
+            tileRowsOnly: true, "AVX-512 against AVX2");
     }
 
     /// <summary>A tile weight of magnitude 64 or more (scaled past f16's range), Inf or NaN makes the scaled tiles refuse the matrix; tail rows may hold anything.</summary>
