@@ -143,90 +143,82 @@ public static unsafe class Q8_KKernels
     }
 
 
-    // Unsigned weight codes × signed activations, pairs summed to int16 (vpmaddubsw), then pairs of int16 times
-    // a per-lane int16 factor summed to int32 (vpmaddwd). Callers keep |pair| · factor · 2 inside int32.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> MulAdd(Vector512<byte> codes, sbyte* a, Vector512<short> factor) =>
-        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(codes, Vector512.Load(a)), factor);
-
-    /// <summary>TQ2_0 · Q8_K. Ternary digits t ∈ {0,1,2} (value t − 1), placed like Q2_K's 2-bit codes.</summary>
+    /// <summary>
+    /// TQ2_0 · Q8_K. Ternary digits t ∈ {0,1,2} (value t − 1), placed like Q2_K's 2-bit codes. Per super-block the
+    /// four 64-element products stay in int16 (|Σ| ≤ 4·2·3·127), and the −Σa of the digit offset comes in as the
+    /// sixteen activation sums in the int32 lanes (<see cref="TernaryBlock"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float DotTQ2_0Avx512(byte* w, byte* a, int n)
     {
         const int bytes = 66;
         var mask = Vector256.Create((byte)3);
-        var ones = Vector512<short>.One;
         var sum = 0f;
         for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
         {
-            var d = HalfLookup.ToSingle(w + 64) * *(float*)a;
-            var bsums = (short*)(a + Q8_KBsums);
-            var sumA = 0;
-            for (var j = 0; j < 16; j++)
-                sumA += bsums[j];
-            var acc = Vector512<int>.Zero;
+            var aq = (sbyte*)(a + Q8_KQs);
+            var sums = Vector512<short>.Zero;
             for (var h = 0; h < 2; h++)
             {
                 var q = Vector256.Load(w + 32 * h);
                 var first = VectorJoin.Join(q & mask, Vector256.ShiftRightLogical(q.AsUInt16(), 2).AsByte() & mask);
                 var second = VectorJoin.Join(Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & mask,
                     Vector256.ShiftRightLogical(q.AsUInt16(), 6).AsByte() & mask);
-                acc += MulAdd(first, (sbyte*)(a + Q8_KQs + 128 * h), ones);
-                acc += MulAdd(second, (sbyte*)(a + Q8_KQs + 128 * h + 64), ones);
+                sums += Avx512BW.MultiplyAddAdjacent(first, Vector512.Load(aq + 128 * h));
+                sums += Avx512BW.MultiplyAddAdjacent(second, Vector512.Load(aq + 128 * h + 64));
             }
-            sum += d * (Vector512.Sum(acc) - sumA);
+            sum += TernaryBlock(sums, a, HalfLookup.ToSingle(w + 64));
         }
         return sum;
     }
 
-    /// <summary>TQ1_0 · Q8_K. Five trits per byte as a base-3 fixed-point fraction (formats.md §2.5).</summary>
+    /// <summary>
+    /// TQ1_0 · Q8_K. Five trits per byte as a base-3 fixed-point fraction (formats.md §2.5): trit k of a byte q is
+    /// the top of (q·3^k mod 256)·3, i.e. (v ≥ 86) + (v ≥ 171) for v = q·3^k mod 256, computed on bytes. qs[0..32)
+    /// give elements 32k + m, qs[32..48) elements 160 + 16k + m and qh[j] elements 240 + 4k + j, so the four
+    /// 64-element steps [v0|v1], [v2|v3], [v4|p0 p1], [p2 p3|p4 qh] read the activations in element order. Sums
+    /// as <see cref="DotTQ2_0Avx512"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static float DotTQ1_0Avx512(byte* w, byte* a, int n)
     {
         const int bytes = 54;
-        ReadOnlySpan<ushort> pow3 = [1, 3, 9, 27, 81];
-        var byteMask = Vector512.Create((ushort)0xFF);
         var sum = 0f;
         for (var b = 0; b < n / SuperBlock; b++, w += bytes, a += Q8_KBytes)
         {
-            var d = HalfLookup.ToSingle(w + 52) * *(float*)a;
-            var bsums = (short*)(a + Q8_KBsums);
-            var sumA = 0;
-            for (var j = 0; j < 16; j++)
-                sumA += bsums[j];
             var aq = (sbyte*)(a + Q8_KQs);
-            var acc = Vector512<int>.Zero;
-            // qs[0..32): trit k of byte m is element 32k + m.
-            var q32 = Avx512BW.ConvertToVector512UInt16(Vector256.Load(w));
-            for (var k = 0; k < 5; k++)
-                acc += Avx512BW.MultiplyAddAdjacent(Trits(q32, pow3[k], byteMask), SignExtend32(aq + 32 * k));
-            // qs[32..48): trit k of byte 32 + m is element 160 + 16k + m.
-            var q16 = Avx2.ConvertToVector256Int16(Vector128.Load(w + 32)).AsUInt16();
-            var acc16 = Vector256<int>.Zero;
-            for (var k = 0; k < 5; k++)
-            {
-                var t = ((((q16 * pow3[k]) & Vector256.Create((ushort)0xFF)) * 3) >> 8).AsInt16();
-                acc16 += Avx2.MultiplyAddAdjacent(t, Avx2.ConvertToVector256Int16(Vector128.Load(aq + 160 + 16 * k)));
-            }
-            // qh[0..4): trit k of byte j is element 240 + 4k + j (four trits per byte).
-            var tail = 0;
-            for (var j = 0; j < 4; j++)
-            {
-                for (var k = 0; k < 4; k++)
-                {
-                    var p = (byte)(w[48 + j] * pow3[k]);
-                    tail += ((p * 3) >> 8) * aq[240 + 4 * k + j];
-                }
-            }
-            sum += d * (Vector512.Sum(acc) + Vector256.Sum(acc16) + tail - sumA);
+            var v0 = Vector256.Load(w);
+            var v1 = v0 + v0 + v0;
+            var v2 = v1 + v1 + v1;
+            var v3 = v2 + v2 + v2;
+            var v4 = v3 + v3 + v3;
+            var tail = TQ1_0Vector128.TailPowers(w);
+            var sums = Avx512BW.MultiplyAddAdjacent(Trits(VectorJoin.Join(v0, v1)), Vector512.Load(aq))
+                + Avx512BW.MultiplyAddAdjacent(Trits(VectorJoin.Join(v2, v3)), Vector512.Load(aq + 64))
+                + (Avx512BW.MultiplyAddAdjacent(Trits(VectorJoin.Join(v4, Vector256.Create(tail.P0, tail.P1))), Vector512.Load(aq + 128))
+                + Avx512BW.MultiplyAddAdjacent(Trits(VectorJoin.Join(Vector256.Create(tail.P2, tail.P3), Vector256.Create(tail.P4, tail.High))), Vector512.Load(aq + 192)));
+            sum += TernaryBlock(sums, a, HalfLookup.ToSingle(w + 52));
         }
         return sum;
     }
 
+    /// <summary>The trit (v ≥ 86) + (v ≥ 171) of every byte v = q·3^k mod 256.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Trits(Vector512<ushort> bytes, ushort pow, Vector512<ushort> byteMask) =>
-        ((((bytes * pow) & byteMask) * 3) >> 8).AsInt16();
+    private static Vector512<byte> Trits(Vector512<byte> v) =>
+        Vector512<byte>.Zero - Vector512.GreaterThanOrEqual(v, Vector512.Create((byte)86)) - Vector512.GreaterThanOrEqual(v, Vector512.Create((byte)171));
 
+    /// <summary>
+    /// d·d_a·(Σ t·a − Σ a) of one ternary super-block, in the reference's order (the integer sum, then one multiply by
+    /// the product of the two scales), so the row sums equal <see cref="QuantReference.Dot"/> bit for bit: the int16
+    /// pair sums of t·a (all 256 elements) summed to int32 pairs, minus the sixteen 16-element activation sums, one per
+    /// lane, then the lanes added (|·| &lt; 2¹⁷ each, exact).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> SignExtend32(sbyte* p) => Avx512BW.ConvertToVector512Int16(Vector256.Load(p));
+    private static float TernaryBlock(Vector512<short> sums, byte* a, float d)
+    {
+        var lanes = Avx512BW.MultiplyAddAdjacent(sums, Vector512<short>.One)
+            - Avx512F.ConvertToVector512Int32(Vector256.Load((short*)(a + Q8_KBsums)));
+        return d * *(float*)a * Vector512.Sum(lanes);
+    }
+
 }
