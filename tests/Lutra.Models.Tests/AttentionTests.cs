@@ -149,6 +149,45 @@ public class AttentionTests
         Assert.Equal(Run(1), Run(3));
     }
 
+    [Theory]
+    [InlineData(32, 8, 64)]
+    [InlineData(8, 8, 64)]
+    [InlineData(14, 2, 64)]
+    [InlineData(8, 2, 128)]
+    [InlineData(6, 1, 128)]
+    public void F16_decode_widening_inside_the_loops_gives_the_tile_buffer_bits(int heads, int kvHeads, int headDim)
+    {
+        // FusedScores/FusedValues run the tile-buffer path's FMAs in the same order per output: the results must be
+        // identical, at group sizes with and without a remainder of four rows, across tiles and decode chunks, on one
+        // and two threads.
+        const int context = 600;
+        var rng = new Random(heads * 131 + headDim);
+        var kvDim = kvHeads * headDim;
+        var k = new float[kvDim];
+        var v = new float[kvDim];
+        var q = new float[heads * headDim];
+        foreach (var length in new[] { 1, 17, 64, 65, 200, 256, 257, 600 })
+        {
+            var cache = new KvCache(1, context, kvDim, KvCacheType.F16);
+            for (var p = 0; p < length; p++)
+            {
+                Fill(rng, k, 2f);
+                Fill(rng, v, 1f);
+                cache.Store(0, p, k, v);
+            }
+            Fill(rng, q, length % 2 == 0 ? 6f : 1f);
+            foreach (var threads in new[] { 1, 2 })
+            {
+                using var pool = new ComputePool(threads);
+                var fused = new float[q.Length];
+                var buffered = new float[q.Length];
+                new AttentionWork(pool, heads, kvHeads, headDim, context).Run(cache, 0, q, 1, length - 1, 0.125f, fused);
+                new AttentionWork(pool, heads, kvHeads, headDim, context) { FusedDecode = false }.Run(cache, 0, q, 1, length - 1, 0.125f, buffered);
+                Assert.Equal(buffered, fused);
+            }
+        }
+    }
+
     [Fact]
     public void ExpNonPositive_is_within_two_ulps_of_MathF_Exp()
     {

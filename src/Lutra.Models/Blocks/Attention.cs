@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Lutra.Core.Kernels;
 using Lutra.Core.Threading;
 
@@ -337,6 +338,7 @@ public sealed unsafe class AttentionWork : IComputeWork
         var hd = _headDim;
         var offset = kvHead * hd;
         var scores = _scores + ((long)kvHead * _maxChunks + chunk) * rows * DecodeChunk;
+        var fused = FusedDecode && hd % FusedDims == 0 && KernelIsa.Selected >= InstructionSet.Avx512 && Vector512.IsHardwareAccelerated;
         fixed (Half* kh = cache.HalfKeys(_layer))
         fixed (Half* vh = cache.HalfValues(_layer))
         {
@@ -345,13 +347,19 @@ public sealed unsafe class AttentionWork : IComputeWork
                 for (var j0 = keyStart; j0 < keyLimit; j0 += KeyTile)
                 {
                     var count = Math.Min(KeyTile, keyLimit - j0);
-                    WidenKeys((ushort*)kh + cache.KeyIndex(j0, offset), s.Keys, count);
-                    for (var row = 0; row < rows; row++)
+                    var tileScores = scores + (j0 - keyStart);
+                    if (fused)
                     {
-                        var w = scores + row * DecodeChunk + (j0 - keyStart);
-                        Scores(s, row, s.Keys, w);
-                        AddStatistics(s, row, w, count);
+                        FusedScores((ushort*)kh + cache.KeyIndex(j0, offset), s.Queries, rows, tileScores);
                     }
+                    else
+                    {
+                        WidenKeys((ushort*)kh + cache.KeyIndex(j0, offset), s.Keys, count);
+                        for (var row = 0; row < rows; row++)
+                            Scores(s, row, s.Keys, tileScores + row * DecodeChunk);
+                    }
+                    for (var row = 0; row < rows; row++)
+                        AddStatistics(s, row, tileScores + row * DecodeChunk, count);
                 }
             }
             if (_phase != Phase.Statistics)
@@ -360,10 +368,198 @@ public sealed unsafe class AttentionWork : IComputeWork
                 {
                     var count = Math.Min(KeyTile, keyLimit - j0);
                     var valueIndex = (long)j0 * cache.KvDim + offset;
+                    var tileScores = scores + (j0 - keyStart);
+                    if (fused)
+                    {
+                        for (var row = 0; row < rows; row++)
+                            NormalizedWeights(s, row, tileScores + row * DecodeChunk, count);
+                        FusedValues((ushort*)vh + valueIndex, cache.KvDim, tileScores, rows, count, s.Acc);
+                        continue;
+                    }
                     HalfConversion.ToSingle((ushort*)vh + valueIndex, cache.KvDim, s.Values, hd, count, hd);
                     for (var row = 0; row < rows; row++)
-                        AddWeighted(s, row, scores + row * DecodeChunk + (j0 - keyStart), count, s.Values, hd);
+                        AddWeighted(s, row, tileScores + row * DecodeChunk, count, s.Values, hd);
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether one-token F16 decode widens K and V inside the score and value loops (<see cref="FusedScores"/>,
+    /// <see cref="FusedValues"/>) where it can (AVX-512, head_dim a multiple of 64); off, it takes the tile-buffer
+    /// path, which the tests compare it with bit for bit.
+    /// </summary>
+    internal bool FusedDecode { get; init; } = true;
+
+    /// <summary>Channels per pass of <see cref="FusedValues"/>: four 512-bit vectors, times four rows of accumulators.</summary>
+    private const int FusedDims = 64;
+
+    /// <summary>
+    /// Scaled scores of <paramref name="rows"/> query rows against one f16 K tile ([head_dim][64]): each channel's 64
+    /// positions are widened once and serve up to four rows (16 accumulator chains), instead of being widened into a
+    /// buffer and read back per row. Per position the same FMAs in the same channel order as <see cref="Scores"/>,
+    /// so the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private void FusedScores(ushort* tile, float* queries, int rows, float* scores)
+    {
+        var hd = _headDim;
+        var scale = Vector512.Create(_scale);
+        var row = 0;
+        for (; row + 4 <= rows; row += 4)
+        {
+            var q0 = queries + row * hd;
+            var q1 = q0 + hd;
+            var q2 = q1 + hd;
+            var q3 = q2 + hd;
+            Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+            Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+            var k = tile;
+            for (var d = 0; d < hd; d++, k += KeyTile)
+            {
+                var k0 = FloatKernels.HalfToSingle(Vector256.Load(k));
+                var k1 = FloatKernels.HalfToSingle(Vector256.Load(k + 16));
+                var k2 = FloatKernels.HalfToSingle(Vector256.Load(k + 32));
+                var k3 = FloatKernels.HalfToSingle(Vector256.Load(k + 48));
+                var b0 = Vector512.Create(q0[d]);
+                a00 = Vector512.FusedMultiplyAdd(b0, k0, a00);
+                a01 = Vector512.FusedMultiplyAdd(b0, k1, a01);
+                a02 = Vector512.FusedMultiplyAdd(b0, k2, a02);
+                a03 = Vector512.FusedMultiplyAdd(b0, k3, a03);
+                var b1 = Vector512.Create(q1[d]);
+                a10 = Vector512.FusedMultiplyAdd(b1, k0, a10);
+                a11 = Vector512.FusedMultiplyAdd(b1, k1, a11);
+                a12 = Vector512.FusedMultiplyAdd(b1, k2, a12);
+                a13 = Vector512.FusedMultiplyAdd(b1, k3, a13);
+                var b2 = Vector512.Create(q2[d]);
+                a20 = Vector512.FusedMultiplyAdd(b2, k0, a20);
+                a21 = Vector512.FusedMultiplyAdd(b2, k1, a21);
+                a22 = Vector512.FusedMultiplyAdd(b2, k2, a22);
+                a23 = Vector512.FusedMultiplyAdd(b2, k3, a23);
+                var b3 = Vector512.Create(q3[d]);
+                a30 = Vector512.FusedMultiplyAdd(b3, k0, a30);
+                a31 = Vector512.FusedMultiplyAdd(b3, k1, a31);
+                a32 = Vector512.FusedMultiplyAdd(b3, k2, a32);
+                a33 = Vector512.FusedMultiplyAdd(b3, k3, a33);
+            }
+            StoreScores(scores + row * DecodeChunk, a00, a01, a02, a03, scale);
+            StoreScores(scores + (row + 1) * DecodeChunk, a10, a11, a12, a13, scale);
+            StoreScores(scores + (row + 2) * DecodeChunk, a20, a21, a22, a23, scale);
+            StoreScores(scores + (row + 3) * DecodeChunk, a30, a31, a32, a33, scale);
+        }
+        for (; row < rows; row++)
+        {
+            var q = queries + row * hd;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            var k = tile;
+            for (var d = 0; d < hd; d++, k += KeyTile)
+            {
+                var b = Vector512.Create(q[d]);
+                a0 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(k)), a0);
+                a1 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(k + 16)), a1);
+                a2 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(k + 32)), a2);
+                a3 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(k + 48)), a3);
+            }
+            StoreScores(scores + row * DecodeChunk, a0, a1, a2, a3, scale);
+        }
+    }
+
+    /// <summary>V rows ahead of the one in use that <see cref="FusedValues"/> prefetches: its rows are KvDim halves apart.</summary>
+    private const int ValuePrefetchRows = 8;
+
+    /// <summary>The two cache lines of 64 f16 channels of one V row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchValueRow(ushort* row)
+    {
+        Sse.Prefetch0(row);
+        Sse.Prefetch0(row + 32);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreScores(float* w, Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, Vector512<float> scale)
+    {
+        (a0 * scale).Store(w);
+        (a1 * scale).Store(w + 16);
+        (a2 * scale).Store(w + 32);
+        (a3 * scale).Store(w + 48);
+    }
+
+    /// <summary>
+    /// acc += Σ_j p[row][j] · V[j] for <paramref name="rows"/> rows over one tile of f16 V rows (<paramref name="stride"/>
+    /// halves apart): 64 channels of a position are widened once and serve up to four rows. Per channel the same FMAs
+    /// in the same position order as <see cref="AccumulateValues"/> (with correction 1), so the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private void FusedValues(ushort* values, long stride, float* weights, int rows, int count, float* acc)
+    {
+        var hd = _headDim;
+        for (var d0 = 0; d0 < hd; d0 += FusedDims)
+        {
+            var row = 0;
+            for (; row + 4 <= rows; row += 4)
+            {
+                var o0 = acc + row * hd + d0;
+                var o1 = o0 + hd;
+                var o2 = o1 + hd;
+                var o3 = o2 + hd;
+                var p0 = weights + row * DecodeChunk;
+                var p1 = p0 + DecodeChunk;
+                var p2 = p1 + DecodeChunk;
+                var p3 = p2 + DecodeChunk;
+                var a00 = Vector512.Load(o0); var a01 = Vector512.Load(o0 + 16); var a02 = Vector512.Load(o0 + 32); var a03 = Vector512.Load(o0 + 48);
+                var a10 = Vector512.Load(o1); var a11 = Vector512.Load(o1 + 16); var a12 = Vector512.Load(o1 + 32); var a13 = Vector512.Load(o1 + 48);
+                var a20 = Vector512.Load(o2); var a21 = Vector512.Load(o2 + 16); var a22 = Vector512.Load(o2 + 32); var a23 = Vector512.Load(o2 + 48);
+                var a30 = Vector512.Load(o3); var a31 = Vector512.Load(o3 + 16); var a32 = Vector512.Load(o3 + 32); var a33 = Vector512.Load(o3 + 48);
+                var v = values + d0;
+                for (var j = 0; j < count; j++, v += stride)
+                {
+                    PrefetchValueRow(v + ValuePrefetchRows * stride);
+                    var v0 = FloatKernels.HalfToSingle(Vector256.Load(v));
+                    var v1 = FloatKernels.HalfToSingle(Vector256.Load(v + 16));
+                    var v2 = FloatKernels.HalfToSingle(Vector256.Load(v + 32));
+                    var v3 = FloatKernels.HalfToSingle(Vector256.Load(v + 48));
+                    var b0 = Vector512.Create(p0[j]);
+                    a00 = Vector512.FusedMultiplyAdd(b0, v0, a00);
+                    a01 = Vector512.FusedMultiplyAdd(b0, v1, a01);
+                    a02 = Vector512.FusedMultiplyAdd(b0, v2, a02);
+                    a03 = Vector512.FusedMultiplyAdd(b0, v3, a03);
+                    var b1 = Vector512.Create(p1[j]);
+                    a10 = Vector512.FusedMultiplyAdd(b1, v0, a10);
+                    a11 = Vector512.FusedMultiplyAdd(b1, v1, a11);
+                    a12 = Vector512.FusedMultiplyAdd(b1, v2, a12);
+                    a13 = Vector512.FusedMultiplyAdd(b1, v3, a13);
+                    var b2 = Vector512.Create(p2[j]);
+                    a20 = Vector512.FusedMultiplyAdd(b2, v0, a20);
+                    a21 = Vector512.FusedMultiplyAdd(b2, v1, a21);
+                    a22 = Vector512.FusedMultiplyAdd(b2, v2, a22);
+                    a23 = Vector512.FusedMultiplyAdd(b2, v3, a23);
+                    var b3 = Vector512.Create(p3[j]);
+                    a30 = Vector512.FusedMultiplyAdd(b3, v0, a30);
+                    a31 = Vector512.FusedMultiplyAdd(b3, v1, a31);
+                    a32 = Vector512.FusedMultiplyAdd(b3, v2, a32);
+                    a33 = Vector512.FusedMultiplyAdd(b3, v3, a33);
+                }
+                a00.Store(o0); a01.Store(o0 + 16); a02.Store(o0 + 32); a03.Store(o0 + 48);
+                a10.Store(o1); a11.Store(o1 + 16); a12.Store(o1 + 32); a13.Store(o1 + 48);
+                a20.Store(o2); a21.Store(o2 + 16); a22.Store(o2 + 32); a23.Store(o2 + 48);
+                a30.Store(o3); a31.Store(o3 + 16); a32.Store(o3 + 32); a33.Store(o3 + 48);
+            }
+            for (; row < rows; row++)
+            {
+                var o = acc + row * hd + d0;
+                var p = weights + row * DecodeChunk;
+                var a0 = Vector512.Load(o); var a1 = Vector512.Load(o + 16); var a2 = Vector512.Load(o + 32); var a3 = Vector512.Load(o + 48);
+                var v = values + d0;
+                for (var j = 0; j < count; j++, v += stride)
+                {
+                    PrefetchValueRow(v + ValuePrefetchRows * stride);
+                    var b = Vector512.Create(p[j]);
+                    a0 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(v)), a0);
+                    a1 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(v + 16)), a1);
+                    a2 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(v + 32)), a2);
+                    a3 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(v + 48)), a3);
+                }
+                a0.Store(o); a1.Store(o + 16); a2.Store(o + 32); a3.Store(o + 48);
             }
         }
     }
@@ -457,6 +653,14 @@ public sealed unsafe class AttentionWork : IComputeWork
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AddWeighted(ThreadScratch s, int row, float* w, int valid, float* values, int valueStride)
     {
+        NormalizedWeights(s, row, w, valid);
+        AccumulateValues(s, row, w, valid, 1f, values, valueStride);
+    }
+
+    /// <summary>w = round_f16(exp(w − max) · (1/Σ)) in place, with the row's final max and sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void NormalizedWeights(ThreadScratch s, int row, float* w, int valid)
+    {
         var width = Vector<float>.Count;
         var max = s.Max[row];
         var inv = (float)(1.0 / s.Sum[row]);
@@ -467,7 +671,6 @@ public sealed unsafe class AttentionWork : IComputeWork
             HalfRounding.RoundToHalf(ExpNonPositive(Vector.Load(w + j) - vmax) * vinv).Store(w + j);
         for (; j < valid; j++)
             w[j] = (float)(Half)(MathF.Exp(w[j] - max) * inv);
-        AccumulateValues(s, row, w, valid, 1f, values, valueStride);
     }
 
     /// <summary>One-pass online softmax (the exact F32 cache rounds nothing, so the sum may divide at the end).</summary>
