@@ -90,4 +90,34 @@ public class RopeTests
         Assert.Equal(sin[0], w[32], 1e-6);
         Assert.Equal(0f, w[1]);
     }
+
+    [Theory]
+    [InlineData("llama", 64, 64)]
+    [InlineData("qwen2", 64, 64)]
+    [InlineData("llama", 128, 128)]
+    [InlineData("qwen2", 128, 64)]
+    public void Vector_rotation_gives_the_per_pair_bits(string architecture, int headDim, int ropeDims)
+    {
+        // RotateVector rewrites x0·cos − x1·sin and x0·sin + x1·cos only in ways that are exact in IEEE arithmetic.
+        var hp = Params(RopeScaling.None, 0) with
+        {
+            Architecture = architecture == "llama" ? Architecture.Llama : Architecture.Qwen2,
+            HeadDim = headDim, EmbeddingLength = 4 * headDim, HeadCount = 4, HeadCountKv = 4, RopeDimensions = ropeDims,
+        };
+        var rope = new Rope(hp, null);
+        var rng = new Random(headDim + ropeDims);
+        foreach (var position in new[] { 0, 1, 37, 4095 })
+        {
+            var cos = new float[ropeDims / 2];
+            var sin = new float[ropeDims / 2];
+            rope.Angles(position, cos, sin);
+            var heads = new float[4 * headDim];
+            for (var i = 0; i < heads.Length; i++)
+                heads[i] = (float)(rng.NextDouble() * 8 - 4);
+            var expected = (float[])heads.Clone();
+            rope.RotateScalar(expected, headDim, cos, sin);
+            rope.Rotate(heads, headDim, cos, sin);
+            Assert.Equal(expected, heads);
+        }
+    }
 }
