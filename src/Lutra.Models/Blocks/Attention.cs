@@ -417,30 +417,11 @@ public sealed unsafe class AttentionWork : IComputeWork
             var k = tile;
             for (var d = 0; d < hd; d++, k += KeyTile)
             {
-                var k0 = FloatKernels.HalfToSingle(Vector256.Load(k));
-                var k1 = FloatKernels.HalfToSingle(Vector256.Load(k + 16));
-                var k2 = FloatKernels.HalfToSingle(Vector256.Load(k + 32));
-                var k3 = FloatKernels.HalfToSingle(Vector256.Load(k + 48));
-                var b0 = Vector512.Create(q0[d]);
-                a00 = Vector512.FusedMultiplyAdd(b0, k0, a00);
-                a01 = Vector512.FusedMultiplyAdd(b0, k1, a01);
-                a02 = Vector512.FusedMultiplyAdd(b0, k2, a02);
-                a03 = Vector512.FusedMultiplyAdd(b0, k3, a03);
-                var b1 = Vector512.Create(q1[d]);
-                a10 = Vector512.FusedMultiplyAdd(b1, k0, a10);
-                a11 = Vector512.FusedMultiplyAdd(b1, k1, a11);
-                a12 = Vector512.FusedMultiplyAdd(b1, k2, a12);
-                a13 = Vector512.FusedMultiplyAdd(b1, k3, a13);
-                var b2 = Vector512.Create(q2[d]);
-                a20 = Vector512.FusedMultiplyAdd(b2, k0, a20);
-                a21 = Vector512.FusedMultiplyAdd(b2, k1, a21);
-                a22 = Vector512.FusedMultiplyAdd(b2, k2, a22);
-                a23 = Vector512.FusedMultiplyAdd(b2, k3, a23);
-                var b3 = Vector512.Create(q3[d]);
-                a30 = Vector512.FusedMultiplyAdd(b3, k0, a30);
-                a31 = Vector512.FusedMultiplyAdd(b3, k1, a31);
-                a32 = Vector512.FusedMultiplyAdd(b3, k2, a32);
-                a33 = Vector512.FusedMultiplyAdd(b3, k3, a33);
+                var keys = new Widened64(k);
+                keys.MultiplyAdd(q0[d], ref a00, ref a01, ref a02, ref a03);
+                keys.MultiplyAdd(q1[d], ref a10, ref a11, ref a12, ref a13);
+                keys.MultiplyAdd(q2[d], ref a20, ref a21, ref a22, ref a23);
+                keys.MultiplyAdd(q3[d], ref a30, ref a31, ref a32, ref a33);
             }
             StoreScores(scores + row * DecodeChunk, a00, a01, a02, a03, scale);
             StoreScores(scores + (row + 1) * DecodeChunk, a10, a11, a12, a13, scale);
@@ -453,13 +434,7 @@ public sealed unsafe class AttentionWork : IComputeWork
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             var k = tile;
             for (var d = 0; d < hd; d++, k += KeyTile)
-            {
-                var b = Vector512.Create(q[d]);
-                a0 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(k)), a0);
-                a1 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(k + 16)), a1);
-                a2 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(k + 32)), a2);
-                a3 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(k + 48)), a3);
-            }
+                new Widened64(k).MultiplyAdd(q[d], ref a0, ref a1, ref a2, ref a3);
             StoreScores(scores + row * DecodeChunk, a0, a1, a2, a3, scale);
         }
     }
@@ -473,6 +448,32 @@ public sealed unsafe class AttentionWork : IComputeWork
     {
         Sse.Prefetch0(row);
         Sse.Prefetch0(row + 32);
+    }
+
+    /// <summary>64 consecutive f16 values widened to four float vectors (exactly: <see cref="FloatKernels.HalfToSingle"/>).</summary>
+    private readonly struct Widened64
+    {
+        private readonly Vector512<float> _v0, _v1, _v2, _v3;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Widened64(ushort* halves)
+        {
+            _v0 = FloatKernels.HalfToSingle(Vector256.Load(halves));
+            _v1 = FloatKernels.HalfToSingle(Vector256.Load(halves + 16));
+            _v2 = FloatKernels.HalfToSingle(Vector256.Load(halves + 32));
+            _v3 = FloatKernels.HalfToSingle(Vector256.Load(halves + 48));
+        }
+
+        /// <summary>aᵢ = factor · vᵢ + aᵢ (one FMA per vector).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void MultiplyAdd(float factor, ref Vector512<float> a0, ref Vector512<float> a1, ref Vector512<float> a2, ref Vector512<float> a3)
+        {
+            var b = Vector512.Create(factor);
+            a0 = Vector512.FusedMultiplyAdd(b, _v0, a0);
+            a1 = Vector512.FusedMultiplyAdd(b, _v1, a1);
+            a2 = Vector512.FusedMultiplyAdd(b, _v2, a2);
+            a3 = Vector512.FusedMultiplyAdd(b, _v3, a3);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -514,30 +515,11 @@ public sealed unsafe class AttentionWork : IComputeWork
                 for (var j = 0; j < count; j++, v += stride)
                 {
                     PrefetchValueRow(v + ValuePrefetchRows * stride);
-                    var v0 = FloatKernels.HalfToSingle(Vector256.Load(v));
-                    var v1 = FloatKernels.HalfToSingle(Vector256.Load(v + 16));
-                    var v2 = FloatKernels.HalfToSingle(Vector256.Load(v + 32));
-                    var v3 = FloatKernels.HalfToSingle(Vector256.Load(v + 48));
-                    var b0 = Vector512.Create(p0[j]);
-                    a00 = Vector512.FusedMultiplyAdd(b0, v0, a00);
-                    a01 = Vector512.FusedMultiplyAdd(b0, v1, a01);
-                    a02 = Vector512.FusedMultiplyAdd(b0, v2, a02);
-                    a03 = Vector512.FusedMultiplyAdd(b0, v3, a03);
-                    var b1 = Vector512.Create(p1[j]);
-                    a10 = Vector512.FusedMultiplyAdd(b1, v0, a10);
-                    a11 = Vector512.FusedMultiplyAdd(b1, v1, a11);
-                    a12 = Vector512.FusedMultiplyAdd(b1, v2, a12);
-                    a13 = Vector512.FusedMultiplyAdd(b1, v3, a13);
-                    var b2 = Vector512.Create(p2[j]);
-                    a20 = Vector512.FusedMultiplyAdd(b2, v0, a20);
-                    a21 = Vector512.FusedMultiplyAdd(b2, v1, a21);
-                    a22 = Vector512.FusedMultiplyAdd(b2, v2, a22);
-                    a23 = Vector512.FusedMultiplyAdd(b2, v3, a23);
-                    var b3 = Vector512.Create(p3[j]);
-                    a30 = Vector512.FusedMultiplyAdd(b3, v0, a30);
-                    a31 = Vector512.FusedMultiplyAdd(b3, v1, a31);
-                    a32 = Vector512.FusedMultiplyAdd(b3, v2, a32);
-                    a33 = Vector512.FusedMultiplyAdd(b3, v3, a33);
+                    var row64 = new Widened64(v);
+                    row64.MultiplyAdd(p0[j], ref a00, ref a01, ref a02, ref a03);
+                    row64.MultiplyAdd(p1[j], ref a10, ref a11, ref a12, ref a13);
+                    row64.MultiplyAdd(p2[j], ref a20, ref a21, ref a22, ref a23);
+                    row64.MultiplyAdd(p3[j], ref a30, ref a31, ref a32, ref a33);
                 }
                 a00.Store(o0); a01.Store(o0 + 16); a02.Store(o0 + 32); a03.Store(o0 + 48);
                 a10.Store(o1); a11.Store(o1 + 16); a12.Store(o1 + 32); a13.Store(o1 + 48);
@@ -553,11 +535,7 @@ public sealed unsafe class AttentionWork : IComputeWork
                 for (var j = 0; j < count; j++, v += stride)
                 {
                     PrefetchValueRow(v + ValuePrefetchRows * stride);
-                    var b = Vector512.Create(p[j]);
-                    a0 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(v)), a0);
-                    a1 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(v + 16)), a1);
-                    a2 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(v + 32)), a2);
-                    a3 = Vector512.FusedMultiplyAdd(b, FloatKernels.HalfToSingle(Vector256.Load(v + 48)), a3);
+                    new Widened64(v).MultiplyAdd(p[j], ref a0, ref a1, ref a2, ref a3);
                 }
                 a0.Store(o); a1.Store(o + 16); a2.Store(o + 32); a3.Store(o + 48);
             }
