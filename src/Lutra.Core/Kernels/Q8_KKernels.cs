@@ -142,7 +142,6 @@ public static unsafe class Q8_KKernels
         return MathF.Max(MathF.Max(m4[0], m4[1]), MathF.Max(m4[2], m4[3]));
     }
 
-
     /// <summary>
     /// TQ2_0 · Q8_K. Ternary digits t ∈ {0,1,2} (value t − 1), placed like Q2_K's 2-bit codes. Per super-block the
     /// four 64-element products stay in int16 (|Σ| ≤ 4·2·3·127), and the −Σa of the digit offset comes in as the
@@ -220,5 +219,4 @@ public static unsafe class Q8_KKernels
             - Avx512F.ConvertToVector512Int32(Vector256.Load((short*)(a + Q8_KBsums)));
         return d * *(float*)a * Vector512.Sum(lanes);
     }
-
 }
