@@ -57,8 +57,10 @@ internal sealed class KernelSelector(
         using var timer = new PoolCandidateTimer(options.Threads);
         var isa = KernelIsa.Selected;
         // The kernels' build is part of the machine a ranking was measured on: a kernel change can reorder the candidates
-        // (their activation preparation once ran unoptimized while timed, which put the lookup tables 2x behind).
-        var machine = $"{CpuIdentity.Value}; Lutra.Core {typeof(MatVecKernel).Assembly.ManifestModule.ModuleVersionId}";
+        // (their activation preparation once ran unoptimized while timed, which put the lookup tables 2x behind). So is
+        // the timer's, which lives in this assembly: how it times a candidate decides rankings as much as the kernels do.
+        var machine = $"{CpuIdentity.Value}; Lutra.Core {typeof(MatVecKernel).Assembly.ManifestModule.ModuleVersionId}; "
+            + $"Lutra.Models {typeof(KernelSelector).Assembly.ManifestModule.ModuleVersionId}";
         var selector = new KernelSelector(options, modelIdentity, machine, t => KernelTable.Get(t, isa),
             t => KernelTable.RepackingKernels(t, isa), timer, repacked, repackCache);
         return selector.Apply(matrices);

@@ -42,6 +42,14 @@ internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, 
     public double Seconds(WeightMatrix matrix, MatVecKernel kernel, byte* weights, int tokens)
     {
         var trial = TrialFor(matrix, kernel, weights, tokens);
+        // In a forward pass a matrix's weights come from memory but its input does not: the activations were just
+        // written and the kernel's state buffer (a lookup-table kernel's 100-400 KB of tables) was written for the
+        // previous matrix. After the round's flush both would be cold, and writing a table buffer that is not in
+        // cache reads it from memory first. On the Intel host, llama-1b TQ1_0's 8192x2048 shape timed the 5-trit tables
+        // 10-15 % behind the TQ2_0 tiles (two loads), where in a decode-ordered sequence of the model's matrices they
+        // were 8 % ahead (264 against 287 µs). One untimed preparation puts the input side in cache and leaves the
+        // weights cold: then one load timed the tables 9 % ahead (216 against 237 µs), one in a busier hour 10 % behind.
+        trial.Prepare();
         var start = System.Diagnostics.Stopwatch.GetTimestamp();
         trial.Run();
         return System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
@@ -114,6 +122,12 @@ internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, 
         // The activations' preparation is part of the cost: a lookup-table kernel's tables take 5-15 % of its product
         // on llama-1b shapes (more on a prompt batch), where a multiply-add kernel's int8 rows take under 1 %. It is
         // charged to every matrix, though Q/K/V (and gate/up) share one preparation in a forward pass.
+        public void Prepare()
+        {
+            _input.Bind(_source, _tokens, _columns);
+            _input.Get(_kernel, out _, _pool, out _);
+        }
+
         public void Run()
         {
             _input.Bind(_source, _tokens, _columns);

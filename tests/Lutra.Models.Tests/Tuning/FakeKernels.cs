@@ -19,10 +19,24 @@ internal sealed unsafe class FakeKernel(string name, bool repacks, GgmlType type
 
     public override bool RepacksWeights => repacks;
 
-    public override void PrepareActivations(float* x, int n, byte* state) => Buffer.MemoryCopy(x, state, n * 4L, n * 4L);
+    private int _preparations;
+    private int _products;
+
+    /// <summary>Calls of <see cref="PrepareActivations"/> so far.</summary>
+    public int Preparations => _preparations;
+
+    /// <summary>Calls of <see cref="MatVec"/> so far.</summary>
+    public int Products => _products;
+
+    public override void PrepareActivations(float* x, int n, byte* state)
+    {
+        Interlocked.Increment(ref _preparations);
+        Buffer.MemoryCopy(x, state, n * 4L, n * 4L);
+    }
 
     public override void MatVec(byte* weights, long rowBytes, int rows, byte* state, int n, float* y)
     {
+        Interlocked.Increment(ref _products);
         for (var r = 0; r < rows; r++)
         {
             var row = (float*)(weights + r * rowBytes);

@@ -341,6 +341,22 @@ public sealed class KernelSelectorTests : IDisposable
     }
 
     [Fact]
+    public void The_real_timer_prepares_the_input_once_untimed_before_each_timed_product()
+    {
+        // In decode a matrix's weights come from memory but its input was just prepared, so each measurement first
+        // prepares the input untimed (leaving it in cache), then times a preparation and the product.
+        var m = _matrices.Add("real", 64, 256, 0.5f);
+        var kernel = new FakeKernel("counted", repacks: false);
+        using var timer = new PoolCandidateTimer(threads: 1);
+        unsafe
+        {
+            Assert.True(timer.Seconds(m, kernel, m.Data, tokens: 1) > 0);
+        }
+        Assert.Equal(2, kernel.Preparations);
+        Assert.Equal(1, kernel.Products);
+    }
+
+    [Fact]
     public void The_real_timer_measures_a_real_kernel_split_over_threads()
     {
         // No timing assertion: the measurement completes, is positive, and leaves the matrix untouched.
