@@ -176,20 +176,16 @@ public static unsafe partial class KernelTable
     private static MatVecKernel[] CreateRepacking(GgmlType weightType, InstructionSet isa)
     {
         var kernels = new List<MatVecKernel>();
-        // Untuned loads take the first that accepts a matrix: the order is the measured one (the interleaved Q4_0, Q4_1
-        // and Q2_K kernels beat the bit-serial tables, interleaved TQ2_0 the 5-trit tables, in decode and prefill).
-        // Registration order is also the tuner's order among near ties. For TQ1_0 the 5-trit tables come first: they
-        // read the file's bytes where TQ2_0's interleaved tiles read 22 % more, and at one thread they decoded faster on
-        // both hosts measured (Zen 5: 128.9 against 111.2 t/s; Intel, `bench -m llama-1b-TQ1_0.gguf -p 0 -n 64 -t 1 -r 3
-        // --kernel lut,auto,interleaved`, three runs: 80-85 % of the adjacent probes against 69-74 %, level in busier
-        // hours), while the tiles prefill faster (Intel pp128 118-130 against 90-100 t/s; Zen 5 level) and at two threads
-        // decoded faster on Zen 5 (177 against 154 t/s: a lead beyond the tuner's tie margin).
-        if (weightType == GgmlType.TQ1_0)
-            AddTernaryLutKernels(kernels, weightType, isa);
+        // Untuned loads take the first that accepts a matrix: the order is the measured one on this machine
+        // (the interleaved Q4_0, Q4_1 and Q2_K kernels beat the bit-serial tables, interleaved TQ2_0 the 5-trit tables,
+        // in decode and prefill).
         AddInterleavedKernels(kernels, weightType, isa);
-        if (weightType != GgmlType.TQ1_0)
-            AddTernaryLutKernels(kernels, weightType, isa);
+        AddTernaryLutKernels(kernels, weightType, isa);
         AddBitSerialLutKernels(kernels, weightType, isa);
+        // Registration order is also the tuner's order among near ties. TQ1_0 in TQ2_0's interleaved tiles (22 %
+        // more bytes) comes before the 5-trit tables: measured in one `bench --synthetic llama-1b:TQ1_0 -p 128 -n 64
+        // -t 1,2` run, it decoded 127.5 against 101.6 t/s at one thread and 223 against 179 at two, and its GEMM
+        // tiles prefilled 289 against 105 t/s.
         return [.. kernels];
     }
 
