@@ -122,18 +122,20 @@ internal sealed unsafe class PoolCandidateTimer(int threads) : ICandidateTimer, 
         // The activations' preparation is part of the cost: a lookup-table kernel's tables take 5-15 % of its product
         // on llama-1b shapes (more on a prompt batch), where a multiply-add kernel's int8 rows take under 1 %. It is
         // charged to every matrix, though Q/K/V (and gate/up) share one preparation in a forward pass.
-        public void Prepare()
-        {
-            _input.Bind(_source, _tokens, _columns);
-            _input.Get(_kernel, out _, _pool, out _);
-        }
-
         public void Run()
         {
-            _input.Bind(_source, _tokens, _columns);
-            var states = _input.Get(_kernel, out var stride, _pool, out var perThread);
+            var states = Prepared(out var stride, out var perThread);
             var y = (float*)Unsafe.AsPointer(ref _output[0]);
             _work.Run(_kernel, Weights, _rowBytes, _rows, _columns, states, stride, perThread, _tokens, y);
+        }
+
+        /// <summary>The preparation <see cref="Run"/> begins with, alone.</summary>
+        public void Prepare() => Prepared(out _, out _);
+
+        private byte* Prepared(out int stride, out bool perThread)
+        {
+            _input.Bind(_source, _tokens, _columns);
+            return _input.Get(_kernel, out stride, _pool, out perThread);
         }
     }
 }
